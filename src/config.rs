@@ -1,0 +1,270 @@
+//! Settings, read once from the environment (and `.env` when present).
+//!
+//! Every variable has a working local default except where a wrong default
+//! would be dangerous; an invalid value stops startup with a message naming
+//! the variable.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use phonenumber::country;
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid value for {var}: {reason}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub database_url: String,
+    pub redis_url: Option<String>,
+    pub host: String,
+    pub port: u16,
+    /// Actix worker threads; 0 means one per core.
+    pub workers: usize,
+    pub cache_ttl_seconds: u64,
+    pub cache_key_prefix: String,
+    pub jwt_secret: String,
+    pub jwt_ttl_seconds: u64,
+    pub phone_regions: Vec<country::Id>,
+    pub default_phone_region: country::Id,
+    pub db_pool_size: usize,
+    pub db_pool_wait_timeout: Duration,
+    pub db_connect_timeout: Duration,
+    pub run_migrations: bool,
+    pub log_format: LogFormat,
+}
+
+impl Settings {
+    /// Reads `.env` (if present) and then the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        // A missing .env is normal in production; a malformed one is not.
+        if let Err(err) = dotenvy::dotenv() {
+            if !err.not_found() {
+                return Err(ConfigError {
+                    var: ".env",
+                    reason: err.to_string(),
+                });
+            }
+        }
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Builds settings from any key lookup, so tests can pass a map.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+
+        let database_url = get("DATABASE_URL").ok_or(ConfigError {
+            var: "DATABASE_URL",
+            reason: "must be set, e.g. postgres://postgres@127.0.0.1:5432/content_api".into(),
+        })?;
+        if !(database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
+            return Err(ConfigError {
+                var: "DATABASE_URL",
+                reason: "must start with postgres:// or postgresql://".into(),
+            });
+        }
+        let redis_url = get("REDIS_URL");
+        if let Some(url) = &redis_url {
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                return Err(ConfigError {
+                    var: "REDIS_URL",
+                    reason: "must start with redis:// or rediss://".into(),
+                });
+            }
+        }
+
+        let jwt_secret = get("JWT_SECRET").ok_or(ConfigError {
+            var: "JWT_SECRET",
+            reason: "must be set (at least 32 characters)".into(),
+        })?;
+        if jwt_secret.len() < 32 {
+            return Err(ConfigError {
+                var: "JWT_SECRET",
+                reason: "must be at least 32 characters".into(),
+            });
+        }
+
+        let phone_regions: Vec<country::Id> = get("PHONE_REGIONS")
+            .unwrap_or_else(|| "NG".into())
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|code| parse_region("PHONE_REGIONS", code))
+            .collect::<Result<_, _>>()?;
+        if phone_regions.is_empty() {
+            return Err(ConfigError {
+                var: "PHONE_REGIONS",
+                reason: "must list at least one ISO 3166 region code".into(),
+            });
+        }
+        let default_phone_region = parse_region(
+            "DEFAULT_PHONE_REGION",
+            get("DEFAULT_PHONE_REGION").as_deref().unwrap_or("NG").trim(),
+        )?;
+
+        let log_format = match get("LOG_FORMAT").as_deref().map(str::trim) {
+            None | Some("json") => LogFormat::Json,
+            Some("pretty") => LogFormat::Pretty,
+            Some(other) => {
+                return Err(ConfigError {
+                    var: "LOG_FORMAT",
+                    reason: format!("expected json or pretty, got {other:?}"),
+                })
+            }
+        };
+
+        let db_pool_size = parse_or(&get, "DB_POOL_SIZE", 16usize)?;
+        if db_pool_size == 0 {
+            return Err(ConfigError {
+                var: "DB_POOL_SIZE",
+                reason: "must be at least 1".into(),
+            });
+        }
+        let jwt_ttl_seconds = parse_or(&get, "JWT_TTL_SECONDS", 3600u64)?;
+        if jwt_ttl_seconds == 0 {
+            return Err(ConfigError {
+                var: "JWT_TTL_SECONDS",
+                reason: "must be at least 1".into(),
+            });
+        }
+        let cache_ttl_seconds = parse_or(&get, "CACHE_TTL_SECONDS", 600u64)?;
+        if cache_ttl_seconds == 0 {
+            return Err(ConfigError {
+                var: "CACHE_TTL_SECONDS",
+                reason: "must be at least 1".into(),
+            });
+        }
+
+        Ok(Self {
+            database_url,
+            redis_url,
+            host: get("HOST").unwrap_or_else(|| "127.0.0.1".into()),
+            port: parse_or(&get, "PORT", 8080u16)?,
+            workers: parse_or(&get, "WORKERS", 0usize)?,
+            cache_ttl_seconds,
+            cache_key_prefix: lookup("CACHE_KEY_PREFIX").unwrap_or_default(),
+            jwt_secret,
+            jwt_ttl_seconds,
+            phone_regions,
+            default_phone_region,
+            db_pool_size,
+            db_pool_wait_timeout: Duration::from_millis(parse_or(
+                &get,
+                "DB_POOL_WAIT_TIMEOUT_MS",
+                1000u64,
+            )?),
+            db_connect_timeout: Duration::from_millis(parse_or(
+                &get,
+                "DB_CONNECT_TIMEOUT_MS",
+                1000u64,
+            )?),
+            run_migrations: parse_bool(&get, "RUN_MIGRATIONS", true)?,
+            log_format,
+        })
+    }
+}
+
+fn parse_or<T: FromStr>(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    default: T,
+) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    match get(var) {
+        None => Ok(default),
+        Some(raw) => raw.trim().parse().map_err(|err: T::Err| ConfigError {
+            var,
+            reason: format!("{raw:?}: {err}"),
+        }),
+    }
+}
+
+fn parse_bool(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    default: bool,
+) -> Result<bool, ConfigError> {
+    match get(var).map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+        None => Ok(default),
+        Some("true" | "1" | "yes") => Ok(true),
+        Some("false" | "0" | "no") => Ok(false),
+        Some(other) => Err(ConfigError {
+            var,
+            reason: format!("expected true or false, got {other:?}"),
+        }),
+    }
+}
+
+fn parse_region(var: &'static str, code: &str) -> Result<country::Id, ConfigError> {
+    country::Id::from_str(&code.to_ascii_uppercase()).map_err(|_| ConfigError {
+        var,
+        reason: format!("{code:?} is not an ISO 3166 region code"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let mut map: HashMap<String, String> = HashMap::from([
+            ("DATABASE_URL".into(), "postgres://postgres@127.0.0.1/x".into()),
+            ("JWT_SECRET".into(), "0123456789abcdef0123456789abcdef".into()),
+        ]);
+        for (k, v) in pairs {
+            map.insert((*k).into(), (*v).into());
+        }
+        Settings::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_are_the_contracts() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.port, 8080);
+        assert_eq!(s.cache_ttl_seconds, 600);
+        assert_eq!(s.jwt_ttl_seconds, 3600);
+        assert_eq!(s.phone_regions, vec![country::Id::NG]);
+        assert_eq!(s.default_phone_region, country::Id::NG);
+        assert_eq!(s.cache_key_prefix, "");
+        assert!(s.redis_url.is_none());
+    }
+
+    #[test]
+    fn invalid_values_name_their_variable() {
+        for (var, value) in [
+            ("PORT", "eighty"),
+            ("PHONE_REGIONS", "NG,XX"),
+            ("DEFAULT_PHONE_REGION", "ZZ"),
+            ("LOG_FORMAT", "xml"),
+            ("RUN_MIGRATIONS", "maybe"),
+            ("DB_POOL_SIZE", "0"),
+            ("JWT_SECRET", "short"),
+            ("DATABASE_URL", "mysql://x"),
+            ("REDIS_URL", "http://x"),
+            ("CACHE_TTL_SECONDS", "-1"),
+        ] {
+            let err = settings(&[(var, value)]).unwrap_err();
+            assert_eq!(err.var, var, "{value}");
+            assert!(err.to_string().contains(var));
+        }
+    }
+
+    #[test]
+    fn regions_are_parsed_case_insensitively() {
+        let s = settings(&[("PHONE_REGIONS", "ng, gb"), ("DEFAULT_PHONE_REGION", "gb")]).unwrap();
+        assert_eq!(s.phone_regions, vec![country::Id::NG, country::Id::GB]);
+        assert_eq!(s.default_phone_region, country::Id::GB);
+    }
+}

@@ -1,0 +1,175 @@
+//! PostgreSQL: pool, migrations, and the queries the domain needs.
+//! Nothing here knows about HTTP or the cache.
+
+pub mod contents;
+pub mod models;
+pub mod schema;
+pub mod users;
+
+use anyhow::Context;
+use deadpool_diesel::postgres::{Manager, Pool, Runtime};
+use diesel::prelude::*;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+use crate::config::Settings;
+
+pub type DbPool = Pool;
+
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+
+/// Serialises migration runs of several instances starting together.
+const MIGRATION_LOCK_KEY: i64 = 0x636f_6e74_656e_74;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The pool could not hand out a working connection in time.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// Carries the constraint (or unique index) name so callers can map it.
+    #[error("unique constraint {0} violated")]
+    UniqueViolation(String),
+    #[error(transparent)]
+    Query(DieselError),
+    #[error("database task failed: {0}")]
+    Task(String),
+}
+
+impl From<DieselError> for DbError {
+    fn from(err: DieselError) -> Self {
+        match err {
+            DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
+                DbError::UniqueViolation(info.constraint_name().unwrap_or_default().to_owned())
+            }
+            DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, info) => {
+                DbError::Unavailable(info.message().to_owned())
+            }
+            other => DbError::Query(other),
+        }
+    }
+}
+
+pub fn build_pool(settings: &Settings) -> anyhow::Result<DbPool> {
+    let manager = Manager::new(settings.database_url.as_str(), Runtime::Tokio1);
+    Pool::builder(manager)
+        .max_size(settings.db_pool_size)
+        .wait_timeout(Some(settings.db_pool_wait_timeout))
+        .create_timeout(Some(settings.db_connect_timeout))
+        .recycle_timeout(Some(settings.db_connect_timeout))
+        .runtime(Runtime::Tokio1)
+        .build()
+        .context("building the PostgreSQL pool")
+}
+
+/// Runs `query` on a pooled connection off the async executor.
+pub async fn interact<T, F>(pool: &DbPool, query: F) -> Result<T, DbError>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut PgConnection) -> Result<T, DbError> + Send + 'static,
+{
+    let conn = pool
+        .get()
+        .await
+        .map_err(|err| DbError::Unavailable(err.to_string()))?;
+    conn.interact(query)
+        .await
+        .map_err(|err| DbError::Task(err.to_string()))?
+}
+
+/// Splits a `postgres://…/name?…` URL into the database name and the same
+/// URL pointing at the `postgres` maintenance database.
+pub fn split_database_url(url: &str) -> anyhow::Result<(String, String)> {
+    let scheme_end = url.find("://").context("DATABASE_URL has no scheme")? + 3;
+    let (without_query, query) = match url.find('?') {
+        Some(q) => (&url[..q], &url[q..]),
+        None => (url, ""),
+    };
+    let slash = without_query[scheme_end..]
+        .find('/')
+        .map(|i| i + scheme_end)
+        .context("DATABASE_URL must name a database")?;
+    let name = &without_query[slash + 1..];
+    anyhow::ensure!(!name.is_empty(), "DATABASE_URL must name a database");
+    let maintenance = format!("{}/postgres{}", &without_query[..slash], query);
+    Ok((name.to_owned(), maintenance))
+}
+
+/// Creates the database named in `url` if it does not exist yet.
+pub fn ensure_database(url: &str) -> anyhow::Result<()> {
+    let (name, maintenance_url) = split_database_url(url)?;
+    let mut conn = PgConnection::establish(&maintenance_url)
+        .context("connecting to the maintenance database `postgres`")?;
+    create_database(&mut conn, &name, None)
+}
+
+/// `CREATE DATABASE name [TEMPLATE template]`, tolerating a concurrent creator.
+pub fn create_database(
+    conn: &mut PgConnection,
+    name: &str,
+    template: Option<&str>,
+) -> anyhow::Result<()> {
+    let exists = diesel::select(diesel::dsl::exists(
+        pg_database::table.filter(pg_database::datname.eq(name)),
+    ))
+    .get_result::<bool>(conn)?;
+    if exists {
+        return Ok(());
+    }
+    let mut sql = format!("CREATE DATABASE {}", quote_ident(name));
+    if let Some(template) = template {
+        sql.push_str(&format!(" TEMPLATE {}", quote_ident(template)));
+    }
+    match diesel::sql_query(sql).execute(conn) {
+        Ok(_) => Ok(()),
+        Err(DieselError::DatabaseError(_, info)) if info.message().contains("already exists") => {
+            Ok(())
+        }
+        Err(err) => Err(err).with_context(|| format!("creating database {name}")),
+    }
+}
+
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Applies pending embedded migrations, one instance at a time.
+pub fn run_migrations(url: &str) -> anyhow::Result<()> {
+    let mut conn = PgConnection::establish(url).context("connecting to run migrations")?;
+    diesel::sql_query("SELECT pg_advisory_lock($1)")
+        .bind::<diesel::sql_types::BigInt, _>(MIGRATION_LOCK_KEY)
+        .execute(&mut conn)?;
+    let outcome = conn
+        .run_pending_migrations(MIGRATIONS)
+        .map(|applied| applied.len())
+        .map_err(|err| anyhow::anyhow!("running migrations: {err}"));
+    diesel::sql_query("SELECT pg_advisory_unlock($1)")
+        .bind::<diesel::sql_types::BigInt, _>(MIGRATION_LOCK_KEY)
+        .execute(&mut conn)?;
+    let applied = outcome?;
+    tracing::info!(applied, "migrations up to date");
+    Ok(())
+}
+
+diesel::table! {
+    pg_database (datname) {
+        datname -> Text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_database_urls() {
+        assert_eq!(
+            split_database_url("postgres://u:p@h:5432/app?sslmode=disable").unwrap(),
+            (
+                "app".to_owned(),
+                "postgres://u:p@h:5432/postgres?sslmode=disable".to_owned()
+            )
+        );
+        assert!(split_database_url("postgres://h:5432").is_err());
+        assert!(split_database_url("postgres://h:5432/").is_err());
+    }
+}

@@ -1,0 +1,65 @@
+//! Rows as Diesel reads and writes them. Response shapes live in
+//! `domain::views`, so a column can change without changing the API.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+
+use super::schema::{contents, users};
+
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
+#[diesel(table_name = users, check_for_backend(diesel::pg::Pg))]
+pub struct UserRow {
+    pub id: i64,
+    pub name: String,
+    pub email: String,
+    pub phone_number: String,
+    pub country: String,
+    pub state: String,
+    pub role: String,
+    pub password_hash: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = users)]
+pub struct NewUserRow {
+    pub name: String,
+    pub email: String,
+    pub phone_number: String,
+    pub country: String,
+    pub state: String,
+    pub password_hash: String,
+}
+
+#[derive(Debug, Default, AsChangeset)]
+#[diesel(table_name = users)]
+pub struct UserChanges {
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub phone_number: Option<String>,
+    pub country: Option<String>,
+    pub state: Option<String>,
+}
+
+impl UserChanges {
+    pub fn is_empty(&self) -> bool {
+        self.name.is_none()
+            && self.email.is_none()
+            && self.phone_number.is_none()
+            && self.country.is_none()
+            && self.state.is_none()
+    }
+}
+
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable, Identifiable)]
+#[diesel(table_name = contents, check_for_backend(diesel::pg::Pg))]
+pub struct ContentRow {
+    pub id: i64,
+    pub title: String,
+    pub content: String,
+    pub image: Option<String>,
+    pub user_id: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}

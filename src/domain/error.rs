@@ -1,0 +1,64 @@
+use crate::db::{self, DbError};
+
+/// One field that broke a rule; all of them are reported at once.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct FieldError {
+    pub field: String,
+    pub code: &'static str,
+    pub message: String,
+}
+
+/// Every failure the service can answer with. `http::problem` renders each
+/// variant as an RFC 9457 problem; only `Internal` hides its detail.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{} field(s) are invalid", .0.len())]
+    Validation(Vec<FieldError>),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("This method is not allowed here; use {allow}")]
+    MethodNotAllowed { allow: &'static str },
+    #[error("request body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl AppError {
+    pub fn user_not_found(id: i64) -> Self {
+        AppError::NotFound(format!("User with id {id} not found"))
+    }
+
+    pub fn content_not_found(id: i64) -> Self {
+        AppError::NotFound(format!("Content with id {id} not found"))
+    }
+
+    pub fn forbidden() -> Self {
+        AppError::Forbidden("You are not allowed to change this resource".into())
+    }
+}
+
+impl From<DbError> for AppError {
+    fn from(err: DbError) -> Self {
+        match err {
+            DbError::Unavailable(reason) => AppError::Unavailable(reason),
+            DbError::UniqueViolation(constraint) if constraint == db::users::EMAIL_UNIQUE => {
+                AppError::BadRequest("Email already registered".into())
+            }
+            DbError::UniqueViolation(constraint) if constraint == db::users::PHONE_UNIQUE => {
+                AppError::BadRequest("Phone number already registered".into())
+            }
+            other => AppError::Internal(anyhow::Error::new(other)),
+        }
+    }
+}

@@ -1,0 +1,46 @@
+//! Rules and use cases. Knows PostgreSQL (through `db`) but not HTTP.
+
+pub mod auth;
+pub mod error;
+pub mod pagination;
+pub mod user_input;
+pub mod users;
+pub mod validation;
+pub mod views;
+
+use crate::config::Settings;
+use crate::db::DbPool;
+use auth::Tokens;
+use user_input::PhonePolicy;
+
+pub use error::{AppError, FieldError};
+
+/// Everything a use case needs, built once at startup and shared by all
+/// workers.
+pub struct AppContext {
+    pub pool: DbPool,
+    pub tokens: Tokens,
+    pub phones: PhonePolicy,
+    /// Verified against when a login names no user, so that a wrong email
+    /// costs the same time as a wrong password.
+    dummy_password_hash: String,
+}
+
+impl AppContext {
+    pub async fn new(settings: &Settings, pool: DbPool) -> anyhow::Result<Self> {
+        let phones = PhonePolicy {
+            allowed: settings.phone_regions.clone(),
+            default_region: settings.default_phone_region,
+        };
+        phones.warm_up();
+        let dummy_password_hash = auth::hash_password(uuid::Uuid::new_v4().to_string())
+            .await
+            .map_err(|err| anyhow::anyhow!("preparing the login hash: {err}"))?;
+        Ok(Self {
+            pool,
+            tokens: Tokens::new(&settings.jwt_secret, settings.jwt_ttl_seconds),
+            phones,
+            dummy_password_hash,
+        })
+    }
+}

@@ -1,0 +1,187 @@
+//! Use cases of §2: signup, login, reading and updating users.
+
+use std::collections::HashMap;
+
+use serde_json::{Map, Value};
+
+use super::auth::{self, Principal, Role};
+use super::pagination::{self, DEFAULT_LIMIT, MAX_LIMIT};
+use super::user_input::{Login, Signup};
+use super::validation::Fields;
+use super::views::{Content, LoginResponse, User, UserWithContents};
+use super::{AppContext, AppError};
+use crate::db::models::{NewUserRow, UserChanges};
+use crate::db::{self, models::UserRow};
+
+const DEFAULT_CONTENTS_LIMIT: i64 = 20;
+
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+/// `?limit=&cursor=&contents_limit=` of `GET /users`.
+pub struct UserListQuery {
+    after_id: Option<i64>,
+    limit: i64,
+    pub contents_limit: i64,
+}
+
+impl UserListQuery {
+    pub fn parse(params: Map<String, Value>) -> Result<Self, AppError> {
+        let mut fields = Fields::new(params);
+        let limit = fields.optional("limit", |raw| {
+            pagination::bounded(Some(&raw), DEFAULT_LIMIT, 1, MAX_LIMIT)
+        });
+        let after_id = fields.optional("cursor", |raw| pagination::decode_id_cursor(&raw));
+        let contents_limit = fields.optional("contents_limit", |raw| parse_contents_limit(&raw));
+        fields.finish()?;
+        Ok(Self {
+            after_id,
+            limit: limit.unwrap_or(DEFAULT_LIMIT),
+            contents_limit: contents_limit.unwrap_or(DEFAULT_CONTENTS_LIMIT),
+        })
+    }
+
+    pub fn limit(&self) -> i64 {
+        self.limit
+    }
+}
+
+/// `?contents_limit=` of `GET /users/{id}`.
+pub fn parse_contents_limit_param(params: Map<String, Value>) -> Result<i64, AppError> {
+    let mut fields = Fields::new(params);
+    let limit = fields.optional("contents_limit", |raw| parse_contents_limit(&raw));
+    fields.finish()?;
+    Ok(limit.unwrap_or(DEFAULT_CONTENTS_LIMIT))
+}
+
+fn parse_contents_limit(raw: &str) -> Result<i64, super::validation::Rule> {
+    pagination::bounded(Some(raw), DEFAULT_CONTENTS_LIMIT, 0, 100)
+}
+
+fn private_for(viewer: Option<Principal>, user_id: i64) -> bool {
+    viewer.is_some_and(|viewer| viewer.may_act_for(user_id))
+}
+
+pub async fn signup(ctx: &AppContext, input: Signup) -> Result<User, AppError> {
+    let password_hash = auth::hash_password(input.password.expose().to_owned()).await?;
+    let new_user = NewUserRow {
+        name: input.name,
+        email: input.email,
+        phone_number: input.phone_number,
+        country: input.country,
+        state: input.state,
+        password_hash,
+    };
+    // The unique constraints decide duplicate races; see AppError's From<DbError>.
+    let row = db::interact(&ctx.pool, move |conn| db::users::insert(conn, &new_user)).await?;
+    Ok(row.into())
+}
+
+pub async fn login(ctx: &AppContext, input: Login) -> Result<LoginResponse, AppError> {
+    let email = input.email;
+    let found = db::interact(&ctx.pool, move |conn| db::users::find_by_email(conn, &email)).await?;
+    let hash = found
+        .as_ref()
+        .map_or_else(|| ctx.dummy_password_hash.clone(), |user| user.password_hash.clone());
+    let password_matches = auth::verify_password(input.password, hash).await?;
+    match found {
+        Some(user) if password_matches => {
+            let principal = Principal {
+                user_id: user.id,
+                role: Role::from_column(&user.role),
+            };
+            Ok(LoginResponse {
+                access_token: ctx.tokens.issue(principal)?,
+                token_type: "Bearer",
+                expires_in: ctx.tokens.ttl_seconds,
+                user: user.into(),
+            })
+        }
+        _ => Err(AppError::Unauthorized("Invalid email or password".into())),
+    }
+}
+
+fn with_contents(
+    rows: Vec<UserRow>,
+    contents: Vec<crate::db::models::ContentRow>,
+    viewer: Option<Principal>,
+) -> Vec<UserWithContents> {
+    let mut by_user: HashMap<i64, Vec<Content>> = HashMap::new();
+    for item in contents {
+        by_user.entry(item.user_id).or_default().push(item.into());
+    }
+    rows.into_iter()
+        .map(|row| {
+            let private = private_for(viewer, row.id);
+            let contents = by_user.remove(&row.id).unwrap_or_default();
+            UserWithContents::new(row, private, contents)
+        })
+        .collect()
+}
+
+pub async fn list(
+    ctx: &AppContext,
+    viewer: Option<Principal>,
+    query: UserListQuery,
+) -> Result<Page<UserWithContents>, AppError> {
+    let UserListQuery {
+        after_id,
+        limit,
+        contents_limit,
+    } = query;
+    let (rows, has_more, contents) = db::interact(&ctx.pool, move |conn| {
+        // One extra row tells whether a next page exists.
+        let mut rows = db::users::page_after(conn, after_id, limit + 1)?;
+        let has_more = rows.len() as i64 > limit;
+        rows.truncate(limit as usize);
+        let ids: Vec<i64> = rows.iter().map(|row| row.id).collect();
+        let contents = db::contents::newest_for_users(conn, &ids, contents_limit)?;
+        Ok((rows, has_more, contents))
+    })
+    .await?;
+    let next_cursor = match rows.last() {
+        Some(last) if has_more => Some(pagination::encode_id_cursor(last.id)),
+        _ => None,
+    };
+    Ok(Page {
+        items: with_contents(rows, contents, viewer),
+        next_cursor,
+    })
+}
+
+pub async fn get(
+    ctx: &AppContext,
+    viewer: Option<Principal>,
+    id: i64,
+    contents_limit: i64,
+) -> Result<UserWithContents, AppError> {
+    let (row, contents) = db::interact(&ctx.pool, move |conn| {
+        let Some(row) = db::users::find(conn, id)? else {
+            return Ok((None, Vec::new()));
+        };
+        let contents = db::contents::newest_for_users(conn, &[id], contents_limit)?;
+        Ok((Some(row), contents))
+    })
+    .await?;
+    let row = row.ok_or_else(|| AppError::user_not_found(id))?;
+    Ok(with_contents(vec![row], contents, viewer)
+        .pop()
+        .expect("one row in, one view out"))
+}
+
+pub async fn update(
+    ctx: &AppContext,
+    principal: Principal,
+    id: i64,
+    changes: UserChanges,
+) -> Result<User, AppError> {
+    if !principal.may_act_for(id) {
+        return Err(AppError::forbidden());
+    }
+    let row = db::interact(&ctx.pool, move |conn| db::users::update(conn, id, &changes))
+        .await?
+        .ok_or_else(|| AppError::user_not_found(id))?;
+    Ok(row.into())
+}

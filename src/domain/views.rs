@@ -1,0 +1,147 @@
+//! Response shapes (the contract's `User`, `PublicUser`, `Content`, …),
+//! separate from the Diesel rows they are built from.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Serialize, Serializer};
+use utoipa::ToSchema;
+
+use crate::db::models::{ContentRow, UserRow};
+
+/// RFC 3339, UTC, always six fractional digits: `2026-11-22T10:04:05.123456Z`.
+fn timestamp<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&at.to_rfc3339_opts(SecondsFormat::Micros, true))
+}
+
+/// The private view: only the user themself or an admin sees it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct User {
+    pub id: i64,
+    pub name: String,
+    pub email: String,
+    /// E.164, e.g. `+2348012345678`.
+    pub phone_number: String,
+    pub country: String,
+    pub state: String,
+    #[serde(serialize_with = "timestamp")]
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<UserRow> for User {
+    fn from(row: UserRow) -> Self {
+        Self {
+            id: row.id,
+            name: row.name,
+            email: row.email,
+            phone_number: row.phone_number,
+            country: row.country,
+            state: row.state,
+            created_at: row.created_at,
+        }
+    }
+}
+
+/// What everyone else sees of a user: no email, no phone number.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PublicUser {
+    pub id: i64,
+    pub name: String,
+    pub country: String,
+    pub state: String,
+    #[serde(serialize_with = "timestamp")]
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<UserRow> for PublicUser {
+    fn from(row: UserRow) -> Self {
+        Self {
+            id: row.id,
+            name: row.name,
+            country: row.country,
+            state: row.state,
+            created_at: row.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Content {
+    pub id: i64,
+    pub title: String,
+    /// Absolute http(s) URL, or null.
+    pub image: Option<String>,
+    pub content: String,
+    pub user_id: i64,
+    #[serde(serialize_with = "timestamp")]
+    pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "timestamp")]
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<ContentRow> for Content {
+    fn from(row: ContentRow) -> Self {
+        Self {
+            id: row.id,
+            title: row.title,
+            image: row.image,
+            content: row.content,
+            user_id: row.user_id,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        }
+    }
+}
+
+/// A user (private view for self or admin, public view for everyone else)
+/// with their newest items.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserWithContents {
+    pub id: i64,
+    pub name: String,
+    /// Only in the private view (self or admin).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// Only in the private view (self or admin).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phone_number: Option<String>,
+    pub country: String,
+    pub state: String,
+    #[serde(serialize_with = "timestamp")]
+    pub created_at: DateTime<Utc>,
+    /// Newest first, at most `contents_limit`.
+    pub contents: Vec<Content>,
+}
+
+impl UserWithContents {
+    pub fn new(row: UserRow, private: bool, contents: Vec<Content>) -> Self {
+        let (email, phone_number) = if private {
+            (Some(row.email), Some(row.phone_number))
+        } else {
+            (None, None)
+        };
+        Self {
+            id: row.id,
+            name: row.name,
+            email,
+            phone_number,
+            country: row.country,
+            state: row.state,
+            created_at: row.created_at,
+            contents,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LoginResponse {
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: &'static str,
+    /// Seconds until the token expires (`JWT_TTL_SECONDS`).
+    pub expires_in: u64,
+    pub user: User,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Message {
+    pub message: &'static str,
+}

@@ -1,0 +1,156 @@
+//! Extractors that turn a request into validated inputs or an `AppError`.
+
+use std::future::{ready, Future, Ready};
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
+use serde_json::{Map, Value};
+
+use crate::domain::auth::Principal;
+use crate::domain::{AppContext, AppError};
+
+/// Largest accepted request body (§1).
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// A request body that is a JSON object. Field rules are checked by the
+/// domain's parsers, which see every field at once.
+pub struct JsonObject(pub Map<String, Value>);
+
+fn is_json(req: &HttpRequest) -> bool {
+    match req.mime_type() {
+        Ok(Some(mime)) => {
+            mime.type_() == "application"
+                && (mime.subtype() == "json" || mime.suffix().is_some_and(|s| s == "json"))
+        }
+        _ => false,
+    }
+}
+
+impl FromRequest for JsonObject {
+    type Error = AppError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, AppError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        if !is_json(req) {
+            return Box::pin(ready(Err(AppError::UnsupportedMediaType(
+                "Content-Type must be application/json".into(),
+            ))));
+        }
+        let body = web::Bytes::from_request(req, payload);
+        Box::pin(async move {
+            let bytes = body.await.map_err(|err| {
+                if err.as_response_error().status_code() == actix_web::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    AppError::PayloadTooLarge {
+                        limit: MAX_BODY_BYTES,
+                    }
+                } else {
+                    AppError::BadRequest("The request body could not be read".into())
+                }
+            })?;
+            match serde_json::from_slice::<Value>(&bytes) {
+                Ok(Value::Object(object)) => Ok(JsonObject(object)),
+                Ok(_) => Err(AppError::BadRequest(
+                    "The request body must be a JSON object".into(),
+                )),
+                Err(err) => Err(AppError::BadRequest(format!("Malformed JSON: {err}"))),
+            }
+        })
+    }
+}
+
+/// The query string as a map of strings, for the domain's parsers.
+pub struct QueryParams(pub Map<String, Value>);
+
+impl FromRequest for QueryParams {
+    type Error = AppError;
+    type Future = Ready<Result<Self, AppError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(
+            web::Query::<Vec<(String, String)>>::from_query(req.query_string())
+                .map(|query| {
+                    QueryParams(
+                        query
+                            .into_inner()
+                            .into_iter()
+                            .map(|(key, value)| (key, Value::String(value)))
+                            .collect(),
+                    )
+                })
+                .map_err(|_| AppError::BadRequest("Malformed query string".into())),
+        )
+    }
+}
+
+/// A positive integer `{id}` path segment; anything else is a route that
+/// does not exist (404), never a 500.
+pub struct PathId(pub i64);
+
+impl FromRequest for PathId {
+    type Error = AppError;
+    type Future = Ready<Result<Self, AppError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(
+            req.match_info()
+                .get("id")
+                .and_then(|raw| raw.parse::<i64>().ok())
+                .filter(|id| *id > 0)
+                .map(PathId)
+                .ok_or_else(|| route_not_found(req)),
+        )
+    }
+}
+
+pub fn route_not_found(req: &HttpRequest) -> AppError {
+    AppError::NotFound(format!("No route for {} {}", req.method(), req.path()))
+}
+
+fn context(req: &HttpRequest) -> &AppContext {
+    req.app_data::<web::Data<AppContext>>()
+        .expect("AppContext is registered by the app builder")
+}
+
+fn principal(req: &HttpRequest) -> Result<Option<Principal>, AppError> {
+    let Some(value) = req.headers().get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let malformed = || AppError::Unauthorized("Invalid or expired token".into());
+    let value = value.to_str().map_err(|_| malformed())?;
+    let (scheme, token) = value.split_once(' ').ok_or_else(malformed)?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(malformed());
+    }
+    context(req).tokens.verify(token.trim()).map(Some)
+}
+
+/// A valid bearer token is required.
+pub struct Auth(pub Principal);
+
+impl FromRequest for Auth {
+    type Error = AppError;
+    type Future = Ready<Result<Self, AppError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(principal(req).and_then(|found| {
+            found
+                .map(Auth)
+                .ok_or_else(|| AppError::Unauthorized("Not authenticated".into()))
+        }))
+    }
+}
+
+/// A bearer token is optional (it widens what the caller may see), but one
+/// that is sent must be valid.
+pub struct MaybeAuth(pub Option<Principal>);
+
+impl FromRequest for MaybeAuth {
+    type Error = AppError;
+    type Future = Ready<Result<Self, AppError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(principal(req).map(MaybeAuth))
+    }
+}

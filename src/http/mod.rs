@@ -1,0 +1,48 @@
+//! HTTP: routes, extractors, problem+json errors, request ids, OpenAPI.
+//! Handlers only translate between HTTP and the domain.
+
+pub mod extract;
+pub mod openapi;
+pub mod problem;
+pub mod request_id;
+pub mod root;
+pub mod users;
+
+use actix_web::{web, HttpRequest, HttpResponse, Resource};
+use utoipa::OpenApi;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::domain::AppError;
+
+/// A resource whose other methods answer 405 with `Allow`.
+fn resource(path: &str, allow: &'static str) -> Resource {
+    web::resource(path).default_service(web::to(move || async move {
+        Err::<HttpResponse, _>(AppError::MethodNotAllowed { allow })
+    }))
+}
+
+async fn unknown_route(req: HttpRequest) -> Result<HttpResponse, AppError> {
+    Err(extract::route_not_found(&req))
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/", "GET").route(web::get().to(root::index)))
+        .service(resource("/health/live", "GET").route(web::get().to(root::live)))
+        // Before the /api/v1 scope, which would otherwise claim /api/v1/openapi.json.
+        .service(
+            SwaggerUi::new("/docs/{_:.*}").url("/api/v1/openapi.json", openapi::ApiDoc::openapi()),
+        )
+        .service(
+            web::scope("/api/v1")
+                .service(resource("/signup", "POST").route(web::post().to(users::signup)))
+                .service(resource("/login", "POST").route(web::post().to(users::login)))
+                .service(resource("/users", "GET").route(web::get().to(users::list)))
+                .service(
+                    resource("/users/{id}", "GET, PUT, PATCH")
+                        .route(web::get().to(users::get))
+                        .route(web::put().to(users::update))
+                        .route(web::patch().to(users::update)),
+                ),
+        )
+        .default_service(web::to(unknown_route));
+}

@@ -1,0 +1,134 @@
+//! §2: signup, login and users.
+
+use actix_web::http::header;
+use actix_web::{web, HttpResponse};
+
+use super::extract::{Auth, JsonObject, MaybeAuth, PathId, QueryParams};
+use crate::domain::user_input::{parse_user_changes, Login, Signup};
+use crate::domain::users::{self, UserListQuery};
+use crate::domain::views::{LoginResponse, User, UserWithContents};
+use crate::domain::{AppContext, AppError};
+
+type Ctx = web::Data<AppContext>;
+
+/// Create an account. Answers the private view of the new user.
+#[utoipa::path(
+    post, path = "/api/v1/signup", tag = "users",
+    request_body = super::openapi::SignupRequest,
+    responses(
+        (status = 201, description = "Created", body = User,
+            headers(("Location" = String, description = "/api/v1/users/{id}"))),
+        (status = 400, description = "Malformed JSON, or `Email already registered` / `Phone number already registered`", body = super::problem::Problem),
+        (status = 415, body = super::problem::Problem),
+        (status = 422, description = "Every invalid field", body = super::problem::Problem),
+    )
+)]
+pub async fn signup(ctx: Ctx, body: JsonObject) -> Result<HttpResponse, AppError> {
+    let input = Signup::parse(body.0, &ctx.phones)?;
+    let user = users::signup(&ctx, input).await?;
+    Ok(HttpResponse::Created()
+        .insert_header((header::LOCATION, format!("/api/v1/users/{}", user.id)))
+        .json(user))
+}
+
+/// Exchange email and password for a bearer token.
+#[utoipa::path(
+    post, path = "/api/v1/login", tag = "users",
+    request_body = super::openapi::LoginRequest,
+    responses(
+        (status = 200, body = LoginResponse),
+        (status = 401, description = "`Invalid email or password`", body = super::problem::Problem),
+        (status = 422, body = super::problem::Problem),
+    )
+)]
+pub async fn login(ctx: Ctx, body: JsonObject) -> Result<HttpResponse, AppError> {
+    let input = Login::parse(body.0)?;
+    Ok(HttpResponse::Ok().json(users::login(&ctx, input).await?))
+}
+
+/// Users ordered by id, each with their newest items. Email and phone
+/// number appear only for the caller's own entry (or to an admin).
+#[utoipa::path(
+    get, path = "/api/v1/users", tag = "users",
+    params(
+        ("limit" = Option<i64>, Query, description = "1–100, default 20"),
+        ("cursor" = Option<String>, Query, description = "From the previous page's `Link: rel=\"next\"`"),
+        ("contents_limit" = Option<i64>, Query, description = "0–100, default 20"),
+    ),
+    responses(
+        (status = 200, body = Vec<UserWithContents>,
+            headers(("Link" = String, description = "`<…>; rel=\"next\"` when there is a next page"))),
+        (status = 401, description = "A bearer token was sent but is invalid", body = super::problem::Problem),
+        (status = 422, body = super::problem::Problem),
+    ),
+    security((), ("bearer" = []))
+)]
+pub async fn list(
+    ctx: Ctx,
+    viewer: MaybeAuth,
+    params: QueryParams,
+) -> Result<HttpResponse, AppError> {
+    let query = UserListQuery::parse(params.0)?;
+    let (limit, contents_limit) = (query.limit(), query.contents_limit);
+    let page = users::list(&ctx, viewer.0, query).await?;
+    let mut response = HttpResponse::Ok();
+    if let Some(cursor) = page.next_cursor {
+        response.insert_header((
+            header::LINK,
+            format!(
+                "</api/v1/users?limit={limit}&contents_limit={contents_limit}&cursor={cursor}>; rel=\"next\""
+            ),
+        ));
+    }
+    Ok(response.json(page.items))
+}
+
+/// One user with their newest items.
+#[utoipa::path(
+    get, path = "/api/v1/users/{id}", tag = "users",
+    params(
+        ("id" = i64, Path),
+        ("contents_limit" = Option<i64>, Query, description = "0–100, default 20"),
+    ),
+    responses(
+        (status = 200, body = UserWithContents),
+        (status = 404, description = "`User with id {id} not found`", body = super::problem::Problem),
+        (status = 422, body = super::problem::Problem),
+    ),
+    security((), ("bearer" = []))
+)]
+pub async fn get(
+    ctx: Ctx,
+    id: PathId,
+    viewer: MaybeAuth,
+    params: QueryParams,
+) -> Result<HttpResponse, AppError> {
+    let contents_limit = users::parse_contents_limit_param(params.0)?;
+    Ok(HttpResponse::Ok().json(users::get(&ctx, viewer.0, id.0, contents_limit).await?))
+}
+
+/// Change your own profile (or, as an admin, anyone's). Absent fields are
+/// left alone; `PUT` takes the same partial body as `PATCH`.
+#[utoipa::path(
+    patch, path = "/api/v1/users/{id}", tag = "users",
+    params(("id" = i64, Path)),
+    request_body = super::openapi::UserUpdateRequest,
+    responses(
+        (status = 200, body = User),
+        (status = 400, description = "Duplicate email or phone number", body = super::problem::Problem),
+        (status = 401, body = super::problem::Problem),
+        (status = 403, body = super::problem::Problem),
+        (status = 404, body = super::problem::Problem),
+        (status = 422, body = super::problem::Problem),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn update(
+    ctx: Ctx,
+    id: PathId,
+    auth: Auth,
+    body: JsonObject,
+) -> Result<HttpResponse, AppError> {
+    let changes = parse_user_changes(body.0, &ctx.phones)?;
+    Ok(HttpResponse::Ok().json(users::update(&ctx, auth.0, id.0, changes).await?))
+}

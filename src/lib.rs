@@ -1,0 +1,70 @@
+//! Content API: `http` → `domain` → `db`. This file builds the server from
+//! `Settings`, so `main.rs` and the integration tests run the same app.
+
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod http;
+pub mod telemetry;
+
+use std::net::TcpListener;
+
+use actix_web::dev::Server;
+use actix_web::middleware::{from_fn, ErrorHandlers};
+use actix_web::{web, App, HttpServer};
+use anyhow::Context;
+
+use config::Settings;
+use domain::AppContext;
+
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+impl Application {
+    /// Migrates (when `RUN_MIGRATIONS`), builds the pool and binds the
+    /// listener; `PORT=0` picks a free port (tests).
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        if settings.run_migrations {
+            let url = settings.database_url.clone();
+            tokio::task::spawn_blocking(move || {
+                db::ensure_database(&url)?;
+                db::run_migrations(&url)
+            })
+            .await??;
+        }
+        let pool = db::build_pool(&settings)?;
+        let context = web::Data::new(AppContext::new(&settings, pool).await?);
+
+        let listener = TcpListener::bind((settings.host.as_str(), settings.port))
+            .with_context(|| format!("binding {}:{}", settings.host, settings.port))?;
+        let port = listener.local_addr()?.port();
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(context.clone())
+                .app_data(web::PayloadConfig::new(http::extract::MAX_BODY_BYTES))
+                .configure(http::routes)
+                .wrap(ErrorHandlers::new().default_handler(http::problem::problem_for_other_errors))
+                .wrap(from_fn(http::request_id::request_id))
+        })
+        .listen(listener)?;
+        if settings.workers > 0 {
+            server = server.workers(settings.workers);
+        }
+        tracing::info!(port, "listening");
+        Ok(Self {
+            port,
+            server: server.run(),
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until SIGINT/SIGTERM, then finishes in-flight requests.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
