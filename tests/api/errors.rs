@@ -1,0 +1,184 @@
+//! §1: problem+json for every failure, actix's own included; request ids;
+//! PostgreSQL down → 503 fast.
+
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::helpers::{base_settings, problem, signup_body, TestApp};
+
+#[tokio::test]
+async fn malformed_json_is_a_400_problem() {
+    let app = TestApp::spawn().await;
+    let response = app
+        .request(Method::POST, "/api/v1/signup")
+        .header("content-type", "application/json")
+        .body("{\"name\": ")
+        .send()
+        .await
+        .unwrap();
+    let body = problem(response, 400).await;
+    assert!(body["detail"].as_str().unwrap().starts_with("Malformed JSON"));
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_an_object_is_a_400_problem() {
+    let app = TestApp::spawn().await;
+    for body in ["[1,2]", "\"text\"", "42", "null"] {
+        let response = app
+            .request(Method::POST, "/api/v1/signup")
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        problem(response, 400).await;
+    }
+}
+
+#[tokio::test]
+async fn a_wrong_content_type_is_a_415_problem() {
+    let app = TestApp::spawn().await;
+    for content_type in [Some("text/plain"), Some("application/x-www-form-urlencoded"), None] {
+        let mut request = app
+            .request(Method::POST, "/api/v1/signup")
+            .body(signup_body().to_string());
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        problem(request.send().await.unwrap(), 415).await;
+    }
+    // A JSON subtype with parameters is still JSON.
+    let response = app
+        .request(Method::POST, "/api/v1/signup")
+        .header("content-type", "application/json; charset=utf-8")
+        .body(signup_body().to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+}
+
+#[tokio::test]
+async fn a_body_over_one_mebibyte_is_a_413_problem() {
+    let app = TestApp::spawn().await;
+    let mut body = signup_body();
+    body["name"] = Value::String("x".repeat(1 << 20));
+    problem(app.signup(&body).await, 413).await;
+    // Just under the limit is read (and then judged on its fields).
+    body["name"] = Value::String("x".repeat((1 << 20) - 300));
+    problem(app.signup(&body).await, 422).await;
+}
+
+#[tokio::test]
+async fn unknown_routes_are_404_problems() {
+    let app = TestApp::spawn().await;
+    for path in ["/nope", "/api/v1/nope", "/api/v2/users"] {
+        problem(app.get(path).await, 404).await;
+    }
+}
+
+#[tokio::test]
+async fn bad_path_ids_are_404_never_500() {
+    let app = TestApp::spawn().await;
+    for id in ["abc", "0", "-1", "1.5", "99999999999999999999", "%20"] {
+        let response = app.get(&format!("/api/v1/users/{id}")).await;
+        problem(response, 404).await;
+    }
+}
+
+#[tokio::test]
+async fn wrong_methods_are_405_problems_with_allow() {
+    let app = TestApp::spawn().await;
+    for (method, path, allow) in [
+        (Method::DELETE, "/api/v1/users/1", "GET, PUT, PATCH"),
+        (Method::GET, "/api/v1/signup", "POST"),
+        (Method::PUT, "/api/v1/login", "POST"),
+        (Method::POST, "/api/v1/users", "GET"),
+        (Method::POST, "/", "GET"),
+    ] {
+        let response = app.request(method, path).send().await.unwrap();
+        assert_eq!(response.headers()["allow"], allow, "{path}");
+        problem(response, 405).await;
+    }
+}
+
+#[tokio::test]
+async fn request_ids_are_echoed_when_sane_and_replaced_otherwise() {
+    let app = TestApp::spawn().await;
+    let sane = "abc-123_X.y";
+    let response = app.request(Method::GET, "/").header("x-request-id", sane).send().await.unwrap();
+    assert_eq!(response.headers()["x-request-id"], sane);
+
+    for insane in ["has space", "semi;colon", &"a".repeat(129)] {
+        let response = app
+            .request(Method::GET, "/")
+            .header("x-request-id", insane)
+            .send()
+            .await
+            .unwrap();
+        let id = response.headers()["x-request-id"].to_str().unwrap();
+        assert_ne!(id, insane);
+        assert!(!id.is_empty());
+    }
+
+    let first = app.get("/").await.headers()["x-request-id"].clone();
+    let second = app.get("/").await.headers()["x-request-id"].clone();
+    assert_ne!(first, second, "fresh ids are unique");
+
+    // Error responses carry it too (checked inside `problem`).
+    problem(app.get("/nope").await, 404).await;
+}
+
+#[tokio::test]
+async fn an_internal_error_reveals_nothing() {
+    let app = TestApp::spawn().await;
+    app.new_user().await;
+    // Break the schema behind the service's back.
+    app.sql("ALTER TABLE users RENAME COLUMN country TO country_gone");
+    let body = problem(app.get("/api/v1/users").await, 500).await;
+    let text = body.to_string();
+    for leak in ["country", "column", "SELECT", "users", "diesel"] {
+        assert!(!text.contains(leak), "{leak} leaked: {text}");
+    }
+}
+
+/// A closed port: PostgreSQL is unreachable.
+async fn app_without_database() -> TestApp {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let settings = base_settings(format!("postgres://postgres@127.0.0.1:{port}/content_api"));
+    TestApp::start(settings, None).await
+}
+
+#[tokio::test]
+async fn postgres_unreachable_is_a_503_within_two_seconds() {
+    let app = app_without_database().await;
+    let requests = [
+        (Method::GET, "/api/v1/users", None),
+        (Method::GET, "/api/v1/users/1", None),
+        (Method::POST, "/api/v1/signup", Some(signup_body())),
+        (
+            Method::POST,
+            "/api/v1/login",
+            Some(json!({"email": "a@example.com", "password": "whatever1"})),
+        ),
+    ];
+    for (method, path, body) in requests {
+        let started = Instant::now();
+        let mut request = app.request(method, path);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        assert!(started.elapsed() < Duration::from_secs(2), "{path} answered fast");
+        assert_eq!(response.headers()["retry-after"], "2");
+        let body = problem(response, 503).await;
+        assert!(!body.to_string().contains("127.0.0.1"), "no connection details");
+    }
+    // The process itself still serves.
+    assert_eq!(app.get("/health/live").await.status(), 200);
+}

@@ -1,0 +1,283 @@
+//! A real server on port 0 per test, each with its own PostgreSQL database
+//! cloned from a migrated template (fast), dropped again at the end.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+use content_api::config::Settings;
+use content_api::db;
+use content_api::Application;
+use diesel::prelude::*;
+use reqwest::{Method, RequestBuilder, Response};
+use serde_json::{json, Value};
+
+pub const TEST_JWT_SECRET: &str = "integration-test-secret-0123456789abcdef";
+
+fn server_url() -> String {
+    std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+fn database_url(name: &str) -> String {
+    format!("{}/{name}", server_url())
+}
+
+fn maintenance_connection() -> PgConnection {
+    PgConnection::establish(&database_url("postgres")).expect("PostgreSQL answers on TEST_POSTGRES_URL")
+}
+
+/// The template is named after a hash of the migrations, so a changed
+/// migration builds a new one; building is serialised across test
+/// processes by an advisory lock, and published by an atomic rename.
+fn template() -> &'static str {
+    static TEMPLATE: OnceLock<String> = OnceLock::new();
+    TEMPLATE.get_or_init(|| {
+        let mut files: Vec<_> = walk(std::path::Path::new("migrations"));
+        files.sort();
+        let mut hasher = DefaultHasher::new();
+        for file in &files {
+            file.hash(&mut hasher);
+            std::fs::read(file).unwrap().hash(&mut hasher);
+        }
+        let name = format!("content_api_tpl_{:016x}", hasher.finish());
+        let mut conn = maintenance_connection();
+        diesel::sql_query("SELECT pg_advisory_lock(8675309)").execute(&mut conn).unwrap();
+        let exists: bool = diesel::select(diesel::dsl::sql::<diesel::sql_types::Bool>(&format!(
+            "EXISTS (SELECT 1 FROM pg_database WHERE datname = '{name}')"
+        )))
+        .get_result(&mut conn)
+        .unwrap();
+        if !exists {
+            let building = format!("{name}_building");
+            diesel::sql_query(format!("DROP DATABASE IF EXISTS {building} WITH (FORCE)"))
+                .execute(&mut conn)
+                .unwrap();
+            db::create_database(&mut conn, &building, None).unwrap();
+            db::run_migrations(&database_url(&building)).unwrap();
+            diesel::sql_query(format!("ALTER DATABASE {building} RENAME TO {name}"))
+                .execute(&mut conn)
+                .unwrap();
+        }
+        diesel::sql_query("SELECT pg_advisory_unlock(8675309)").execute(&mut conn).unwrap();
+        name
+    })
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+pub fn base_settings(database_url: String) -> Settings {
+    Settings::from_lookup(|key| {
+        Some(
+            match key {
+                "DATABASE_URL" => database_url.as_str(),
+                "JWT_SECRET" => TEST_JWT_SECRET,
+                "PORT" => "0",
+                "WORKERS" => "1",
+                "RUN_MIGRATIONS" => "false",
+                "DB_POOL_SIZE" => "8",
+                _ => return None,
+            }
+            .to_owned(),
+        )
+    })
+    .expect("test settings are valid")
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub database: Option<String>,
+    pub settings: Settings,
+}
+
+impl TestApp {
+    /// A server on a fresh database with default test settings.
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// Like `spawn`, with settings changed before the server is built.
+    pub async fn spawn_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
+        let name = format!("content_api_test_{}", uuid::Uuid::new_v4().simple());
+        let clone_name = name.clone();
+        tokio::task::spawn_blocking(move || {
+            let template = template();
+            db::create_database(&mut maintenance_connection(), &clone_name, Some(template))
+        })
+        .await
+        .unwrap()
+        .expect("cloning the template database");
+        let mut settings = base_settings(database_url(&name));
+        customize(&mut settings);
+        Self::start(settings, Some(name)).await
+    }
+
+    /// A server with exactly these settings and no database of its own.
+    pub async fn start(settings: Settings, database: Option<String>) -> TestApp {
+        let app = Application::build(settings.clone())
+            .await
+            .expect("the application builds");
+        let address = format!("http://127.0.0.1:{}", app.port());
+        tokio::spawn(app.run_until_stopped());
+        TestApp {
+            address,
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            database,
+            settings,
+        }
+    }
+
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client.request(method, format!("{}{path}", self.address))
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.request(Method::GET, path).send().await.unwrap()
+    }
+
+    pub async fn get_as(&self, path: &str, token: &str) -> Response {
+        self.request(Method::GET, path).bearer_auth(token).send().await.unwrap()
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> Response {
+        self.request(Method::POST, path).json(body).send().await.unwrap()
+    }
+
+    pub async fn signup(&self, body: &Value) -> Response {
+        self.post_json("/api/v1/signup", body).await
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Response {
+        self.post_json("/api/v1/login", &json!({"email": email, "password": password}))
+            .await
+    }
+
+    /// Signs up a fresh user and logs in.
+    pub async fn new_user(&self) -> TestUser {
+        let body = signup_body();
+        let response = self.signup(&body).await;
+        assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+        let user: Value = response.json().await.unwrap();
+        let email = body["email"].as_str().unwrap().to_owned();
+        let password = body["password"].as_str().unwrap().to_owned();
+        let login: Value = self.login(&email, &password).await.json().await.unwrap();
+        TestUser {
+            id: user["id"].as_i64().unwrap(),
+            email,
+            password,
+            token: login["access_token"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// A fresh user promoted to admin (there is no API for that, by design).
+    pub async fn new_admin(&self) -> TestUser {
+        let user = self.new_user().await;
+        self.sql(&format!("UPDATE users SET role = 'admin' WHERE id = {}", user.id));
+        let login: Value = self.login(&user.email, &user.password).await.json().await.unwrap();
+        TestUser {
+            token: login["access_token"].as_str().unwrap().to_owned(),
+            ..user
+        }
+    }
+
+    /// Runs SQL on this test's own database.
+    pub fn sql(&self, statement: &str) -> usize {
+        let mut conn = PgConnection::establish(&self.settings.database_url).unwrap();
+        diesel::sql_query(statement).execute(&mut conn).unwrap()
+    }
+
+    /// A single text value from this test's own database.
+    pub fn sql_text(&self, query: &str) -> String {
+        let mut conn = PgConnection::establish(&self.settings.database_url).unwrap();
+        diesel::select(diesel::dsl::sql::<diesel::sql_types::Text>(query))
+            .get_result(&mut conn)
+            .unwrap()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(name) = self.database.take() {
+            // Blocking on purpose: the database must be gone before the next
+            // test process starts counting. FORCE ends the pool's sessions.
+            let _ = std::thread::spawn(move || {
+                let mut conn = maintenance_connection();
+                diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn)
+            })
+            .join();
+        }
+    }
+}
+
+pub struct TestUser {
+    pub id: i64,
+    pub email: String,
+    pub password: String,
+    pub token: String,
+}
+
+/// A distinct, valid Nigerian mobile number each call.
+pub fn unique_phone() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let seed = (uuid::Uuid::new_v4().as_u128() % 9_000_000) as u64;
+    let n = (seed + NEXT.fetch_add(1, Ordering::Relaxed)) % 10_000_000;
+    format!("+234803{n:07}")
+}
+
+pub fn unique_email() -> String {
+    format!("user-{}@example.com", uuid::Uuid::new_v4().simple())
+}
+
+/// A valid signup body with a unique email and phone number.
+pub fn signup_body() -> Value {
+    json!({
+        "name": "Chloé Adé",
+        "email": unique_email(),
+        "phone_number": unique_phone(),
+        "country": "Nigeria",
+        "state": "Lagos",
+        "password": "correct horse battery",
+    })
+}
+
+/// Asserts a problem+json response and returns its body.
+pub async fn problem(response: Response, status: u16) -> Value {
+    assert_eq!(response.status(), status);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json",
+        "errors are RFC 9457 problems"
+    );
+    assert!(response.headers().contains_key("x-request-id"));
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], status);
+    assert!(body["type"].as_str().unwrap().contains("/problems/"));
+    assert!(body["title"].is_string());
+    assert!(body["detail"].is_string());
+    body
+}
+
+/// The `field` names of a 422 problem, in order.
+pub fn invalid_fields(problem: &Value) -> Vec<String> {
+    problem["errors"]
+        .as_array()
+        .expect("a 422 lists its errors")
+        .iter()
+        .map(|e| e["field"].as_str().unwrap().to_owned())
+        .collect()
+}

@@ -1,0 +1,55 @@
+use serde_json::Value;
+
+use crate::helpers::TestApp;
+
+#[tokio::test]
+async fn root_answers_up_and_running() {
+    let app = TestApp::spawn().await;
+    let response = app.get("/").await;
+    assert_eq!(response.status(), 200);
+    assert!(response.headers().contains_key("x-request-id"));
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body, serde_json::json!({"message": "Up and running"}));
+}
+
+#[tokio::test]
+async fn liveness_answers_200() {
+    let app = TestApp::spawn().await;
+    assert_eq!(app.get("/health/live").await.status(), 200);
+}
+
+#[tokio::test]
+async fn openapi_document_covers_the_user_endpoints() {
+    let app = TestApp::spawn().await;
+    let response = app.get("/api/v1/openapi.json").await;
+    assert_eq!(response.status(), 200);
+    let doc: Value = response.json().await.unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    for path in ["/", "/api/v1/signup", "/api/v1/login", "/api/v1/users", "/api/v1/users/{id}"] {
+        assert!(doc["paths"][path].is_object(), "{path} is documented");
+    }
+    assert!(doc["paths"]["/api/v1/users/{id}"]["patch"].is_object());
+    assert!(doc["components"]["schemas"]["Problem"].is_object());
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+}
+
+#[tokio::test]
+async fn swagger_ui_is_served_without_other_hosts() {
+    let app = TestApp::spawn().await;
+    let page = app.get("/docs/").await;
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("swagger-ui"));
+    for asset in ["/docs/swagger-ui.css", "/docs/swagger-ui-bundle.js", "/docs/swagger-initializer.js"] {
+        let response = app.get(asset).await;
+        assert_eq!(response.status(), 200, "{asset} is served locally");
+        let text = response.text().await.unwrap();
+        if asset.ends_with("initializer.js") {
+            assert!(text.contains("/api/v1/openapi.json"));
+        }
+    }
+    // Every script, stylesheet and font reference is relative (no other host).
+    for attribute in ["src=\"http", "href=\"http", "src=\"//", "href=\"//"] {
+        assert!(!html.contains(attribute), "no external {attribute}");
+    }
+}
