@@ -32,6 +32,10 @@ pub struct Settings {
     pub workers: usize,
     pub cache_ttl_seconds: u64,
     pub cache_key_prefix: String,
+    /// A Redis call slower than this counts as a failure (default 50 ms).
+    pub redis_timeout: Duration,
+    /// `Cache-Control` of cached reads.
+    pub cache_control: String,
     pub jwt_secret: String,
     pub jwt_ttl_seconds: u64,
     pub phone_regions: Vec<country::Id>,
@@ -152,6 +156,9 @@ impl Settings {
             workers: parse_or(&get, "WORKERS", 0usize)?,
             cache_ttl_seconds,
             cache_key_prefix: lookup("CACHE_KEY_PREFIX").unwrap_or_default(),
+            redis_timeout: Duration::from_millis(parse_or(&get, "REDIS_TIMEOUT_MS", 50u64)?),
+            cache_control: get("CACHE_CONTROL")
+                .unwrap_or_else(|| "public, max-age=0, must-revalidate".into()),
             jwt_secret,
             jwt_ttl_seconds,
             phone_regions,
@@ -239,6 +246,8 @@ mod tests {
         assert_eq!(s.default_phone_region, country::Id::NG);
         assert_eq!(s.cache_key_prefix, "");
         assert!(s.redis_url.is_none());
+        assert_eq!(s.redis_timeout, Duration::from_millis(50));
+        assert_eq!(s.cache_control, "public, max-age=0, must-revalidate");
     }
 
     #[test]
@@ -254,6 +263,7 @@ mod tests {
             ("DATABASE_URL", "mysql://x"),
             ("REDIS_URL", "http://x"),
             ("CACHE_TTL_SECONDS", "-1"),
+            ("REDIS_TIMEOUT_MS", "fast"),
         ] {
             let err = settings(&[(var, value)]).unwrap_err();
             assert_eq!(err.var, var, "{value}");

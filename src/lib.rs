@@ -1,6 +1,7 @@
 //! Content API: `http` → `domain` → `db`. This file builds the server from
 //! `Settings`, so `main.rs` and the integration tests run the same app.
 
+pub mod cache;
 pub mod config;
 pub mod db;
 pub mod domain;
@@ -14,8 +15,14 @@ use actix_web::middleware::{from_fn, ErrorHandlers};
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 
+use std::time::Duration;
+
+use cache::{Cache, CacheSettings};
 use config::Settings;
-use domain::AppContext;
+use domain::{AppContext, Hooks};
+
+/// How long startup waits for a reachable Redis before serving without it.
+const REDIS_STARTUP_WAIT: Duration = Duration::from_secs(1);
 
 pub struct Application {
     port: u16,
@@ -26,6 +33,11 @@ impl Application {
     /// Migrates (when `RUN_MIGRATIONS`), builds the pool and binds the
     /// listener; `PORT=0` picks a free port (tests).
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        Self::build_with_hooks(settings, Hooks::default()).await
+    }
+
+    /// `build`, with test seams installed.
+    pub async fn build_with_hooks(settings: Settings, hooks: Hooks) -> anyhow::Result<Self> {
         if settings.run_migrations {
             let url = settings.database_url.clone();
             tokio::task::spawn_blocking(move || {
@@ -35,14 +47,26 @@ impl Application {
             .await??;
         }
         let pool = db::build_pool(&settings)?;
-        let context = web::Data::new(AppContext::new(&settings, pool).await?);
+        let cache = Cache::new(CacheSettings {
+            redis_url: settings.redis_url.as_deref(),
+            key_prefix: &settings.cache_key_prefix,
+            ttl_seconds: settings.cache_ttl_seconds,
+            timeout: settings.redis_timeout,
+        })?;
+        cache.connect(REDIS_STARTUP_WAIT).await;
+        let context = web::Data::new(AppContext::new(&settings, pool, cache, hooks).await?);
 
+        let read_policy = web::Data::new(http::contents::ReadCachePolicy {
+            cache_control: actix_web::http::header::HeaderValue::from_str(&settings.cache_control)
+                .context("CACHE_CONTROL is not a valid header value")?,
+        });
         let listener = TcpListener::bind((settings.host.as_str(), settings.port))
             .with_context(|| format!("binding {}:{}", settings.host, settings.port))?;
         let port = listener.local_addr()?.port();
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(context.clone())
+                .app_data(read_policy.clone())
                 .app_data(web::PayloadConfig::new(http::extract::MAX_BODY_BYTES))
                 .configure(http::routes)
                 .wrap(ErrorHandlers::new().default_handler(http::problem::problem_for_other_errors))

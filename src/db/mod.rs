@@ -29,6 +29,8 @@ pub enum DbError {
     /// Carries the constraint (or unique index) name so callers can map it.
     #[error("unique constraint {0} violated")]
     UniqueViolation(String),
+    #[error("foreign key {0} violated")]
+    ForeignKeyViolation(String),
     #[error(transparent)]
     Query(DieselError),
     #[error("database task failed: {0}")]
@@ -40,6 +42,9 @@ impl From<DieselError> for DbError {
         match err {
             DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
                 DbError::UniqueViolation(info.constraint_name().unwrap_or_default().to_owned())
+            }
+            DieselError::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, info) => {
+                DbError::ForeignKeyViolation(info.constraint_name().unwrap_or_default().to_owned())
             }
             DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, info) => {
                 DbError::Unavailable(info.message().to_owned())

@@ -63,3 +63,67 @@ pub struct ContentRow {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = contents)]
+pub struct NewContentRow {
+    pub title: String,
+    pub content: String,
+    pub image: Option<String>,
+    pub user_id: i64,
+}
+
+/// `None` leaves a column alone; `image: Some(None)` clears it.
+#[derive(Debug, Default, AsChangeset)]
+#[diesel(table_name = contents)]
+pub struct ContentChanges {
+    pub title: Option<String>,
+    pub content: Option<String>,
+    pub image: Option<Option<String>>,
+}
+
+impl ContentChanges {
+    pub fn is_empty(&self) -> bool {
+        self.title.is_none() && self.content.is_none() && self.image.is_none()
+    }
+}
+
+/// The columns of a user that the public view shows.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = users, check_for_backend(diesel::pg::Pg))]
+pub struct AuthorRow {
+    pub id: i64,
+    pub name: String,
+    pub country: String,
+    pub state: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A listing row: the item, its author and (for searches) its rank.
+#[derive(Debug, QueryableByName)]
+pub struct ListingRow {
+    #[diesel(embed)]
+    pub content: ContentRow,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub author_name: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub author_country: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub author_state: String,
+    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+    pub author_created_at: DateTime<Utc>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Float4>)]
+    pub rank: Option<f32>,
+}
+
+impl ListingRow {
+    pub fn author(&self) -> AuthorRow {
+        AuthorRow {
+            id: self.content.user_id,
+            name: self.author_name.clone(),
+            country: self.author_country.clone(),
+            state: self.author_state.clone(),
+            created_at: self.author_created_at,
+        }
+    }
+}

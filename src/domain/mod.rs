@@ -1,6 +1,8 @@
 //! Rules and use cases. Knows PostgreSQL (through `db`) but not HTTP.
 
 pub mod auth;
+pub mod content_input;
+pub mod contents;
 pub mod error;
 pub mod pagination;
 pub mod user_input;
@@ -8,6 +10,11 @@ pub mod users;
 pub mod validation;
 pub mod views;
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use crate::cache::Cache;
 use crate::config::Settings;
 use crate::db::DbPool;
 use auth::Tokens;
@@ -19,6 +26,8 @@ pub use error::{AppError, FieldError};
 /// workers.
 pub struct AppContext {
     pub pool: DbPool,
+    pub cache: Cache,
+    pub hooks: Hooks,
     pub tokens: Tokens,
     pub phones: PhonePolicy,
     /// Verified against when a login names no user, so that a wrong email
@@ -27,7 +36,12 @@ pub struct AppContext {
 }
 
 impl AppContext {
-    pub async fn new(settings: &Settings, pool: DbPool) -> anyhow::Result<Self> {
+    pub async fn new(
+        settings: &Settings,
+        pool: DbPool,
+        cache: Cache,
+        hooks: Hooks,
+    ) -> anyhow::Result<Self> {
         let phones = PhonePolicy {
             allowed: settings.phone_regions.clone(),
             default_region: settings.default_phone_region,
@@ -38,9 +52,30 @@ impl AppContext {
             .map_err(|err| anyhow::anyhow!("preparing the login hash: {err}"))?;
         Ok(Self {
             pool,
+            cache,
+            hooks,
             tokens: Tokens::new(&settings.jwt_secret, settings.jwt_ttl_seconds),
             phones,
             dummy_password_hash,
         })
+    }
+}
+
+/// A pause point: called with a cache key, it may hold the request.
+pub type PauseHook = Arc<dyn Fn(String) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+/// Seams for tests that must order concurrent requests deterministically
+/// (e.g. hold a reader between its database read and its cache store).
+/// Production builds leave them empty; an empty hook costs one branch.
+#[derive(Clone, Default)]
+pub struct Hooks {
+    pub before_cache_store: Option<PauseHook>,
+}
+
+impl Hooks {
+    pub async fn before_cache_store(&self, key: &str) {
+        if let Some(hook) = &self.before_cache_store {
+            hook(key.to_owned()).await;
+        }
     }
 }

@@ -3,7 +3,10 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 
+use chrono::DateTime;
+
 use super::validation::Rule;
+use crate::db::contents::After;
 
 pub const DEFAULT_LIMIT: i64 = 20;
 pub const MAX_LIMIT: i64 = 100;
@@ -40,9 +43,55 @@ pub fn decode_id_cursor(raw: &str) -> Result<i64, Rule> {
         .ok_or_else(invalid_cursor)
 }
 
+/// Cursor over content listings: where the previous page ended, in the
+/// listing's own order (time, or rank for a search).
+pub fn encode_content_cursor(after: After) -> String {
+    let text = match after {
+        After::Time(at, id) => format!("t:{}:{id}", at.timestamp_micros()),
+        After::Rank(rank, id) => format!("r:{:08x}:{id}", rank.to_bits()),
+    };
+    URL_SAFE_NO_PAD.encode(text)
+}
+
+pub fn decode_content_cursor(raw: &str) -> Result<After, Rule> {
+    let bytes = URL_SAFE_NO_PAD.decode(raw.trim()).map_err(|_| invalid_cursor())?;
+    let text = String::from_utf8(bytes).map_err(|_| invalid_cursor())?;
+    let mut parts = text.splitn(3, ':');
+    let (Some(kind), Some(position), Some(id)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(invalid_cursor());
+    };
+    let id = id.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(invalid_cursor)?;
+    match kind {
+        "t" => position
+            .parse::<i64>()
+            .ok()
+            .and_then(DateTime::from_timestamp_micros)
+            .map(|at| After::Time(at, id))
+            .ok_or_else(invalid_cursor),
+        "r" => u32::from_str_radix(position, 16)
+            .ok()
+            .map(f32::from_bits)
+            .filter(|rank| rank.is_finite())
+            .map(|rank| After::Rank(rank, id))
+            .ok_or_else(invalid_cursor),
+        _ => Err(invalid_cursor()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn content_cursors_round_trip_exactly() {
+        let at = DateTime::from_timestamp_micros(1_795_311_370_478_880).unwrap();
+        for after in [After::Time(at, 9), After::Rank(0.0607927, 12)] {
+            assert_eq!(decode_content_cursor(&encode_content_cursor(after)).unwrap(), after);
+        }
+        for bad in ["", "dDox", "eDoxOjE", "dDp4OjE", "cjp6ejox"] {
+            assert!(decode_content_cursor(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn limits_are_bounded() {

@@ -180,8 +180,15 @@ pub async fn update(
     if !principal.may_act_for(id) {
         return Err(AppError::forbidden());
     }
-    let row = db::interact(&ctx.pool, move |conn| db::users::update(conn, id, &changes))
-        .await?
-        .ok_or_else(|| AppError::user_not_found(id))?;
+    let (row, content_ids) = db::interact(&ctx.pool, move |conn| {
+        let Some(row) = db::users::update(conn, id, &changes)? else {
+            return Ok((None, Vec::new()));
+        };
+        Ok((Some(row), db::contents::ids_of_user(conn, id)?))
+    })
+    .await?;
+    let row = row.ok_or_else(|| AppError::user_not_found(id))?;
+    // Cached items and listings embed the author's public view.
+    ctx.cache.invalidate(&content_ids).await;
     Ok(row.into())
 }

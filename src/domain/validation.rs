@@ -46,6 +46,7 @@ enum Raw {
     Absent,
     Null,
     Text(String),
+    Number(serde_json::Number),
 }
 
 impl Fields {
@@ -69,11 +70,17 @@ impl Fields {
             None => Some(Raw::Absent),
             Some(Value::Null) => Some(Raw::Null),
             Some(Value::String(text)) => Some(Raw::Text(text)),
+            Some(Value::Number(number)) => Some(Raw::Number(number)),
             Some(_) => {
                 self.fail(field, Rule::new("type", "value is not a valid string"));
                 None
             }
         }
+    }
+
+    fn not_a_string<T>(&mut self, field: &str) -> Option<T> {
+        self.fail(field, Rule::new("type", "value is not a valid string"));
+        None
     }
 
     fn check<T>(
@@ -97,6 +104,7 @@ impl Fields {
                 None
             }
             Raw::Text(text) => self.check(field, text, parse),
+            Raw::Number(_) => self.not_a_string(field),
         }
     }
 
@@ -113,6 +121,25 @@ impl Fields {
                 None
             }
             Raw::Text(text) => self.check(field, text, parse),
+            Raw::Number(_) => self.not_a_string(field),
+        }
+    }
+
+    /// An optional positive integer id (a JSON number); null means absent.
+    pub fn optional_id(&mut self, field: &str) -> Option<i64> {
+        match self.take(field)? {
+            Raw::Absent | Raw::Null => None,
+            Raw::Number(number) => match number.as_i64().filter(|id| *id > 0) {
+                Some(id) => Some(id),
+                None => {
+                    self.fail(field, Rule::new("id", "value is not a positive integer id"));
+                    None
+                }
+            },
+            Raw::Text(_) => {
+                self.fail(field, Rule::new("type", "value is not a valid integer"));
+                None
+            }
         }
     }
 
@@ -126,6 +153,7 @@ impl Fields {
             None | Some(Raw::Absent) => Patch::Keep,
             Some(Raw::Null) => Patch::Clear,
             Some(Raw::Text(text)) => self.check(field, text, parse).map_or(Patch::Keep, Patch::Set),
+            Some(Raw::Number(_)) => self.not_a_string(field).map_or(Patch::Keep, Patch::Set),
         }
     }
 

@@ -5,7 +5,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Serialize, Serializer};
 use utoipa::ToSchema;
 
-use crate::db::models::{ContentRow, UserRow};
+use crate::db::models::{AuthorRow, ContentRow, UserRow};
 
 /// RFC 3339, UTC, always six fractional digits: `2026-11-22T10:04:05.123456Z`.
 fn timestamp<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
@@ -89,6 +89,26 @@ impl From<ContentRow> for Content {
             updated_at: row.updated_at,
         }
     }
+}
+
+impl From<AuthorRow> for PublicUser {
+    fn from(row: AuthorRow) -> Self {
+        Self {
+            id: row.id,
+            name: row.name,
+            country: row.country,
+            state: row.state,
+            created_at: row.created_at,
+        }
+    }
+}
+
+/// An item with its author's public view: the same bytes for every reader.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ContentWithUser {
+    #[serde(flatten)]
+    pub content: Content,
+    pub user: PublicUser,
 }
 
 /// A user (private view for self or admin, public view for everyone else)

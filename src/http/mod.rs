@@ -1,6 +1,7 @@
 //! HTTP: routes, extractors, problem+json errors, request ids, OpenAPI.
 //! Handlers only translate between HTTP and the domain.
 
+pub mod contents;
 pub mod extract;
 pub mod openapi;
 pub mod problem;
@@ -37,6 +38,19 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .service(resource("/signup", "POST").route(web::post().to(users::signup)))
                 .service(resource("/login", "POST").route(web::post().to(users::login)))
                 .service(resource("/users", "GET").route(web::get().to(users::list)))
+                .service(resource("/post-content", "POST").route(web::post().to(contents::create)))
+                .service(
+                    resource("/content", "GET, POST")
+                        .route(web::get().to(contents::list))
+                        .route(web::post().to(contents::create_alias)),
+                )
+                .service(
+                    resource("/content/{id}", "GET, PUT, PATCH, DELETE")
+                        .route(web::get().to(contents::get))
+                        .route(web::put().to(contents::update))
+                        .route(web::patch().to(contents::update))
+                        .route(web::delete().to(contents::delete)),
+                )
                 .service(
                     resource("/users/{id}", "GET, PUT, PATCH")
                         .route(web::get().to(users::get))

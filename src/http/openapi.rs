@@ -42,6 +42,26 @@ pub struct UserUpdateRequest {
     pub state: Option<String>,
 }
 
+#[derive(Deserialize, ToSchema)]
+pub struct NewContentRequest {
+    /// Trimmed; 3–200 characters.
+    pub title: String,
+    /// 10–100 000 characters, not blank.
+    pub content: String,
+    /// `null` or an absolute http(s) URL of at most 2048 characters.
+    pub image: Option<String>,
+    /// Defaults to the caller; only an admin may name another user.
+    pub user_id: Option<i64>,
+}
+
+/// Every field optional; `image: null` clears the image.
+#[derive(Deserialize, ToSchema)]
+pub struct ContentUpdateRequest {
+    pub title: Option<String>,
+    pub content: Option<String>,
+    pub image: Option<String>,
+}
+
 struct BearerAuth;
 
 impl Modify for BearerAuth {
@@ -73,10 +93,17 @@ impl Modify for BearerAuth {
         super::users::list,
         super::users::get,
         super::users::update,
+        super::contents::create,
+        super::contents::create_alias,
+        super::contents::get,
+        super::contents::list,
+        super::contents::update,
+        super::contents::delete,
     ),
     modifiers(&BearerAuth),
     tags(
         (name = "users", description = "Accounts, login and profiles (§2)"),
+        (name = "content", description = "Content items and listings, cached in Redis (§3)"),
         (name = "operations", description = "Liveness and service info"),
     )
 )]

@@ -1,0 +1,302 @@
+//! Redis behind a short timeout and a circuit breaker.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::web::Bytes;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{RedisResult, Script};
+use tokio::sync::Notify;
+
+use super::{Generation, Keys};
+
+/// Consecutive failures (errors or timeouts) that open the circuit.
+const FAILURE_THRESHOLD: u32 = 3;
+/// How often an open circuit checks whether Redis is back.
+const PROBE_INTERVAL: Duration = Duration::from_millis(500);
+/// Bound on each command of the recovery flush and of probes.
+const MAINTENANCE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// KEYS: generation, value key, and for a listing its next-cursor key and
+/// the tag set. ARGV: expected generation, value, ttl, [next cursor].
+/// Writes only if no invalidation happened since the reader's lookup.
+const STORE: &str = r#"
+local current = redis.call('GET', KEYS[1]) or '0'
+if current ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
+if #KEYS >= 4 then
+  redis.call('UNLINK', KEYS[3])
+  if ARGV[4] then redis.call('SET', KEYS[3], ARGV[4], 'EX', ARGV[3]) end
+  redis.call('SADD', KEYS[4], KEYS[2], KEYS[3])
+  redis.call('EXPIRE', KEYS[4], ARGV[3])
+end
+return 1
+"#;
+
+/// KEYS: generation, tag set, then keys to delete directly.
+/// Atomic: no store can slip in between the bump and the deletes.
+const INVALIDATE: &str = r#"
+redis.call('INCR', KEYS[1])
+local members = redis.call('SMEMBERS', KEYS[2])
+for i = 1, #members, 500 do
+  redis.call('UNLINK', unpack(members, i, math.min(i + 499, #members)))
+end
+for i = 2, #KEYS do redis.call('UNLINK', KEYS[i]) end
+return #members
+"#;
+
+struct Circuit {
+    open: AtomicBool,
+    failures: AtomicU32,
+    wake_probe: Notify,
+    closed: Notify,
+}
+
+impl Circuit {
+    fn is_open(&self) -> bool {
+        self.open.load(Ordering::Acquire)
+    }
+
+    fn succeeded(&self) {
+        self.failures.store(0, Ordering::Relaxed);
+    }
+
+    fn failed(&self, reason: &str, threshold: u32) {
+        let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        tracing::debug!(failures, reason, "redis call failed");
+        if failures >= threshold && !self.open.swap(true, Ordering::AcqRel) {
+            tracing::warn!(reason, "redis unavailable: circuit opened, serving from PostgreSQL");
+            self.wake_probe.notify_one();
+        }
+    }
+}
+
+pub struct RedisStore {
+    manager: ConnectionManager,
+    timeout: Duration,
+    keys: Keys,
+    circuit: Arc<Circuit>,
+    store: Script,
+    invalidate: Script,
+}
+
+impl RedisStore {
+    /// Starts with the circuit open; the probe task connects, and closes
+    /// it as soon as Redis answers (so no request waits on a connect).
+    pub fn new(url: &str, timeout: Duration, keys: Keys) -> anyhow::Result<Self> {
+        let client = redis::Client::open(url)?;
+        let config = ConnectionManagerConfig::new()
+            .set_number_of_retries(1)
+            .set_min_delay(Duration::from_millis(10))
+            .set_max_delay(Duration::from_millis(100))
+            .set_connection_timeout(Some(Duration::from_millis(500)))
+            .set_response_timeout(Some(MAINTENANCE_TIMEOUT));
+        let manager = ConnectionManager::new_lazy_with_config(client, config)?;
+        let circuit = Arc::new(Circuit {
+            open: AtomicBool::new(true),
+            failures: AtomicU32::new(0),
+            wake_probe: Notify::new(),
+            closed: Notify::new(),
+        });
+        tokio::spawn(probe_loop(manager.clone(), keys.clone(), circuit.clone()));
+        circuit.wake_probe.notify_one();
+        Ok(Self {
+            manager,
+            timeout,
+            keys,
+            circuit,
+            store: Script::new(STORE),
+            invalidate: Script::new(INVALIDATE),
+        })
+    }
+
+    pub fn is_available(&self) -> bool {
+        !self.circuit.is_open()
+    }
+
+    /// Waits (bounded) for the circuit to close; used at startup so a
+    /// reachable Redis serves from the first request.
+    pub async fn wait_until_available(&self, limit: Duration) -> bool {
+        let closed = self.circuit.closed.notified();
+        tokio::pin!(closed);
+        closed.as_mut().enable();
+        if self.circuit.is_open() {
+            let _ = tokio::time::timeout(limit, closed).await;
+        }
+        self.is_available()
+    }
+
+    async fn call<T>(&self, op: impl Future<Output = RedisResult<T>>, threshold: u32) -> Option<T> {
+        if self.circuit.is_open() {
+            return None;
+        }
+        match tokio::time::timeout(self.timeout, op).await {
+            Ok(Ok(value)) => {
+                self.circuit.succeeded();
+                Some(value)
+            }
+            Ok(Err(err)) => {
+                self.circuit.failed(&err.to_string(), threshold);
+                None
+            }
+            Err(_) => {
+                self.circuit.failed("timed out", threshold);
+                None
+            }
+        }
+    }
+
+    /// One round trip: the value, an optional companion key, and the
+    /// generation. `None` when Redis is skipped or failed.
+    pub async fn lookup(
+        &self,
+        key: &str,
+        companion: Option<&str>,
+    ) -> Option<(Option<Bytes>, Option<String>, Generation)> {
+        let mut cmd = redis::cmd("MGET");
+        cmd.arg(key);
+        if let Some(companion) = companion {
+            cmd.arg(companion);
+        }
+        cmd.arg(self.keys.generation());
+        let mut conn = self.manager.clone();
+        let mut values: Vec<Option<Vec<u8>>> =
+            self.call(cmd.query_async(&mut conn), FAILURE_THRESHOLD).await?;
+        let generation = values.pop().flatten().unwrap_or_else(|| b"0".to_vec());
+        let generation = Generation(String::from_utf8_lossy(&generation).into_owned());
+        let companion = if companion.is_some() {
+            values.pop().flatten().map(|v| String::from_utf8_lossy(&v).into_owned())
+        } else {
+            None
+        };
+        let value = values.pop().flatten().map(Bytes::from);
+        Some((value, companion, generation))
+    }
+
+    /// Stores unless an invalidation happened since the lookup. A listing
+    /// passes `Some(next)`: its companion key and tag-set registration.
+    pub async fn store(
+        &self,
+        generation: Generation,
+        key: &str,
+        value: &Bytes,
+        listing_next: Option<Option<&str>>,
+        ttl_seconds: u64,
+    ) {
+        let mut invocation = self.store.prepare_invoke();
+        invocation.key(self.keys.generation()).key(key);
+        invocation.arg(generation.0).arg(value.as_ref()).arg(ttl_seconds);
+        if let Some(cursor) = listing_next {
+            invocation
+                .key(self.keys.listing_next(key))
+                .key(self.keys.listing_tags());
+            if let Some(cursor) = cursor {
+                invocation.arg(cursor);
+            }
+        }
+        let mut conn = self.manager.clone();
+        let stored: Option<i64> = self
+            .call(invocation.invoke_async(&mut conn), FAILURE_THRESHOLD)
+            .await;
+        if stored == Some(0) {
+            tracing::debug!(key, "store skipped: invalidated since the lookup");
+        }
+    }
+
+    /// A failed invalidation opens the circuit at once: until the recovery
+    /// flush, nothing may be served from Redis.
+    pub async fn invalidate(&self, direct_keys: &[String]) {
+        let mut invocation = self.invalidate.prepare_invoke();
+        invocation.key(self.keys.generation()).key(self.keys.listing_tags());
+        for key in direct_keys {
+            invocation.key(key);
+        }
+        let mut conn = self.manager.clone();
+        let started = std::time::Instant::now();
+        let deleted: Option<i64> = self.call(invocation.invoke_async(&mut conn), 1).await;
+        if let Some(deleted) = deleted {
+            tracing::debug!(
+                deleted_listing_keys = deleted,
+                elapsed_us = started.elapsed().as_micros() as u64,
+                "cache invalidated"
+            );
+        }
+    }
+}
+
+/// Sleeps until the circuit opens, then probes until Redis answers, flushes
+/// what may be stale, and closes the circuit. Logs each transition once.
+async fn probe_loop(manager: ConnectionManager, keys: Keys, circuit: Arc<Circuit>) {
+    let mut first_connect = true;
+    loop {
+        circuit.wake_probe.notified().await;
+        loop {
+            let mut conn = manager.clone();
+            let pong: Option<RedisResult<String>> = tokio::time::timeout(
+                MAINTENANCE_TIMEOUT,
+                redis::cmd("PING").query_async(&mut conn),
+            )
+            .await
+            .ok();
+            if let Some(Ok(_)) = pong {
+                // A first connect has missed nothing; a reconnect may have
+                // missed invalidations, so everything of ours goes.
+                let flushed = if first_connect {
+                    Ok(())
+                } else {
+                    flush(&mut conn, &keys).await
+                };
+                match flushed {
+                    Ok(()) => {
+                        circuit.failures.store(0, Ordering::Relaxed);
+                        circuit.open.store(false, Ordering::Release);
+                        circuit.closed.notify_waiters();
+                        if first_connect {
+                            tracing::info!("redis connected");
+                        } else {
+                            tracing::info!("redis reachable again: cache flushed, circuit closed");
+                        }
+                        first_connect = false;
+                        break;
+                    }
+                    Err(err) => tracing::debug!(error = %err, "recovery flush failed"),
+                }
+            }
+            tokio::time::sleep(PROBE_INTERVAL).await;
+        }
+    }
+}
+
+/// Bumps the generation and deletes every key of the service's families
+/// (SCAN + UNLINK: a rare, recovery-only walk of the keyspace).
+async fn flush(conn: &mut ConnectionManager, keys: &Keys) -> RedisResult<()> {
+    redis::cmd("INCR").arg(keys.generation()).query_async::<i64>(conn).await?;
+    for pattern in keys.families() {
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(conn)
+                .await?;
+            if !batch.is_empty() {
+                redis::cmd("UNLINK").arg(&batch).query_async::<i64>(conn).await?;
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+    }
+    redis::cmd("UNLINK")
+        .arg(keys.listing_tags())
+        .arg(keys.all_contents())
+        .query_async::<i64>(conn)
+        .await?;
+    Ok(())
+}

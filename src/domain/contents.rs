@@ -1,0 +1,250 @@
+//! Use cases of §3: content items, listings, and their cache policy.
+//!
+//! Reads: look up Redis (value + generation in one round trip); on a miss,
+//! read PostgreSQL, serialise once, store guarded by the generation.
+//! Writes: commit, then invalidate, then answer.
+
+use actix_web::web::Bytes;
+use serde_json::{Map, Value};
+
+use super::auth::Principal;
+use super::content_input::NewContent;
+use super::pagination::{self, DEFAULT_LIMIT, MAX_LIMIT};
+use super::validation::{Fields, Rule};
+use super::views::{Content, ContentWithUser};
+use super::{AppContext, AppError};
+use crate::cache::{keys::DEFAULT_LISTING, CachedPage, Lookup};
+use crate::db::contents::{After, ListFilter};
+use crate::db::models::{ContentChanges, ListingRow, NewContentRow};
+use crate::db::{self, DbError};
+
+const MAX_SEARCH_CHARS: usize = 200;
+
+/// `?limit=&cursor=&user_id=&q=` of `GET /content`, normalised so that
+/// equal queries share one cache key.
+#[derive(Debug)]
+pub struct ContentListQuery {
+    limit: i64,
+    user_id: Option<i64>,
+    search: Option<String>,
+    cursor: Option<(String, After)>,
+}
+
+fn parse_user_id(raw: String) -> Result<i64, Rule> {
+    raw.trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| Rule::new("id", "value is not a positive integer id"))
+}
+
+/// Whitespace collapsed and lower-cased (the search is case-insensitive);
+/// blank means no search.
+fn parse_search(raw: String) -> Result<Option<String>, Rule> {
+    let normalised = raw.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
+    if normalised.chars().count() > MAX_SEARCH_CHARS {
+        return Err(Rule::new(
+            "length",
+            format!("ensure this value has at most {MAX_SEARCH_CHARS} characters"),
+        ));
+    }
+    Ok(Some(normalised).filter(|q| !q.is_empty()))
+}
+
+impl ContentListQuery {
+    pub fn parse(params: Map<String, Value>) -> Result<Self, AppError> {
+        let mut fields = Fields::new(params);
+        let limit = fields.optional("limit", |raw| {
+            pagination::bounded(Some(&raw), DEFAULT_LIMIT, 1, MAX_LIMIT)
+        });
+        let user_id = fields.optional("user_id", parse_user_id);
+        let search = fields.optional("q", parse_search).flatten();
+        let searching = search.is_some();
+        let cursor = fields.optional("cursor", |raw| {
+            let after = pagination::decode_content_cursor(&raw)?;
+            // A cursor only continues the kind of listing it came from.
+            match (after, searching) {
+                (After::Time(..), false) | (After::Rank(..), true) => Ok((raw.trim().to_owned(), after)),
+                _ => Err(Rule::new("cursor", "cursor is not valid; use the one from the Link header")),
+            }
+        });
+        fields.finish()?;
+        Ok(Self {
+            limit: limit.unwrap_or(DEFAULT_LIMIT),
+            user_id,
+            search,
+            cursor,
+        })
+    }
+
+    /// The query string in a fixed order, with `cursor` replaced.
+    fn query_string(&self, cursor: Option<&str>) -> String {
+        let mut pairs = vec![("limit", self.limit.to_string())];
+        if let Some(user_id) = self.user_id {
+            pairs.push(("user_id", user_id.to_string()));
+        }
+        if let Some(search) = &self.search {
+            pairs.push(("q", search.clone()));
+        }
+        if let Some(cursor) = cursor {
+            pairs.push(("cursor", cursor.to_owned()));
+        }
+        serde_urlencoded::to_string(pairs).expect("string pairs always encode")
+    }
+
+    /// `all` for the default first page, else the canonical query string.
+    pub fn cache_name(&self) -> String {
+        let default_page = self.limit == DEFAULT_LIMIT
+            && self.user_id.is_none()
+            && self.search.is_none()
+            && self.cursor.is_none();
+        if default_page {
+            DEFAULT_LISTING.to_owned()
+        } else {
+            self.query_string(self.cursor.as_ref().map(|(raw, _)| raw.as_str()))
+        }
+    }
+
+    /// The `Link: rel="next"` target for a page that ends at `cursor`.
+    pub fn next_link(&self, cursor: &str) -> String {
+        format!("/api/v1/content?{}", self.query_string(Some(cursor)))
+    }
+}
+
+fn serialise(value: &impl serde::Serialize) -> Result<Bytes, AppError> {
+    serde_json::to_vec(value)
+        .map(Bytes::from)
+        .map_err(|err| AppError::Internal(err.into()))
+}
+
+fn with_user(row: ListingRow) -> ContentWithUser {
+    let user = row.author().into();
+    ContentWithUser {
+        content: row.content.into(),
+        user,
+    }
+}
+
+/// `GET /content/{id}`: the `ContentWithUser` bytes, from Redis when cached.
+pub async fn get(ctx: &AppContext, id: i64) -> Result<Bytes, AppError> {
+    let key = ctx.cache.keys().item(id);
+    let generation = match ctx.cache.lookup_item(&key).await {
+        Lookup::Hit(bytes) => return Ok(bytes),
+        Lookup::Miss(generation) => generation,
+    };
+    let (content, author) = db::interact(&ctx.pool, move |conn| db::contents::find_with_author(conn, id))
+        .await?
+        .ok_or_else(|| AppError::content_not_found(id))?;
+    let bytes = serialise(&ContentWithUser {
+        content: content.into(),
+        user: author.into(),
+    })?;
+    if let Some(generation) = generation {
+        ctx.hooks.before_cache_store(&key).await;
+        ctx.cache.store_item(generation, &key, &bytes).await;
+    }
+    Ok(bytes)
+}
+
+/// `GET /content`: one page (body bytes and next cursor), cached per
+/// canonical query; empty pages are cached too.
+pub async fn list(ctx: &AppContext, query: &ContentListQuery) -> Result<CachedPage, AppError> {
+    let key = ctx.cache.keys().listing(&query.cache_name());
+    let generation = match ctx.cache.lookup_listing(&key).await {
+        Lookup::Hit(page) => return Ok(page),
+        Lookup::Miss(generation) => generation,
+    };
+    let filter = ListFilter {
+        user_id: query.user_id,
+        search: query.search.clone(),
+        after: query.cursor.as_ref().map(|(_, after)| *after),
+    };
+    let limit = query.limit;
+    // One extra row tells whether a next page exists.
+    let mut rows = db::interact(&ctx.pool, move |conn| db::contents::list(conn, &filter, limit + 1)).await?;
+    let has_more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let next_cursor = rows.last().filter(|_| has_more).map(|last| {
+        let id = last.content.id;
+        pagination::encode_content_cursor(match last.rank {
+            Some(rank) => After::Rank(rank, id),
+            None => After::Time(last.content.created_at, id),
+        })
+    });
+    let items: Vec<ContentWithUser> = rows.into_iter().map(with_user).collect();
+    let body = serialise(&items)?;
+    if let Some(generation) = generation {
+        ctx.hooks.before_cache_store(&key).await;
+        ctx.cache
+            .store_listing(generation, &key, &body, next_cursor.as_deref())
+            .await;
+    }
+    Ok(CachedPage { body, next_cursor })
+}
+
+/// `POST /post-content`: as the caller, or (admins only) as another user.
+pub async fn create(ctx: &AppContext, caller: Principal, input: NewContent) -> Result<Content, AppError> {
+    let owner = match input.user_id {
+        None => caller.user_id,
+        Some(id) if caller.may_act_for(id) => id,
+        Some(_) => return Err(AppError::forbidden()),
+    };
+    let row = NewContentRow {
+        title: input.title,
+        content: input.content,
+        image: input.image,
+        user_id: owner,
+    };
+    let created = match db::interact(&ctx.pool, move |conn| db::contents::insert(conn, &row)).await {
+        Err(DbError::ForeignKeyViolation(_)) => return Err(AppError::user_not_found(owner)),
+        other => other?,
+    };
+    ctx.cache.invalidate(&[]).await;
+    Ok(created.into())
+}
+
+/// Checks that the item exists and that the caller may change it.
+fn authorise(
+    conn: &mut diesel::PgConnection,
+    caller: Principal,
+    id: i64,
+) -> Result<Result<(), AppError>, DbError> {
+    Ok(match db::contents::owner_of(conn, id)? {
+        None => Err(AppError::content_not_found(id)),
+        Some(owner) if caller.may_act_for(owner) => Ok(()),
+        Some(_) => Err(AppError::forbidden()),
+    })
+}
+
+pub async fn update(
+    ctx: &AppContext,
+    caller: Principal,
+    id: i64,
+    changes: ContentChanges,
+) -> Result<Content, AppError> {
+    let updated = db::interact(&ctx.pool, move |conn| {
+        if let Err(denied) = authorise(conn, caller, id)? {
+            return Ok(Err(denied));
+        }
+        Ok(db::contents::update(conn, id, &changes)?.ok_or_else(|| AppError::content_not_found(id)))
+    })
+    .await??;
+    ctx.cache.invalidate(&[id]).await;
+    Ok(updated.into())
+}
+
+pub async fn delete(ctx: &AppContext, caller: Principal, id: i64) -> Result<(), AppError> {
+    db::interact(&ctx.pool, move |conn| {
+        if let Err(denied) = authorise(conn, caller, id)? {
+            return Ok(Err(denied));
+        }
+        Ok(if db::contents::delete(conn, id)? {
+            Ok(())
+        } else {
+            Err(AppError::content_not_found(id))
+        })
+    })
+    .await??;
+    ctx.cache.invalidate(&[id]).await;
+    Ok(())
+}

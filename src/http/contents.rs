@@ -1,0 +1,201 @@
+//! §3: content items and listings. Cached reads answer with the stored
+//! bytes, a strong `ETag` and `304` on `If-None-Match`.
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::web::{self, Bytes};
+use actix_web::{HttpRequest, HttpResponse};
+use xxhash_rust::xxh3::xxh3_128;
+
+use super::extract::{Auth, JsonObject, PathId, QueryParams};
+use crate::domain::content_input::{parse_content_changes, NewContent};
+use crate::domain::contents::{self, ContentListQuery};
+use crate::domain::views::{Content, ContentWithUser};
+use crate::domain::{AppContext, AppError};
+
+type Ctx = web::Data<AppContext>;
+
+/// `Cache-Control` of cached reads (`CACHE_CONTROL`).
+pub struct ReadCachePolicy {
+    pub cache_control: HeaderValue,
+}
+
+/// A strong validator: the same bytes always give the same tag, on every
+/// instance.
+fn etag(body: &[u8]) -> String {
+    format!("\"{:032x}\"", xxh3_128(body))
+}
+
+fn matches_if_none_match(req: &HttpRequest, etag: &str) -> bool {
+    req.headers()
+        .get_all(header::IF_NONE_MATCH)
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(|tag| tag.trim())
+        .any(|tag| tag == "*" || tag.trim_start_matches("W/") == etag)
+}
+
+fn cached_read(req: &HttpRequest, body: Bytes, link: Option<String>) -> HttpResponse {
+    let tag = etag(&body);
+    let not_modified = matches_if_none_match(req, &tag);
+    let mut response = if not_modified {
+        HttpResponse::NotModified()
+    } else {
+        HttpResponse::Ok()
+    };
+    if let Some(policy) = req.app_data::<web::Data<ReadCachePolicy>>() {
+        response.insert_header((header::CACHE_CONTROL, policy.cache_control.clone()));
+    }
+    response.insert_header((header::ETAG, tag));
+    if let Some(link) = link {
+        response.insert_header((header::LINK, link));
+    }
+    if not_modified {
+        response.finish()
+    } else {
+        response.content_type("application/json").body(body)
+    }
+}
+
+/// Post an item as yourself (admins may name another `user_id`).
+#[utoipa::path(
+    post, path = "/api/v1/post-content", tag = "content",
+    request_body = super::openapi::NewContentRequest,
+    responses(
+        (status = 201, body = Content, headers(("Location" = String, description = "/api/v1/content/{id}"))),
+        (status = 401, body = super::problem::Problem),
+        (status = 403, description = "`user_id` is not yours", body = super::problem::Problem),
+        (status = 404, description = "An admin named an unknown `user_id`", body = super::problem::Problem),
+        (status = 422, body = super::problem::Problem),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn create(ctx: Ctx, auth: Auth, body: JsonObject) -> Result<HttpResponse, AppError> {
+    let input = NewContent::parse(body.0)?;
+    let content = contents::create(&ctx, auth.0, input).await?;
+    Ok(HttpResponse::Created()
+        .insert_header((header::LOCATION, format!("/api/v1/content/{}", content.id)))
+        .json(content))
+}
+
+/// The same as `POST /api/v1/post-content`.
+#[utoipa::path(
+    post, path = "/api/v1/content", tag = "content",
+    request_body = super::openapi::NewContentRequest,
+    responses(
+        (status = 201, body = Content, headers(("Location" = String))),
+        (status = 401, body = super::problem::Problem),
+        (status = 403, body = super::problem::Problem),
+        (status = 422, body = super::problem::Problem),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn create_alias(ctx: Ctx, auth: Auth, body: JsonObject) -> Result<HttpResponse, AppError> {
+    create(ctx, auth, body).await
+}
+
+/// One item with its author (cached).
+#[utoipa::path(
+    get, path = "/api/v1/content/{id}", tag = "content",
+    params(("id" = i64, Path), ("If-None-Match" = Option<String>, Header)),
+    responses(
+        (status = 200, body = ContentWithUser, headers(("ETag" = String), ("Cache-Control" = String))),
+        (status = 304, description = "`If-None-Match` matched the current `ETag`"),
+        (status = 404, description = "`Content with id {id} not found`", body = super::problem::Problem),
+    )
+)]
+pub async fn get(ctx: Ctx, req: HttpRequest, id: PathId) -> Result<HttpResponse, AppError> {
+    let body = contents::get(&ctx, id.0).await?;
+    Ok(cached_read(&req, body, None))
+}
+
+/// Items with their authors, newest first (or best match first with `q`),
+/// keyset-paginated (cached per query).
+#[utoipa::path(
+    get, path = "/api/v1/content", tag = "content",
+    params(
+        ("limit" = Option<i64>, Query, description = "1–100, default 20"),
+        ("cursor" = Option<String>, Query, description = "From the previous page's `Link: rel=\"next\"`"),
+        ("user_id" = Option<i64>, Query, description = "Only this author's items"),
+        ("q" = Option<String>, Query, description = "Full-text search over title and body (web search syntax), ranked"),
+        ("If-None-Match" = Option<String>, Header),
+    ),
+    responses(
+        (status = 200, body = Vec<ContentWithUser>,
+            headers(("ETag" = String), ("Link" = String, description = "`<…>; rel=\"next\"` when there is a next page"))),
+        (status = 304, description = "`If-None-Match` matched the current `ETag`"),
+        (status = 422, body = super::problem::Problem),
+    )
+)]
+pub async fn list(ctx: Ctx, req: HttpRequest, params: QueryParams) -> Result<HttpResponse, AppError> {
+    let query = ContentListQuery::parse(params.0)?;
+    let page = contents::list(&ctx, &query).await?;
+    let link = page
+        .next_cursor
+        .map(|cursor| format!("<{}>; rel=\"next\"", query.next_link(&cursor)));
+    Ok(cached_read(&req, page.body, link))
+}
+
+/// Change an item (owner or admin). Absent fields are left alone;
+/// `image: null` clears the image.
+#[utoipa::path(
+    patch, path = "/api/v1/content/{id}", tag = "content",
+    params(("id" = i64, Path)),
+    request_body = super::openapi::ContentUpdateRequest,
+    responses(
+        (status = 200, body = Content),
+        (status = 401, body = super::problem::Problem),
+        (status = 403, body = super::problem::Problem),
+        (status = 404, body = super::problem::Problem),
+        (status = 422, body = super::problem::Problem),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn update(ctx: Ctx, id: PathId, auth: Auth, body: JsonObject) -> Result<HttpResponse, AppError> {
+    let changes = parse_content_changes(body.0)?;
+    Ok(HttpResponse::Ok().json(contents::update(&ctx, auth.0, id.0, changes).await?))
+}
+
+/// Delete an item (owner or admin).
+#[utoipa::path(
+    delete, path = "/api/v1/content/{id}", tag = "content",
+    params(("id" = i64, Path)),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, body = super::problem::Problem),
+        (status = 403, body = super::problem::Problem),
+        (status = 404, body = super::problem::Problem),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn delete(ctx: Ctx, id: PathId, auth: Auth) -> Result<HttpResponse, AppError> {
+    contents::delete(&ctx, auth.0, id.0).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::test::TestRequest;
+
+    #[test]
+    fn etags_are_strong_and_stable() {
+        assert_eq!(etag(b"[]"), etag(b"[]"));
+        assert_ne!(etag(b"[]"), etag(b"[ ]"));
+        assert!(etag(b"x").starts_with('"') && !etag(b"x").starts_with("W/"));
+    }
+
+    #[test]
+    fn if_none_match_accepts_lists_weak_forms_and_star() {
+        let tag = etag(b"body");
+        for header in [tag.clone(), format!("\"other\", {tag}"), format!("W/{tag}"), "*".into()] {
+            let req = TestRequest::default()
+                .insert_header((header::IF_NONE_MATCH, header.clone()))
+                .to_http_request();
+            assert!(matches_if_none_match(&req, &tag), "{header}");
+        }
+        let req = TestRequest::default()
+            .insert_header((header::IF_NONE_MATCH, "\"other\""))
+            .to_http_request();
+        assert!(!matches_if_none_match(&req, &tag));
+    }
+}
