@@ -28,7 +28,8 @@ pub fn newest_for_users(
          CROSS JOIN LATERAL ( \
              SELECT * FROM contents WHERE contents.user_id = u.id \
              ORDER BY created_at DESC, id DESC LIMIT $2 \
-         ) AS c",
+         ) AS c \
+         ORDER BY c.user_id, c.created_at DESC, c.id DESC",
     )
     .bind::<Array<BigInt>, _>(user_ids)
     .bind::<BigInt, _>(per_user)

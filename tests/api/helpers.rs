@@ -8,6 +8,7 @@ use std::sync::OnceLock;
 
 use content_api::config::Settings;
 use content_api::db;
+use content_api::domain::Hooks;
 use content_api::Application;
 use diesel::prelude::*;
 use reqwest::{Method, RequestBuilder, Response};
@@ -110,6 +111,17 @@ impl TestApp {
 
     /// Like `spawn`, with settings changed before the server is built.
     pub async fn spawn_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
+        Self::spawn_with_hooks(customize, Hooks::default()).await
+    }
+
+    /// A server on a fresh database using the shared Redis under a key
+    /// prefix of its own.
+    pub async fn spawn_with_redis() -> TestApp {
+        Self::spawn_with(use_redis).await
+    }
+
+    /// Like `spawn_with`, with test seams installed.
+    pub async fn spawn_with_hooks(customize: impl FnOnce(&mut Settings), hooks: Hooks) -> TestApp {
         let name = format!("content_api_test_{}", uuid::Uuid::new_v4().simple());
         let clone_name = name.clone();
         tokio::task::spawn_blocking(move || {
@@ -121,12 +133,16 @@ impl TestApp {
         .expect("cloning the template database");
         let mut settings = base_settings(database_url(&name));
         customize(&mut settings);
-        Self::start(settings, Some(name)).await
+        Self::start_with_hooks(settings, Some(name), hooks).await
     }
 
     /// A server with exactly these settings and no database of its own.
     pub async fn start(settings: Settings, database: Option<String>) -> TestApp {
-        let app = Application::build(settings.clone())
+        Self::start_with_hooks(settings, database, Hooks::default()).await
+    }
+
+    async fn start_with_hooks(settings: Settings, database: Option<String>, hooks: Hooks) -> TestApp {
+        let app = Application::build_with_hooks(settings.clone(), hooks)
             .await
             .expect("the application builds");
         let address = format!("http://127.0.0.1:{}", app.port());
@@ -210,8 +226,57 @@ impl TestApp {
     }
 }
 
+/// The shared Redis, under a key prefix unique to this test.
+pub fn use_redis(settings: &mut Settings) {
+    settings.redis_url = Some(REDIS_URL.to_owned());
+    settings.cache_key_prefix = format!("test-{}:", uuid::Uuid::new_v4().simple());
+}
+
+pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+impl TestApp {
+    /// A connection to the Redis this app uses.
+    pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
+        let url = self.settings.redis_url.as_deref().expect("this app uses Redis");
+        redis::Client::open(url)
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
+    }
+
+    /// A key name under this app's prefix.
+    pub fn key(&self, name: &str) -> String {
+        format!("{}{name}", self.settings.cache_key_prefix)
+    }
+
+    /// Posts an item as `user` and returns the created `Content`.
+    pub async fn create_content(&self, user: &TestUser, title: &str, content: &str) -> Value {
+        let response = self
+            .request(Method::POST, "/api/v1/post-content")
+            .bearer_auth(&user.token)
+            .json(&json!({"title": title, "content": content}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+        response.json().await.unwrap()
+    }
+}
+
 impl Drop for TestApp {
     fn drop(&mut self) {
+        let prefix = &self.settings.cache_key_prefix;
+        if let (Some(url), false) = (&self.settings.redis_url, prefix.is_empty()) {
+            if let Ok(mut conn) = redis::Client::open(url.as_str()).and_then(|c| c.get_connection()) {
+                let keys: Vec<String> = redis::Commands::scan_match(&mut conn, format!("{prefix}*"))
+                    .map(|keys| keys.filter_map(Result::ok).collect())
+                    .unwrap_or_default();
+                if !keys.is_empty() {
+                    let _: redis::RedisResult<()> = redis::cmd("UNLINK").arg(keys).query(&mut conn);
+                }
+            }
+        }
         if let Some(name) = self.database.take() {
             // Blocking on purpose: the database must be gone before the next
             // test process starts counting. FORCE ends the pool's sessions.

@@ -3,5 +3,8 @@
 mod helpers;
 
 mod errors;
+mod login;
 mod operations;
 mod signup;
+mod tokens;
+mod users;
