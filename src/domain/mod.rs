@@ -4,6 +4,7 @@ pub mod auth;
 pub mod content_input;
 pub mod contents;
 pub mod error;
+pub mod health;
 pub mod pagination;
 pub mod user_input;
 pub mod users;

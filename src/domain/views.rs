@@ -165,3 +165,12 @@ pub struct LoginResponse {
 pub struct Message {
     pub message: &'static str,
 }
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Readiness {
+    pub status: &'static str,
+    pub database: &'static str,
+    /// `ok`, or `degraded` while Redis is unreachable, slow or not configured
+    /// (reads then come from PostgreSQL).
+    pub cache: &'static str,
+}

@@ -88,6 +88,7 @@ impl Modify for BearerAuth {
     paths(
         super::root::index,
         super::root::live,
+        super::root::ready,
         super::users::signup,
         super::users::login,
         super::users::list,
@@ -104,7 +105,7 @@ impl Modify for BearerAuth {
     tags(
         (name = "users", description = "Accounts, login and profiles (§2)"),
         (name = "content", description = "Content items and listings, cached in Redis (§3)"),
-        (name = "operations", description = "Liveness and service info"),
+        (name = "operations", description = "Service info, liveness and readiness"),
     )
 )]
 pub struct ApiDoc;

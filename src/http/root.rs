@@ -1,6 +1,7 @@
-use actix_web::HttpResponse;
+use actix_web::{web, HttpResponse};
 
-use crate::domain::views::Message;
+use crate::domain::views::{Message, Readiness};
+use crate::domain::{health, AppContext, AppError};
 
 /// Kept from the old service.
 #[utoipa::path(get, path = "/", tag = "operations", responses((status = 200, body = Message)))]
@@ -14,4 +15,17 @@ pub async fn index() -> HttpResponse {
 #[utoipa::path(get, path = "/health/live", tag = "operations", responses((status = 200, body = Message)))]
 pub async fn live() -> HttpResponse {
     HttpResponse::Ok().json(Message { message: "live" })
+}
+
+/// 200 when PostgreSQL answers (Redis being down only degrades the cache),
+/// else 503.
+#[utoipa::path(
+    get, path = "/health/ready", tag = "operations",
+    responses(
+        (status = 200, body = Readiness),
+        (status = 503, description = "PostgreSQL unreachable", body = super::problem::Problem),
+    )
+)]
+pub async fn ready(ctx: web::Data<AppContext>) -> Result<HttpResponse, AppError> {
+    Ok(HttpResponse::Ok().json(health::readiness(&ctx).await?))
 }

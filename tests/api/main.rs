@@ -2,6 +2,8 @@
 
 mod helpers;
 
+mod cache;
+mod content;
 mod errors;
 mod login;
 mod operations;

@@ -1,0 +1,20 @@
+//! `/health/ready`: PostgreSQL must answer; Redis only degrades.
+
+use diesel::RunQueryDsl;
+
+use super::views::Readiness;
+use super::{AppContext, AppError};
+use crate::cache::Health;
+use crate::db;
+
+pub async fn readiness(ctx: &AppContext) -> Result<Readiness, AppError> {
+    db::interact(&ctx.pool, |conn| Ok(diesel::sql_query("SELECT 1").execute(conn)?)).await?;
+    Ok(Readiness {
+        status: "ok",
+        database: "ok",
+        cache: match ctx.cache.health() {
+            Health::Ok => "ok",
+            Health::Degraded => "degraded",
+        },
+    })
+}
