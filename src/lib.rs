@@ -24,37 +24,43 @@ use domain::{AppContext, Hooks};
 /// How long startup waits for a reachable Redis before serving without it.
 const REDIS_STARTUP_WAIT: Duration = Duration::from_secs(1);
 
+/// Migrates (when `RUN_MIGRATIONS`), then builds the pool, the cache and
+/// the use cases' context: everything but the HTTP server.
+pub async fn prepare(settings: &Settings, hooks: Hooks) -> anyhow::Result<AppContext> {
+    if settings.run_migrations {
+        let url = settings.database_url.clone();
+        tokio::task::spawn_blocking(move || {
+            db::ensure_database(&url)?;
+            db::run_migrations(&url)
+        })
+        .await??;
+    }
+    let pool = db::build_pool(settings)?;
+    let cache = Cache::new(CacheSettings {
+        redis_url: settings.redis_url.as_deref(),
+        key_prefix: &settings.cache_key_prefix,
+        ttl_seconds: settings.cache_ttl_seconds,
+        timeout: settings.redis_timeout,
+    })?;
+    cache.connect(REDIS_STARTUP_WAIT).await;
+    AppContext::new(settings, pool, cache, hooks).await
+}
+
 pub struct Application {
     port: u16,
     server: Server,
 }
 
 impl Application {
-    /// Migrates (when `RUN_MIGRATIONS`), builds the pool and binds the
-    /// listener; `PORT=0` picks a free port (tests).
+    /// Prepares the context and binds the listener; `PORT=0` picks a free
+    /// port (tests).
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         Self::build_with_hooks(settings, Hooks::default()).await
     }
 
     /// `build`, with test seams installed.
     pub async fn build_with_hooks(settings: Settings, hooks: Hooks) -> anyhow::Result<Self> {
-        if settings.run_migrations {
-            let url = settings.database_url.clone();
-            tokio::task::spawn_blocking(move || {
-                db::ensure_database(&url)?;
-                db::run_migrations(&url)
-            })
-            .await??;
-        }
-        let pool = db::build_pool(&settings)?;
-        let cache = Cache::new(CacheSettings {
-            redis_url: settings.redis_url.as_deref(),
-            key_prefix: &settings.cache_key_prefix,
-            ttl_seconds: settings.cache_ttl_seconds,
-            timeout: settings.redis_timeout,
-        })?;
-        cache.connect(REDIS_STARTUP_WAIT).await;
-        let context = web::Data::new(AppContext::new(&settings, pool, cache, hooks).await?);
+        let context = web::Data::new(prepare(&settings, hooks).await?);
 
         let read_policy = web::Data::new(http::contents::ReadCachePolicy {
             cache_control: actix_web::http::header::HeaderValue::from_str(&settings.cache_control)

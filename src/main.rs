@@ -1,11 +1,13 @@
 use std::process::ExitCode;
 
 use content_api::config::Settings;
-use content_api::{db, telemetry, Application};
+use content_api::domain::{seed, Hooks};
+use content_api::{db, prepare, telemetry, Application};
 
-const USAGE: &str = "usage: content-api [serve|migrate]
+const USAGE: &str = "usage: content-api [serve|migrate|seed]
   serve    run the HTTP server (default)
-  migrate  create the database if needed and apply pending migrations";
+  migrate  create the database if needed and apply pending migrations
+  seed     add the demo users and content if missing (idempotent)";
 
 fn main() -> ExitCode {
     let command = std::env::args().nth(1).unwrap_or_else(|| "serve".into());
@@ -25,6 +27,7 @@ fn main() -> ExitCode {
         "serve" => serve(settings),
         "migrate" => db::ensure_database(&settings.database_url)
             .and_then(|()| db::run_migrations(&settings.database_url)),
+        "seed" => run_seed(settings),
         other => {
             eprintln!("unknown command {other:?}\n{USAGE}");
             return ExitCode::from(2);
@@ -40,13 +43,30 @@ fn main() -> ExitCode {
     }
 }
 
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()
+}
+
 fn serve(settings: Settings) -> anyhow::Result<()> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?
-        .block_on(async {
-            let app = Application::build(settings).await?;
-            app.run_until_stopped().await?;
-            Ok(())
-        })
+    runtime()?.block_on(async {
+        let app = Application::build(settings).await?;
+        app.run_until_stopped().await?;
+        Ok(())
+    })
+}
+
+fn run_seed(settings: Settings) -> anyhow::Result<()> {
+    runtime()?.block_on(async {
+        let context = prepare(&settings, Hooks::default()).await?;
+        let report = seed::run(&context)
+            .await
+            .map_err(|err| anyhow::anyhow!("seeding: {err}"))?;
+        tracing::info!(
+            users_created = report.users_created,
+            items_created = report.items_created,
+            "seed done (demo password: {})",
+            seed::DEMO_PASSWORD
+        );
+        Ok(())
+    })
 }

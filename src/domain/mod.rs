@@ -6,6 +6,7 @@ pub mod contents;
 pub mod error;
 pub mod health;
 pub mod pagination;
+pub mod seed;
 pub mod user_input;
 pub mod users;
 pub mod validation;

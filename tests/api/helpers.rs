@@ -78,6 +78,60 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     out
 }
 
+/// A database of the test's own, dropped when the value is dropped.
+pub struct TestDatabase {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDatabase {
+    /// A fresh clone of the migrated template.
+    pub async fn cloned() -> TestDatabase {
+        let database = Self::named_fresh();
+        let name = database.name.clone();
+        tokio::task::spawn_blocking(move || {
+            let template = template();
+            db::create_database(&mut maintenance_connection(), &name, Some(template))
+        })
+        .await
+        .unwrap()
+        .expect("cloning the template database");
+        database
+    }
+
+    /// A name no database has yet (for tests of database creation).
+    pub fn named_fresh() -> TestDatabase {
+        let name = format!("content_api_test_{}", uuid::Uuid::new_v4().simple());
+        TestDatabase {
+            url: database_url(&name),
+            name,
+        }
+    }
+
+    pub fn exists(&self) -> bool {
+        let mut conn = maintenance_connection();
+        diesel::select(diesel::dsl::sql::<diesel::sql_types::Bool>(&format!(
+            "EXISTS (SELECT 1 FROM pg_database WHERE datname = '{}')",
+            self.name
+        )))
+        .get_result(&mut conn)
+        .unwrap()
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Blocking on purpose, on a thread of its own (this may run inside
+        // an async test): FORCE ends the pool's sessions.
+        let _ = std::thread::spawn(move || {
+            let mut conn = maintenance_connection();
+            diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn)
+        })
+        .join();
+    }
+}
+
 pub fn base_settings(database_url: String) -> Settings {
     Settings::from_lookup(|key| {
         Some(
@@ -99,7 +153,8 @@ pub fn base_settings(database_url: String) -> Settings {
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
-    pub database: Option<String>,
+    /// Held for its `Drop`: the database goes when the app does.
+    _database: Option<TestDatabase>,
     pub settings: Settings,
 }
 
@@ -122,26 +177,18 @@ impl TestApp {
 
     /// Like `spawn_with`, with test seams installed.
     pub async fn spawn_with_hooks(customize: impl FnOnce(&mut Settings), hooks: Hooks) -> TestApp {
-        let name = format!("content_api_test_{}", uuid::Uuid::new_v4().simple());
-        let clone_name = name.clone();
-        tokio::task::spawn_blocking(move || {
-            let template = template();
-            db::create_database(&mut maintenance_connection(), &clone_name, Some(template))
-        })
-        .await
-        .unwrap()
-        .expect("cloning the template database");
-        let mut settings = base_settings(database_url(&name));
+        let database = TestDatabase::cloned().await;
+        let mut settings = base_settings(database.url.clone());
         customize(&mut settings);
-        Self::start_with_hooks(settings, Some(name), hooks).await
+        Self::start_with_hooks(settings, Some(database), hooks).await
     }
 
     /// A server with exactly these settings and no database of its own.
-    pub async fn start(settings: Settings, database: Option<String>) -> TestApp {
+    pub async fn start(settings: Settings, database: Option<TestDatabase>) -> TestApp {
         Self::start_with_hooks(settings, database, Hooks::default()).await
     }
 
-    async fn start_with_hooks(settings: Settings, database: Option<String>, hooks: Hooks) -> TestApp {
+    async fn start_with_hooks(settings: Settings, database: Option<TestDatabase>, hooks: Hooks) -> TestApp {
         let app = Application::build_with_hooks(settings.clone(), hooks)
             .await
             .expect("the application builds");
@@ -153,7 +200,7 @@ impl TestApp {
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .unwrap(),
-            database,
+            _database: database,
             settings,
         }
     }
@@ -276,15 +323,6 @@ impl Drop for TestApp {
                     let _: redis::RedisResult<()> = redis::cmd("UNLINK").arg(keys).query(&mut conn);
                 }
             }
-        }
-        if let Some(name) = self.database.take() {
-            // Blocking on purpose: the database must be gone before the next
-            // test process starts counting. FORCE ends the pool's sessions.
-            let _ = std::thread::spawn(move || {
-                let mut conn = maintenance_connection();
-                diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn)
-            })
-            .join();
         }
     }
 }

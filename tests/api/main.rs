@@ -2,6 +2,7 @@
 
 mod helpers;
 
+mod binary;
 mod cache;
 mod content;
 mod errors;

@@ -1,0 +1,140 @@
+//! The `content-api` binary itself: subcommands, settings from the
+//! environment, startup migrations and JSON logs carrying request ids.
+
+use std::io::Read;
+use std::net::TcpStream;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::helpers::{TestDatabase, TEST_JWT_SECRET};
+
+/// The binary with a clean environment (no `.env`: it runs in a temporary
+/// directory) and only the given variables.
+fn content_api(args: &[&str], vars: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_content-api"));
+    command
+        .args(args)
+        .env_clear()
+        .current_dir(std::env::temp_dir())
+        .envs(vars.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+fn base_vars(database_url: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("DATABASE_URL", database_url.to_owned()),
+        ("JWT_SECRET", TEST_JWT_SECRET.to_owned()),
+        ("REDIS_URL", String::new()),
+        ("LOG_FORMAT", "json".to_owned()),
+        ("RUST_LOG", "info".to_owned()),
+        ("WORKERS", "1".to_owned()),
+    ]
+}
+
+fn run(args: &[&str], vars: &[(&str, String)]) -> Output {
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    content_api(args, &vars).output().unwrap()
+}
+
+fn count(url: &str, table: &str) -> i64 {
+    use diesel::prelude::*;
+    let mut conn = PgConnection::establish(url).unwrap();
+    diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(&format!(
+        "(SELECT count(*) FROM {table})"
+    )))
+    .get_result(&mut conn)
+    .unwrap()
+}
+
+#[test]
+fn an_invalid_setting_stops_startup_naming_the_variable() {
+    let database = TestDatabase::named_fresh();
+    for (var, value) in [("PORT", "eighty"), ("LOG_FORMAT", "xml"), ("PHONE_REGIONS", "NG,XX")] {
+        let mut vars = base_vars(&database.url);
+        vars.push((var, value.to_owned()));
+        let output = run(&["serve"], &vars);
+        assert_eq!(output.status.code(), Some(2), "{var}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(var), "{var}: {stderr}");
+    }
+    let output = run(&["serve"], &[("DATABASE_URL", database.url.clone())]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("JWT_SECRET"));
+    assert!(!database.exists(), "nothing was started");
+}
+
+#[test]
+fn migrate_creates_the_database_and_seed_is_idempotent() {
+    let database = TestDatabase::named_fresh();
+    assert!(!database.exists());
+    let output = run(&["migrate"], &base_vars(&database.url));
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(database.exists());
+    assert_eq!(count(&database.url, "users"), 0);
+
+    for _ in 0..2 {
+        let output = run(&["seed"], &base_vars(&database.url));
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        assert_eq!(count(&database.url, "users"), 3);
+        assert_eq!(count(&database.url, "contents"), 4);
+    }
+    let admins = count(&database.url, "users WHERE role = 'admin'");
+    assert_eq!(admins, 1);
+}
+
+#[test]
+fn serve_migrates_at_startup_and_logs_json_lines_with_the_request_id() {
+    let database = TestDatabase::named_fresh();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut vars = base_vars(&database.url);
+    vars.push(("PORT", port.to_string()));
+    vars.push(("RUN_MIGRATIONS", "true".to_owned()));
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut server = content_api(&[], &vars).spawn().unwrap();
+
+    // Bounded wait for the listener (startup also creates and migrates the database).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the server did not start");
+        assert!(server.try_wait().unwrap().is_none(), "the server exited");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(database.exists(), "startup created the database");
+    assert_eq!(count(&database.url, "users"), 0, "and migrated it");
+
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let status = runtime.block_on(async {
+        reqwest::Client::new()
+            .get(format!("http://127.0.0.1:{port}/api/v1/users/424242"))
+            .header("x-request-id", "trace-me-123")
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    assert_eq!(status, 404);
+
+    Command::new("kill").args(["-TERM", &server.id().to_string()]).status().unwrap();
+    let exit = server.wait().unwrap();
+    assert!(exit.success(), "SIGTERM is a clean shutdown: {exit:?}");
+    let mut stdout = String::new();
+    server.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
+
+    let lines: Vec<Value> = stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
+        .collect();
+    let of_request: Vec<&Value> = lines
+        .iter()
+        .filter(|line| line.to_string().contains("trace-me-123"))
+        .collect();
+    assert!(!of_request.is_empty(), "the request was logged: {stdout}");
+    for line in &of_request {
+        assert_eq!(line["span"]["request_id"], "trace-me-123", "{line}");
+    }
+    assert!(of_request.iter().any(|line| line["message"] == "request finished" && line["status"] == 404));
+}
