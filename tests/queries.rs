@@ -1,0 +1,78 @@
+//! Both list endpoints cost a fixed number of queries per page, however
+//! many users or items it holds (the old service's N+1, defect 6.5).
+//!
+//! A test binary of its own: it counts every query of the process through
+//! Diesel's default instrumentation, which no concurrent test may disturb.
+
+#[path = "api/helpers.rs"]
+#[allow(dead_code)]
+mod helpers;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use diesel::connection::{set_default_instrumentation, Instrumentation, InstrumentationEvent};
+use serde_json::Value;
+
+use helpers::TestApp;
+
+static CONTENT_QUERIES: AtomicUsize = AtomicUsize::new(0);
+static USER_QUERIES: AtomicUsize = AtomicUsize::new(0);
+
+struct QueryCounter;
+
+impl Instrumentation for QueryCounter {
+    fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
+        if let InstrumentationEvent::StartQuery { query, .. } = event {
+            let sql = query.to_string();
+            if sql.contains("contents") {
+                CONTENT_QUERIES.fetch_add(1, Ordering::SeqCst);
+            }
+            if sql.contains("users") {
+                USER_QUERIES.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    }
+}
+
+fn counter() -> Option<Box<dyn Instrumentation>> {
+    Some(Box::new(QueryCounter))
+}
+
+/// Queries (touching contents, touching users) made by one request.
+async fn queries_of(app: &TestApp, path: &str) -> (usize, usize, Value) {
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    let _guard = ONE_AT_A_TIME.lock().unwrap();
+    let (contents_before, users_before) =
+        (CONTENT_QUERIES.load(Ordering::SeqCst), USER_QUERIES.load(Ordering::SeqCst));
+    let response = app.get(path).await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    (
+        CONTENT_QUERIES.load(Ordering::SeqCst) - contents_before,
+        USER_QUERIES.load(Ordering::SeqCst) - users_before,
+        body,
+    )
+}
+
+#[tokio::test]
+async fn list_endpoints_make_one_query_per_page_not_one_per_row() {
+    set_default_instrumentation(counter).unwrap();
+    let app = TestApp::spawn().await;
+    for _ in 0..12 {
+        let user = app.new_user().await;
+        for n in 0..2 {
+            app.create_content(&user, &format!("Item {n}"), "A body long enough.").await;
+        }
+    }
+
+    let (contents, users, body) = queries_of(&app, "/api/v1/users?limit=10").await;
+    assert_eq!(body.as_array().unwrap().len(), 10);
+    assert!(body.as_array().unwrap().iter().all(|u| u["contents"].as_array().unwrap().len() == 2));
+    assert_eq!(contents, 1, "one query for the contents of the whole page");
+    assert_eq!(users, 1, "one query for the page of users");
+
+    let (contents, _, body) = queries_of(&app, "/api/v1/content?limit=20").await;
+    assert_eq!(body.as_array().unwrap().len(), 20);
+    assert_eq!(contents, 1, "items and their authors in one query");
+}
