@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::helpers::{TestDatabase, TEST_JWT_SECRET};
+use crate::helpers::{free_port, OwnRedis, TestDatabase, TEST_JWT_SECRET};
 
 /// The binary with a clean environment (no `.env`: it runs in a temporary
 /// directory) and only the given variables.
@@ -86,55 +86,113 @@ fn migrate_creates_the_database_and_seed_is_idempotent() {
     assert_eq!(admins, 1);
 }
 
-#[test]
-fn serve_migrates_at_startup_and_logs_json_lines_with_the_request_id() {
-    let database = TestDatabase::named_fresh();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut vars = base_vars(&database.url);
-    vars.push(("PORT", port.to_string()));
-    vars.push(("RUN_MIGRATIONS", "true".to_owned()));
-    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let mut server = content_api(&[], &vars).spawn().unwrap();
+/// `content-api serve` as a child process on a free port.
+struct ServerProcess {
+    port: u16,
+    child: std::process::Child,
+}
 
-    // Bounded wait for the listener (startup also creates and migrates the database).
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "the server did not start");
-        assert!(server.try_wait().unwrap().is_none(), "the server exited");
-        std::thread::sleep(Duration::from_millis(50));
+impl ServerProcess {
+    async fn start(vars: Vec<(&'static str, String)>) -> ServerProcess {
+        let port = free_port();
+        let mut vars = vars;
+        vars.push(("PORT", port.to_string()));
+        let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let mut child = content_api(&["serve"], &vars).spawn().unwrap();
+        // Bounded wait for the listener (startup may create and migrate the database).
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "the server did not start");
+            assert!(child.try_wait().unwrap().is_none(), "the server exited");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        ServerProcess { port, child }
     }
-    assert!(database.exists(), "startup created the database");
-    assert_eq!(count(&database.url, "users"), 0, "and migrated it");
 
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let status = runtime.block_on(async {
+    async fn get(&self, path: &str, request_id: &str) -> reqwest::Response {
         reqwest::Client::new()
-            .get(format!("http://127.0.0.1:{port}/api/v1/users/424242"))
-            .header("x-request-id", "trace-me-123")
+            .get(format!("http://127.0.0.1:{}{path}", self.port))
+            .header("x-request-id", request_id)
             .send()
             .await
             .unwrap()
-            .status()
-    });
-    assert_eq!(status, 404);
+    }
 
-    Command::new("kill").args(["-TERM", &server.id().to_string()]).status().unwrap();
-    let exit = server.wait().unwrap();
-    assert!(exit.success(), "SIGTERM is a clean shutdown: {exit:?}");
-    let mut stdout = String::new();
-    server.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
+    /// SIGTERM; returns the JSON log lines after checking a clean exit.
+    fn stop(mut self) -> Vec<Value> {
+        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        let exit = self.child.wait().unwrap();
+        assert!(exit.success(), "SIGTERM is a clean shutdown: {exit:?}");
+        let mut stdout = String::new();
+        self.child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
+        stdout
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
+            .collect()
+    }
+}
 
-    let lines: Vec<Value> = stdout
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
-        .collect();
+#[tokio::test]
+async fn serve_migrates_at_startup_and_logs_json_lines_with_the_request_id() {
+    let database = TestDatabase::named_fresh();
+    let mut vars = base_vars(&database.url);
+    vars.push(("RUN_MIGRATIONS", "true".to_owned()));
+    let server = ServerProcess::start(vars).await;
+    assert!(database.exists(), "startup created the database");
+    assert_eq!(count(&database.url, "users"), 0, "and migrated it");
+
+    assert_eq!(server.get("/api/v1/users/424242", "trace-me-123").await.status(), 404);
+    let lines = server.stop();
     let of_request: Vec<&Value> = lines
         .iter()
         .filter(|line| line.to_string().contains("trace-me-123"))
         .collect();
-    assert!(!of_request.is_empty(), "the request was logged: {stdout}");
+    assert!(!of_request.is_empty(), "the request was logged");
     for line in &of_request {
         assert_eq!(line["span"]["request_id"], "trace-me-123", "{line}");
     }
     assert!(of_request.iter().any(|line| line["message"] == "request finished" && line["status"] == 404));
+}
+
+fn count_messages(lines: &[Value], message: &str) -> usize {
+    lines.iter().filter(|line| line["message"] == message).count()
+}
+
+#[tokio::test]
+async fn each_redis_transition_is_logged_once_not_per_request() {
+    let port = free_port();
+    let mut redis = OwnRedis::start_on(port).await;
+    let database = TestDatabase::cloned().await;
+    let mut vars = base_vars(&database.url);
+    vars.retain(|(name, _)| *name != "REDIS_URL");
+    vars.push(("REDIS_URL", redis.url()));
+    vars.push(("RUN_MIGRATIONS", "false".to_owned()));
+    let server = ServerProcess::start(vars).await;
+
+    assert_eq!(server.get("/api/v1/content", "warm").await.status(), 200);
+    redis.stop();
+    for n in 0..20 {
+        assert_eq!(server.get("/api/v1/content", &format!("down-{n}")).await.status(), 200);
+    }
+    let _back = OwnRedis::start_on(port).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let ready: Value = server.get("/health/ready", "probe").await.json().await.unwrap();
+        if ready["cache"] == "ok" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "Redis not picked up again within 5 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for n in 0..5 {
+        assert_eq!(server.get("/api/v1/content", &format!("up-{n}")).await.status(), 200);
+    }
+
+    let lines = server.stop();
+    assert_eq!(count_messages(&lines, "redis connected"), 1);
+    assert_eq!(
+        count_messages(&lines, "redis unavailable: circuit opened, serving from PostgreSQL"),
+        1
+    );
+    assert_eq!(count_messages(&lines, "redis reachable again: cache flushed, circuit closed"), 1);
 }

@@ -3,7 +3,6 @@
 //! race; 304; the old service's defects 6.1, 6.2 and 6.6; and Redis absent,
 //! stopped, slow and coming back.
 
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -13,7 +12,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, Semaphore};
 
-use crate::helpers::{problem, use_redis, TestApp, TestUser};
+use crate::helpers::{free_port, problem, use_redis, OwnRedis, TestApp, TestUser};
 
 async fn ttl_ms(app: &TestApp, name: &str) -> i64 {
     app.redis().await.pttl(app.key(name)).await.unwrap()
@@ -407,55 +406,6 @@ async fn an_unreachable_redis_is_skipped_quickly() {
     .await;
     content_round_trip(&app, Duration::from_millis(500)).await;
     assert_eq!(readiness_cache(&app).await, "degraded");
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// A Redis of this test's own, so that stopping it harms nobody else.
-struct OwnRedis {
-    port: u16,
-    process: Option<Child>,
-}
-
-impl OwnRedis {
-    async fn start_on(port: u16) -> Self {
-        let process = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server is installed");
-        let redis = Self { port, process: Some(process) };
-        // Bounded wait for the process to accept connections.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while redis.client().get_multiplexed_async_connection().await.is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        redis
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn client(&self) -> redis::Client {
-        redis::Client::open(self.url()).unwrap()
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut process) = self.process.take() {
-            process.kill().unwrap();
-            process.wait().unwrap();
-        }
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }
 
 async fn app_on(redis: &OwnRedis) -> TestApp {
