@@ -148,6 +148,22 @@ impl Settings {
             });
         }
 
+        let redis_timeout = Duration::from_millis(parse_or(&get, "REDIS_TIMEOUT_MS", 50u64)?);
+        if redis_timeout.is_zero() {
+            return Err(ConfigError {
+                var: "REDIS_TIMEOUT_MS",
+                reason: "must be at least 1".into(),
+            });
+        }
+        let cache_control = get("CACHE_CONTROL")
+            .unwrap_or_else(|| "public, max-age=0, must-revalidate".into());
+        if !cache_control.chars().all(|c| c == ' ' || c.is_ascii_graphic()) {
+            return Err(ConfigError {
+                var: "CACHE_CONTROL",
+                reason: "must be printable ASCII (a header value)".into(),
+            });
+        }
+
         Ok(Self {
             database_url,
             redis_url,
@@ -156,9 +172,8 @@ impl Settings {
             workers: parse_or(&get, "WORKERS", 0usize)?,
             cache_ttl_seconds,
             cache_key_prefix: lookup("CACHE_KEY_PREFIX").unwrap_or_default(),
-            redis_timeout: Duration::from_millis(parse_or(&get, "REDIS_TIMEOUT_MS", 50u64)?),
-            cache_control: get("CACHE_CONTROL")
-                .unwrap_or_else(|| "public, max-age=0, must-revalidate".into()),
+            redis_timeout,
+            cache_control,
             jwt_secret,
             jwt_ttl_seconds,
             phone_regions,
@@ -264,6 +279,8 @@ mod tests {
             ("REDIS_URL", "http://x"),
             ("CACHE_TTL_SECONDS", "-1"),
             ("REDIS_TIMEOUT_MS", "fast"),
+            ("REDIS_TIMEOUT_MS", "0"),
+            ("CACHE_CONTROL", "max-age=5\n"),
         ] {
             let err = settings(&[(var, value)]).unwrap_err();
             assert_eq!(err.var, var, "{value}");

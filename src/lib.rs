@@ -64,7 +64,7 @@ impl Application {
 
         let read_policy = web::Data::new(http::contents::ReadCachePolicy {
             cache_control: actix_web::http::header::HeaderValue::from_str(&settings.cache_control)
-                .context("CACHE_CONTROL is not a valid header value")?,
+                .context("CACHE_CONTROL")?,
         });
         let listener = TcpListener::bind((settings.host.as_str(), settings.port))
             .with_context(|| format!("binding {}:{}", settings.host, settings.port))?;

@@ -34,7 +34,8 @@ impl Keys {
     /// The `Link: rel="next"` cursor of a cached listing page (the listing
     /// value itself stays the exact response body).
     pub fn listing_next(&self, listing_key: &str) -> String {
-        format!("{}cache:next:{listing_key}", self.prefix)
+        let name = listing_key.strip_prefix(&self.prefix).unwrap_or(listing_key);
+        format!("{}cache:next:{name}", self.prefix)
     }
 
     /// Tag set: every listing key stored (and its `listing_next`), so the
@@ -73,6 +74,10 @@ mod tests {
         assert_eq!(prefixed.item(1), "t1:content:1");
         assert_eq!(prefixed.listing("limit=5"), "t1:content_with_user:limit=5");
         assert_eq!(prefixed.generation(), "t1:cache:generation");
+        assert_eq!(
+            prefixed.listing_next(&prefixed.listing("limit=5")),
+            "t1:cache:next:content_with_user:limit=5"
+        );
         // Bookkeeping keys stay outside the contract's families.
         assert!(!prefixed.listing_tags().starts_with("t1:content"));
     }

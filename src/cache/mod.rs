@@ -9,8 +9,8 @@
 //!   bumps it atomically with its deletes.
 //! * Degradation: every call has a short timeout; failures open a circuit
 //!   (Redis is skipped, reads go to PostgreSQL); a background probe closes
-//!   it once Redis answers again, after flushing the service's keys, since
-//!   invalidations were missed meanwhile.
+//!   it once Redis answers again, after flushing the service's keys if an
+//!   invalidation was skipped or failed meanwhile.
 
 pub mod keys;
 mod redis_store;
@@ -61,8 +61,9 @@ pub struct CacheSettings<'a> {
 }
 
 impl Cache {
-    /// Never fails on an unreachable Redis: the circuit starts closed and
-    /// connects lazily; only a malformed URL is an error.
+    /// Never fails on an unreachable Redis: the circuit starts open and the
+    /// background probe closes it once Redis answers; only a malformed URL
+    /// is an error.
     pub fn new(settings: CacheSettings<'_>) -> anyhow::Result<Self> {
         let keys = Keys::new(settings.key_prefix);
         let redis = settings

@@ -2,7 +2,7 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix_web::web::Bytes;
@@ -48,8 +48,15 @@ return #members
 "#;
 
 struct Circuit {
+    /// Read on every call without locking.
     open: AtomicBool,
     failures: AtomicU32,
+    /// An invalidation was skipped (circuit open) or failed: Redis may hold
+    /// stale entries and must be flushed before the circuit closes. Taken
+    /// around every decision that involves it and the closing itself, so a
+    /// write either marks it before the probe's last check or sees the
+    /// circuit closed and invalidates Redis itself.
+    missed_invalidation: Mutex<bool>,
     wake_probe: Notify,
     closed: Notify,
 }
@@ -66,10 +73,47 @@ impl Circuit {
     fn failed(&self, reason: &str, threshold: u32) {
         let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
         tracing::debug!(failures, reason, "redis call failed");
-        if failures >= threshold && !self.open.swap(true, Ordering::AcqRel) {
+        if failures >= threshold {
+            self.trip(reason);
+        }
+    }
+
+    fn trip(&self, reason: &str) {
+        if !self.open.swap(true, Ordering::AcqRel) {
             tracing::warn!(reason, "redis unavailable: circuit opened, serving from PostgreSQL");
             self.wake_probe.notify_one();
         }
+    }
+
+    /// `true` if the circuit is open, after recording the skipped
+    /// invalidation; `false` means the caller must invalidate Redis.
+    fn skip_invalidation(&self) -> bool {
+        let mut missed = self.missed_invalidation.lock().expect("circuit lock");
+        if self.is_open() {
+            *missed = true;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn invalidation_failed(&self, reason: &str) {
+        *self.missed_invalidation.lock().expect("circuit lock") = true;
+        self.trip(reason);
+    }
+
+    /// Closes the circuit unless an invalidation was missed; in that case
+    /// clears the mark and answers `false`: flush, then try again.
+    fn close_unless_missed(&self) -> bool {
+        let mut missed = self.missed_invalidation.lock().expect("circuit lock");
+        if *missed {
+            *missed = false;
+            return false;
+        }
+        self.failures.store(0, Ordering::Relaxed);
+        self.open.store(false, Ordering::Release);
+        self.closed.notify_waiters();
+        true
     }
 }
 
@@ -97,6 +141,7 @@ impl RedisStore {
         let circuit = Arc::new(Circuit {
             open: AtomicBool::new(true),
             failures: AtomicU32::new(0),
+            missed_invalidation: Mutex::new(false),
             wake_probe: Notify::new(),
             closed: Notify::new(),
         });
@@ -205,9 +250,13 @@ impl RedisStore {
         }
     }
 
-    /// A failed invalidation opens the circuit at once: until the recovery
-    /// flush, nothing may be served from Redis.
+    /// Skipped while the circuit is open (marking the cache for a flush);
+    /// a failure opens the circuit at once: until the recovery flush,
+    /// nothing may be served from Redis.
     pub async fn invalidate(&self, direct_keys: &[String]) {
+        if self.circuit.skip_invalidation() {
+            return;
+        }
         let mut invocation = self.invalidate.prepare_invoke();
         invocation.key(self.keys.generation()).key(self.keys.listing_tags());
         for key in direct_keys {
@@ -215,53 +264,54 @@ impl RedisStore {
         }
         let mut conn = self.manager.clone();
         let started = std::time::Instant::now();
-        let deleted: Option<i64> = self.call(invocation.invoke_async(&mut conn), 1).await;
-        if let Some(deleted) = deleted {
-            tracing::debug!(
-                deleted_listing_keys = deleted,
-                elapsed_us = started.elapsed().as_micros() as u64,
-                "cache invalidated"
-            );
+        match tokio::time::timeout(self.timeout, invocation.invoke_async::<i64>(&mut conn)).await {
+            Ok(Ok(deleted)) => {
+                self.circuit.succeeded();
+                tracing::debug!(
+                    deleted_listing_keys = deleted,
+                    elapsed_us = started.elapsed().as_micros() as u64,
+                    "cache invalidated"
+                );
+            }
+            Ok(Err(err)) => self.circuit.invalidation_failed(&err.to_string()),
+            Err(_) => self.circuit.invalidation_failed("timed out"),
         }
     }
 }
 
 /// Sleeps until the circuit opens, then probes until Redis answers, flushes
-/// what may be stale, and closes the circuit. Logs each transition once.
+/// if an invalidation was missed, and closes the circuit. Logs each
+/// transition once.
 async fn probe_loop(manager: ConnectionManager, keys: Keys, circuit: Arc<Circuit>) {
     let mut first_connect = true;
     loop {
         circuit.wake_probe.notified().await;
+        let mut flushed = false;
         loop {
             let mut conn = manager.clone();
-            let pong: Option<RedisResult<String>> = tokio::time::timeout(
-                MAINTENANCE_TIMEOUT,
-                redis::cmd("PING").query_async(&mut conn),
-            )
-            .await
-            .ok();
-            if let Some(Ok(_)) = pong {
-                // A first connect has missed nothing; a reconnect may have
-                // missed invalidations, so everything of ours goes.
-                let flushed = if first_connect {
-                    Ok(())
-                } else {
-                    flush(&mut conn, &keys).await
-                };
-                match flushed {
-                    Ok(()) => {
-                        circuit.failures.store(0, Ordering::Relaxed);
-                        circuit.open.store(false, Ordering::Release);
-                        circuit.closed.notify_waiters();
-                        if first_connect {
-                            tracing::info!("redis connected");
-                        } else {
-                            tracing::info!("redis reachable again: cache flushed, circuit closed");
-                        }
-                        first_connect = false;
-                        break;
+            let answered = matches!(
+                tokio::time::timeout(MAINTENANCE_TIMEOUT, redis::cmd("PING").query_async::<String>(&mut conn)).await,
+                Ok(Ok(_))
+            );
+            if answered {
+                if circuit.close_unless_missed() {
+                    if first_connect {
+                        tracing::info!(flushed, "redis connected");
+                    } else {
+                        tracing::info!(flushed, "redis reachable again: circuit closed");
                     }
-                    Err(err) => tracing::debug!(error = %err, "recovery flush failed"),
+                    first_connect = false;
+                    break;
+                }
+                match flush(&mut conn, &keys).await {
+                    Ok(()) => {
+                        flushed = true;
+                        continue;
+                    }
+                    Err(err) => {
+                        tracing::debug!(error = %err, "recovery flush failed");
+                        *circuit.missed_invalidation.lock().expect("circuit lock") = true;
+                    }
                 }
             }
             tokio::time::sleep(PROBE_INTERVAL).await;

@@ -30,6 +30,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/", "GET").route(web::get().to(root::index)))
         .service(resource("/health/live", "GET").route(web::get().to(root::live)))
         .service(resource("/health/ready", "GET").route(web::get().to(root::ready)))
+        .service(resource("/docs", "GET").route(web::get().to(|| async {
+            HttpResponse::PermanentRedirect()
+                .insert_header((actix_web::http::header::LOCATION, "/docs/"))
+                .finish()
+        })))
         // Before the /api/v1 scope, which would otherwise claim /api/v1/openapi.json.
         .service(
             SwaggerUi::new("/docs/{_:.*}").url("/api/v1/openapi.json", openapi::ApiDoc::openapi()),

@@ -194,5 +194,5 @@ async fn each_redis_transition_is_logged_once_not_per_request() {
         count_messages(&lines, "redis unavailable: circuit opened, serving from PostgreSQL"),
         1
     );
-    assert_eq!(count_messages(&lines, "redis reachable again: cache flushed, circuit closed"), 1);
+    assert_eq!(count_messages(&lines, "redis reachable again: circuit closed"), 1);
 }

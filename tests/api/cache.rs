@@ -484,3 +484,27 @@ async fn a_slow_redis_is_bypassed_and_stale_entries_are_flushed_on_recovery() {
     let list: Value = app.get("/api/v1/content").await.json().await.unwrap();
     assert_eq!(list[0]["title"], "During the stall");
 }
+
+#[tokio::test]
+async fn writes_while_redis_was_never_reached_are_flushed_before_it_is_used() {
+    let redis = OwnRedis::start_on(free_port()).await;
+    let first = app_on(&redis).await;
+    let user = first.new_user().await;
+    let id = first.create_content(&user, "Cached before start", "A body long enough.").await["id"]
+        .as_i64()
+        .unwrap();
+    first.get(&format!("/api/v1/content/{id}")).await;
+
+    // A second instance starts while Redis stalls: it has never connected.
+    let mut admin = redis.client().get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("CLIENT").arg("PAUSE").arg(1500).arg("ALL").query_async(&mut admin).await.unwrap();
+    let second = TestApp::start(first.settings.clone(), None).await;
+    assert_eq!(readiness_cache(&second).await, "degraded");
+    assert_eq!(patch_content(&second, &user, id, json!({"title": "Written blind"})).await.status(), 200);
+
+    await_cache_state(&second, "ok", Duration::from_secs(5)).await;
+    for app in [&first, &second] {
+        let item: Value = app.get(&format!("/api/v1/content/{id}")).await.json().await.unwrap();
+        assert_eq!(item["title"], "Written blind", "no stale read after the write was answered");
+    }
+}

@@ -36,6 +36,9 @@ async fn openapi_document_covers_the_user_endpoints() {
 #[tokio::test]
 async fn swagger_ui_is_served_without_other_hosts() {
     let app = TestApp::spawn().await;
+    let redirect = app.get("/docs").await;
+    assert_eq!(redirect.status(), 308);
+    assert_eq!(redirect.headers()["location"], "/docs/");
     let page = app.get("/docs/").await;
     assert_eq!(page.status(), 200);
     let html = page.text().await.unwrap();
