@@ -51,18 +51,6 @@ pub struct PublicUser {
     pub created_at: DateTime<Utc>,
 }
 
-impl From<UserRow> for PublicUser {
-    fn from(row: UserRow) -> Self {
-        Self {
-            id: row.id,
-            name: row.name,
-            country: row.country,
-            state: row.state,
-            created_at: row.created_at,
-        }
-    }
-}
-
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Content {
     pub id: i64,

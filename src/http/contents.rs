@@ -138,7 +138,7 @@ pub async fn list(ctx: Ctx, req: HttpRequest, params: QueryParams) -> Result<Htt
 /// Change an item (owner or admin). Absent fields are left alone;
 /// `image: null` clears the image.
 #[utoipa::path(
-    patch, path = "/api/v1/content/{id}", tag = "content",
+    method(put, patch), path = "/api/v1/content/{id}", tag = "content",
     params(("id" = i64, Path)),
     request_body = super::openapi::ContentUpdateRequest,
     responses(

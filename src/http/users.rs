@@ -110,7 +110,7 @@ pub async fn get(
 /// Change your own profile (or, as an admin, anyone's). Absent fields are
 /// left alone; `PUT` takes the same partial body as `PATCH`.
 #[utoipa::path(
-    patch, path = "/api/v1/users/{id}", tag = "users",
+    method(put, patch), path = "/api/v1/users/{id}", tag = "users",
     params(("id" = i64, Path)),
     request_body = super::openapi::UserUpdateRequest,
     responses(

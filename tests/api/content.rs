@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use reqwest::{Method, Response};
 use serde_json::{json, Value};
 
-use crate::helpers::{invalid_fields, problem, TestApp, TestUser};
+use crate::helpers::{TestApp, TestUser, invalid_fields, problem, sorted, sorted_keys};
 
 const CONTENT_KEYS: [&str; 7] = ["id", "title", "image", "content", "user_id", "created_at", "updated_at"];
 const PUBLIC_USER_KEYS: [&str; 5] = ["id", "name", "country", "state", "created_at"];
@@ -17,17 +17,6 @@ const BODY: &str = "A body that is long enough to pass the rules.";
 
 // ---------------------------------------------------------------- helpers
 
-fn sorted_keys(value: &Value) -> Vec<String> {
-    let mut keys: Vec<String> = value.as_object().expect("an object").keys().cloned().collect();
-    keys.sort();
-    keys
-}
-
-fn sorted(keys: &[&str]) -> Vec<String> {
-    let mut keys: Vec<String> = keys.iter().map(|k| (*k).to_owned()).collect();
-    keys.sort();
-    keys
-}
 
 fn sorted_fields(problem: &Value) -> Vec<String> {
     let mut fields = invalid_fields(problem);

@@ -436,3 +436,16 @@ impl Drop for OwnRedis {
     }
 }
 
+
+/// An object's keys, sorted, to compare a response's shape.
+pub fn sorted_keys(value: &Value) -> Vec<String> {
+    let mut keys: Vec<String> = value.as_object().expect("an object").keys().cloned().collect();
+    keys.sort();
+    keys
+}
+
+pub fn sorted(keys: &[&str]) -> Vec<String> {
+    let mut keys: Vec<String> = keys.iter().map(|k| (*k).to_owned()).collect();
+    keys.sort();
+    keys
+}

@@ -6,21 +6,10 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::helpers::{invalid_fields, problem, signup_body, unique_email, TestApp};
+use crate::helpers::{TestApp, invalid_fields, problem, signup_body, sorted, sorted_keys, unique_email};
 
 const PRIVATE_KEYS: [&str; 7] = ["id", "name", "email", "phone_number", "country", "state", "created_at"];
 
-fn sorted_keys(value: &Value) -> Vec<String> {
-    let mut keys: Vec<String> = value.as_object().expect("an object").keys().cloned().collect();
-    keys.sort();
-    keys
-}
-
-fn sorted(keys: &[&str]) -> Vec<String> {
-    let mut keys: Vec<String> = keys.iter().map(|k| (*k).to_owned()).collect();
-    keys.sort();
-    keys
-}
 
 #[tokio::test]
 async fn login_answers_a_bearer_token_and_the_private_view() {

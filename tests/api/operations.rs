@@ -19,16 +19,31 @@ async fn liveness_answers_200() {
 }
 
 #[tokio::test]
-async fn openapi_document_covers_the_user_endpoints() {
+async fn openapi_document_covers_every_endpoint() {
     let app = TestApp::spawn().await;
     let response = app.get("/api/v1/openapi.json").await;
     assert_eq!(response.status(), 200);
     let doc: Value = response.json().await.unwrap();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
-    for path in ["/", "/api/v1/signup", "/api/v1/login", "/api/v1/users", "/api/v1/users/{id}"] {
-        assert!(doc["paths"][path].is_object(), "{path} is documented");
+    for (path, methods) in [
+        ("/", &["get"][..]),
+        ("/health/live", &["get"]),
+        ("/health/ready", &["get"]),
+        ("/api/v1/signup", &["post"]),
+        ("/api/v1/login", &["post"]),
+        ("/api/v1/users", &["get"]),
+        ("/api/v1/users/{id}", &["get", "put", "patch"]),
+        ("/api/v1/post-content", &["post"]),
+        ("/api/v1/content", &["get", "post"]),
+        ("/api/v1/content/{id}", &["get", "put", "patch", "delete"]),
+    ] {
+        for method in methods {
+            assert!(doc["paths"][path][method].is_object(), "{method} {path} is documented");
+        }
     }
-    assert!(doc["paths"]["/api/v1/users/{id}"]["patch"].is_object());
+    for schema in ["User", "PublicUser", "UserWithContents", "Content", "ContentWithUser", "LoginResponse"] {
+        assert!(doc["components"]["schemas"][schema].is_object(), "{schema}");
+    }
     assert!(doc["components"]["schemas"]["Problem"].is_object());
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
 }

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use reqwest::{Method, Response};
 use serde_json::{json, Value};
 
-use crate::helpers::{invalid_fields, problem, signup_body, TestApp, TestUser};
+use crate::helpers::{TestApp, TestUser, invalid_fields, problem, signup_body, sorted, sorted_keys};
 
 const PUBLIC_KEYS: [&str; 6] = ["id", "name", "country", "state", "created_at", "contents"];
 const PRIVATE_KEYS: [&str; 8] = [
@@ -21,17 +21,6 @@ const PRIVATE_KEYS: [&str; 8] = [
 ];
 const CONTENT_KEYS: [&str; 7] = ["id", "title", "image", "content", "user_id", "created_at", "updated_at"];
 
-fn sorted_keys(value: &Value) -> Vec<String> {
-    let mut keys: Vec<String> = value.as_object().expect("an object").keys().cloned().collect();
-    keys.sort();
-    keys
-}
-
-fn sorted(keys: &[&str]) -> Vec<String> {
-    let mut keys: Vec<String> = keys.iter().map(|k| (*k).to_owned()).collect();
-    keys.sort();
-    keys
-}
 
 fn assert_public(user: &Value) {
     assert_eq!(sorted_keys(user), sorted(&PUBLIC_KEYS), "public view: {user}");
