@@ -4,6 +4,7 @@
 //! would be dangerous; an invalid value stops startup with a message naming
 //! the variable.
 
+use std::net::IpAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -45,6 +46,16 @@ pub struct Settings {
     pub db_connect_timeout: Duration,
     pub run_migrations: bool,
     pub log_format: LogFormat,
+    /// Per client IP and minute on signup and login; 0 disables.
+    pub rate_limit_auth_per_minute: u32,
+    /// Per client IP and minute on content and user writes; 0 disables.
+    pub rate_limit_writes_per_minute: u32,
+    /// Proxies whose `X-Forwarded-For` is believed when finding the client IP.
+    pub trusted_proxies: Vec<IpAddr>,
+    /// Origins allowed to call the API from a browser; empty = none.
+    pub cors_allowed_origins: Vec<String>,
+    /// How long SIGTERM/SIGINT waits for in-flight requests.
+    pub shutdown_timeout: Duration,
 }
 
 impl Settings {
@@ -164,6 +175,31 @@ impl Settings {
             });
         }
 
+        let trusted_proxies = list(&get, "TRUSTED_PROXIES")
+            .into_iter()
+            .map(|ip| {
+                ip.parse::<IpAddr>().map_err(|_| ConfigError {
+                    var: "TRUSTED_PROXIES",
+                    reason: format!("{ip:?} is not an IP address"),
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        let cors_allowed_origins = list(&get, "CORS_ALLOWED_ORIGINS")
+            .into_iter()
+            .map(|origin| {
+                let valid = (origin.starts_with("http://") || origin.starts_with("https://"))
+                    && !origin.ends_with('/');
+                if valid {
+                    Ok(origin)
+                } else {
+                    Err(ConfigError {
+                        var: "CORS_ALLOWED_ORIGINS",
+                        reason: format!("{origin:?} is not an origin like https://app.example.com"),
+                    })
+                }
+            })
+            .collect::<Result<_, _>>()?;
+
         Ok(Self {
             database_url,
             redis_url,
@@ -191,6 +227,11 @@ impl Settings {
             )?),
             run_migrations: parse_bool(&get, "RUN_MIGRATIONS", true)?,
             log_format,
+            rate_limit_auth_per_minute: parse_or(&get, "RATE_LIMIT_AUTH_PER_MINUTE", 20u32)?,
+            rate_limit_writes_per_minute: parse_or(&get, "RATE_LIMIT_WRITES_PER_MINUTE", 120u32)?,
+            trusted_proxies,
+            cors_allowed_origins,
+            shutdown_timeout: Duration::from_secs(parse_or(&get, "SHUTDOWN_TIMEOUT_SECONDS", 30u64)?),
         })
     }
 }
@@ -210,6 +251,16 @@ where
             reason: format!("{raw:?}: {err}"),
         }),
     }
+}
+
+/// A comma-separated list; blanks are skipped.
+fn list(get: &impl Fn(&str) -> Option<String>, var: &str) -> Vec<String> {
+    get(var)
+        .unwrap_or_default()
+        .split(',')
+        .map(|item| item.trim().to_owned())
+        .filter(|item| !item.is_empty())
+        .collect()
 }
 
 fn parse_bool(
@@ -263,6 +314,11 @@ mod tests {
         assert!(s.redis_url.is_none());
         assert_eq!(s.redis_timeout, Duration::from_millis(50));
         assert_eq!(s.cache_control, "public, max-age=0, must-revalidate");
+        assert_eq!(s.rate_limit_auth_per_minute, 20);
+        assert_eq!(s.rate_limit_writes_per_minute, 120);
+        assert!(s.trusted_proxies.is_empty());
+        assert!(s.cors_allowed_origins.is_empty());
+        assert_eq!(s.shutdown_timeout, Duration::from_secs(30));
     }
 
     #[test]
@@ -280,6 +336,10 @@ mod tests {
             ("CACHE_TTL_SECONDS", "-1"),
             ("REDIS_TIMEOUT_MS", "fast"),
             ("REDIS_TIMEOUT_MS", "0"),
+            ("RATE_LIMIT_AUTH_PER_MINUTE", "-1"),
+            ("TRUSTED_PROXIES", "10.0.0.1,proxy"),
+            ("CORS_ALLOWED_ORIGINS", "app.example.com"),
+            ("SHUTDOWN_TIMEOUT_SECONDS", "soon"),
             ("CACHE_CONTROL", "max-age=5\n"),
         ] {
             let err = settings(&[(var, value)]).unwrap_err();

@@ -6,20 +6,23 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod http;
+pub mod metrics;
 pub mod telemetry;
 
 use std::net::TcpListener;
 
 use actix_web::dev::Server;
-use actix_web::middleware::{from_fn, ErrorHandlers};
+use actix_web::middleware::{from_fn, Condition, ErrorHandlers};
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use cache::{Cache, CacheSettings};
 use config::Settings;
 use domain::{AppContext, Hooks};
+use metrics::Metrics;
 
 /// How long startup waits for a reachable Redis before serving without it.
 const REDIS_STARTUP_WAIT: Duration = Duration::from_secs(1);
@@ -36,19 +39,24 @@ pub async fn prepare(settings: &Settings, hooks: Hooks) -> anyhow::Result<AppCon
         .await??;
     }
     let pool = db::build_pool(settings)?;
-    let cache = Cache::new(CacheSettings {
-        redis_url: settings.redis_url.as_deref(),
-        key_prefix: &settings.cache_key_prefix,
-        ttl_seconds: settings.cache_ttl_seconds,
-        timeout: settings.redis_timeout,
-    })?;
+    let metrics = Arc::new(Metrics::new());
+    let cache = Cache::new(
+        CacheSettings {
+            redis_url: settings.redis_url.as_deref(),
+            key_prefix: &settings.cache_key_prefix,
+            ttl_seconds: settings.cache_ttl_seconds,
+            timeout: settings.redis_timeout,
+        },
+        metrics.clone(),
+    )?;
     cache.connect(REDIS_STARTUP_WAIT).await;
-    AppContext::new(settings, pool, cache, hooks).await
+    AppContext::new(settings, pool, cache, metrics, hooks).await
 }
 
 pub struct Application {
     port: u16,
     server: Server,
+    context: web::Data<AppContext>,
 }
 
 impl Application {
@@ -66,19 +74,28 @@ impl Application {
             cache_control: actix_web::http::header::HeaderValue::from_str(&settings.cache_control)
                 .context("CACHE_CONTROL")?,
         });
+        let rate_limits = web::Data::new(http::rate_limit::RateLimits::new(&settings));
+        let cors_origins = settings.cors_allowed_origins.clone();
+        let cors_enabled = !cors_origins.is_empty();
         let listener = TcpListener::bind((settings.host.as_str(), settings.port))
             .with_context(|| format!("binding {}:{}", settings.host, settings.port))?;
         let port = listener.local_addr()?.port();
+        let app_context = context.clone();
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(context.clone())
                 .app_data(read_policy.clone())
+                .app_data(rate_limits.clone())
                 .app_data(web::PayloadConfig::new(http::extract::MAX_BODY_BYTES))
                 .configure(http::routes)
                 .wrap(ErrorHandlers::new().default_handler(http::problem::problem_for_other_errors))
+                .wrap(Condition::new(cors_enabled, http::cors(&cors_origins)))
+                .wrap(http::security_headers())
+                .wrap(from_fn(http::metrics::record))
                 .wrap(from_fn(http::request_id::request_id))
         })
-        .listen(listener)?;
+        .listen(listener)?
+        .shutdown_timeout(settings.shutdown_timeout.as_secs());
         if settings.workers > 0 {
             server = server.workers(settings.workers);
         }
@@ -86,6 +103,7 @@ impl Application {
         Ok(Self {
             port,
             server: server.run(),
+            context: app_context,
         })
     }
 
@@ -93,8 +111,13 @@ impl Application {
         self.port
     }
 
-    /// Serves until SIGINT/SIGTERM, then finishes in-flight requests.
+    /// Serves until SIGINT/SIGTERM; then stops accepting, lets in-flight
+    /// requests finish (up to `SHUTDOWN_TIMEOUT_SECONDS`) and closes the
+    /// PostgreSQL pool.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let served = self.server.await;
+        self.context.pool.close();
+        tracing::info!("shut down");
+        served
     }
 }

@@ -21,7 +21,9 @@ use std::time::Duration;
 use actix_web::web::Bytes;
 
 pub use keys::Keys;
-use redis_store::RedisStore;
+use redis_store::{Invalidation, RedisStore, Unavailable};
+
+use crate::metrics::Metrics;
 
 /// What a store must carry to prove no invalidation happened since the
 /// lookup that missed.
@@ -32,6 +34,15 @@ pub enum Lookup<T> {
     Hit(T),
     /// Missed; `Some` when the value may be stored afterwards.
     Miss(Option<Generation>),
+}
+
+impl<T> Lookup<T> {
+    fn map_hit<U>(self, f: impl FnOnce(T) -> U) -> Lookup<U> {
+        match self {
+            Lookup::Hit(value) => Lookup::Hit(f(value)),
+            Lookup::Miss(generation) => Lookup::Miss(generation),
+        }
+    }
 }
 
 /// A cached listing page: the body and its next-page cursor, if any.
@@ -51,7 +62,12 @@ pub struct Cache {
     keys: Keys,
     ttl_seconds: u64,
     redis: Option<Arc<RedisStore>>,
+    metrics: Arc<Metrics>,
 }
+
+/// Key families, as metrics label them.
+const ITEM: &str = "item";
+const LISTING: &str = "listing";
 
 pub struct CacheSettings<'a> {
     pub redis_url: Option<&'a str>,
@@ -64,7 +80,7 @@ impl Cache {
     /// Never fails on an unreachable Redis: the circuit starts open and the
     /// background probe closes it once Redis answers; only a malformed URL
     /// is an error.
-    pub fn new(settings: CacheSettings<'_>) -> anyhow::Result<Self> {
+    pub fn new(settings: CacheSettings<'_>, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
         let keys = Keys::new(settings.key_prefix);
         let redis = settings
             .redis_url
@@ -74,6 +90,7 @@ impl Cache {
             keys,
             ttl_seconds: settings.ttl_seconds,
             redis,
+            metrics,
         })
     }
 
@@ -98,26 +115,34 @@ impl Cache {
     }
 
     pub async fn lookup_item(&self, key: &str) -> Lookup<Bytes> {
-        let Some(redis) = &self.redis else {
-            return Lookup::Miss(None);
-        };
-        match redis.lookup(key, None).await {
-            Some((Some(value), _, _)) => Lookup::Hit(value),
-            Some((None, _, generation)) => Lookup::Miss(Some(generation)),
-            None => Lookup::Miss(None),
-        }
+        self.lookup(ITEM, key, None).await.map_hit(|(value, _)| value)
     }
 
     pub async fn lookup_listing(&self, key: &str) -> Lookup<CachedPage> {
-        let Some(redis) = &self.redis else {
-            return Lookup::Miss(None);
-        };
         let next_key = self.keys.listing_next(key);
-        match redis.lookup(key, Some(&next_key)).await {
-            Some((Some(body), next_cursor, _)) => Lookup::Hit(CachedPage { body, next_cursor }),
-            Some((None, _, generation)) => Lookup::Miss(Some(generation)),
-            None => Lookup::Miss(None),
-        }
+        self.lookup(LISTING, key, Some(&next_key))
+            .await
+            .map_hit(|(body, next_cursor)| CachedPage { body, next_cursor })
+    }
+
+    async fn lookup(
+        &self,
+        family: &str,
+        key: &str,
+        companion: Option<&str>,
+    ) -> Lookup<(Bytes, Option<String>)> {
+        let found = match &self.redis {
+            Some(redis) => redis.lookup(key, companion).await,
+            None => Err(Unavailable::Skipped),
+        };
+        let (result, lookup) = match found {
+            Ok((Some(value), companion, _)) => ("hit", Lookup::Hit((value, companion))),
+            Ok((None, _, generation)) => ("miss", Lookup::Miss(Some(generation))),
+            Err(Unavailable::Skipped) => ("skipped", Lookup::Miss(None)),
+            Err(Unavailable::Failed) => ("error", Lookup::Miss(None)),
+        };
+        self.metrics.cache_lookup(family, result);
+        lookup
     }
 
     pub async fn store_item(&self, generation: Generation, key: &str, value: &Bytes) {
@@ -145,10 +170,15 @@ impl Cache {
     /// Deletes `all_contents`, every listing, and the given items; bumps the
     /// generation. Call after the database commit, before answering.
     pub async fn invalidate(&self, item_ids: &[i64]) {
-        if let Some(redis) = &self.redis {
-            let mut direct = vec![self.keys.all_contents()];
-            direct.extend(item_ids.iter().map(|id| self.keys.item(*id)));
-            redis.invalidate(&direct).await;
+        let Some(redis) = &self.redis else {
+            return;
+        };
+        let mut direct = vec![self.keys.all_contents()];
+        direct.extend(item_ids.iter().map(|id| self.keys.item(*id)));
+        match redis.invalidate(&direct).await {
+            Invalidation::Done(elapsed) => self.metrics.invalidation("done", Some(elapsed)),
+            Invalidation::Skipped => self.metrics.invalidation("skipped", None),
+            Invalidation::Failed => self.metrics.invalidation("failed", None),
         }
     }
 }

@@ -117,6 +117,22 @@ impl Circuit {
     }
 }
 
+/// Why Redis gave no answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unavailable {
+    /// The circuit is open: Redis was not called.
+    Skipped,
+    /// Error or timeout.
+    Failed,
+}
+
+pub enum Invalidation {
+    Done(Duration),
+    /// Not attempted (circuit open); the cache will be flushed on recovery.
+    Skipped,
+    Failed,
+}
+
 pub struct RedisStore {
     manager: ConnectionManager,
     timeout: Duration,
@@ -173,33 +189,33 @@ impl RedisStore {
         self.is_available()
     }
 
-    async fn call<T>(&self, op: impl Future<Output = RedisResult<T>>, threshold: u32) -> Option<T> {
+    async fn call<T>(&self, op: impl Future<Output = RedisResult<T>>) -> Result<T, Unavailable> {
         if self.circuit.is_open() {
-            return None;
+            return Err(Unavailable::Skipped);
         }
         match tokio::time::timeout(self.timeout, op).await {
             Ok(Ok(value)) => {
                 self.circuit.succeeded();
-                Some(value)
+                Ok(value)
             }
             Ok(Err(err)) => {
-                self.circuit.failed(&err.to_string(), threshold);
-                None
+                self.circuit.failed(&err.to_string(), FAILURE_THRESHOLD);
+                Err(Unavailable::Failed)
             }
             Err(_) => {
-                self.circuit.failed("timed out", threshold);
-                None
+                self.circuit.failed("timed out", FAILURE_THRESHOLD);
+                Err(Unavailable::Failed)
             }
         }
     }
 
     /// One round trip: the value, an optional companion key, and the
-    /// generation. `None` when Redis is skipped or failed.
+    /// generation.
     pub async fn lookup(
         &self,
         key: &str,
         companion: Option<&str>,
-    ) -> Option<(Option<Bytes>, Option<String>, Generation)> {
+    ) -> Result<(Option<Bytes>, Option<String>, Generation), Unavailable> {
         let mut cmd = redis::cmd("MGET");
         cmd.arg(key);
         if let Some(companion) = companion {
@@ -207,8 +223,7 @@ impl RedisStore {
         }
         cmd.arg(self.keys.generation());
         let mut conn = self.manager.clone();
-        let mut values: Vec<Option<Vec<u8>>> =
-            self.call(cmd.query_async(&mut conn), FAILURE_THRESHOLD).await?;
+        let mut values: Vec<Option<Vec<u8>>> = self.call(cmd.query_async(&mut conn)).await?;
         let generation = values.pop().flatten().unwrap_or_else(|| b"0".to_vec());
         let generation = Generation(String::from_utf8_lossy(&generation).into_owned());
         let companion = if companion.is_some() {
@@ -217,7 +232,7 @@ impl RedisStore {
             None
         };
         let value = values.pop().flatten().map(Bytes::from);
-        Some((value, companion, generation))
+        Ok((value, companion, generation))
     }
 
     /// Stores unless an invalidation happened since the lookup. A listing
@@ -242,10 +257,8 @@ impl RedisStore {
             }
         }
         let mut conn = self.manager.clone();
-        let stored: Option<i64> = self
-            .call(invocation.invoke_async(&mut conn), FAILURE_THRESHOLD)
-            .await;
-        if stored == Some(0) {
+        let stored: Result<i64, Unavailable> = self.call(invocation.invoke_async(&mut conn)).await;
+        if stored == Ok(0) {
             tracing::debug!(key, "store skipped: invalidated since the lookup");
         }
     }
@@ -253,9 +266,9 @@ impl RedisStore {
     /// Skipped while the circuit is open (marking the cache for a flush);
     /// a failure opens the circuit at once: until the recovery flush,
     /// nothing may be served from Redis.
-    pub async fn invalidate(&self, direct_keys: &[String]) {
+    pub async fn invalidate(&self, direct_keys: &[String]) -> Invalidation {
         if self.circuit.skip_invalidation() {
-            return;
+            return Invalidation::Skipped;
         }
         let mut invocation = self.invalidate.prepare_invoke();
         invocation.key(self.keys.generation()).key(self.keys.listing_tags());
@@ -264,18 +277,22 @@ impl RedisStore {
         }
         let mut conn = self.manager.clone();
         let started = std::time::Instant::now();
-        match tokio::time::timeout(self.timeout, invocation.invoke_async::<i64>(&mut conn)).await {
+        let reason = match tokio::time::timeout(self.timeout, invocation.invoke_async::<i64>(&mut conn)).await {
             Ok(Ok(deleted)) => {
                 self.circuit.succeeded();
+                let elapsed = started.elapsed();
                 tracing::debug!(
                     deleted_listing_keys = deleted,
-                    elapsed_us = started.elapsed().as_micros() as u64,
+                    elapsed_us = elapsed.as_micros() as u64,
                     "cache invalidated"
                 );
+                return Invalidation::Done(elapsed);
             }
-            Ok(Err(err)) => self.circuit.invalidation_failed(&err.to_string()),
-            Err(_) => self.circuit.invalidation_failed("timed out"),
-        }
+            Ok(Err(err)) => err.to_string(),
+            Err(_) => "timed out".to_owned(),
+        };
+        self.circuit.invalidation_failed(&reason);
+        Invalidation::Failed
     }
 }
 

@@ -28,6 +28,8 @@ pub enum AppError {
     PayloadTooLarge { limit: usize },
     #[error("{0}")]
     UnsupportedMediaType(String),
+    #[error("Too many requests; retry in {retry_after_seconds} s")]
+    RateLimited { retry_after_seconds: u64 },
     #[error("database unavailable: {0}")]
     Unavailable(String),
     #[error(transparent)]

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use crate::cache::Cache;
 use crate::config::Settings;
 use crate::db::DbPool;
+use crate::metrics::Metrics;
 use auth::Tokens;
 use user_input::PhonePolicy;
 
@@ -29,6 +30,7 @@ pub use error::{AppError, FieldError};
 pub struct AppContext {
     pub pool: DbPool,
     pub cache: Cache,
+    pub metrics: Arc<Metrics>,
     pub hooks: Hooks,
     pub tokens: Tokens,
     pub phones: PhonePolicy,
@@ -42,6 +44,7 @@ impl AppContext {
         settings: &Settings,
         pool: DbPool,
         cache: Cache,
+        metrics: Arc<Metrics>,
         hooks: Hooks,
     ) -> anyhow::Result<Self> {
         let phones = PhonePolicy {
@@ -55,6 +58,7 @@ impl AppContext {
         Ok(Self {
             pool,
             cache,
+            metrics,
             hooks,
             tokens: Tokens::new(&settings.jwt_secret, settings.jwt_ttl_seconds),
             phones,

@@ -7,6 +7,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use xxhash_rust::xxh3::xxh3_128;
 
 use super::extract::{Auth, JsonObject, PathId, QueryParams};
+use super::rate_limit::WriteRateLimit;
 use crate::domain::content_input::{parse_content_changes, NewContent};
 use crate::domain::contents::{self, ContentListQuery};
 use crate::domain::views::{Content, ContentWithUser};
@@ -69,7 +70,7 @@ fn cached_read(req: &HttpRequest, body: Bytes, link: Option<String>) -> HttpResp
     ),
     security(("bearer" = []))
 )]
-pub async fn create(ctx: Ctx, auth: Auth, body: JsonObject) -> Result<HttpResponse, AppError> {
+pub async fn create(ctx: Ctx, auth: Auth, _limit: WriteRateLimit, body: JsonObject) -> Result<HttpResponse, AppError> {
     let input = NewContent::parse(body.0)?;
     let content = contents::create(&ctx, auth.0, input).await?;
     Ok(HttpResponse::Created()
@@ -89,8 +90,13 @@ pub async fn create(ctx: Ctx, auth: Auth, body: JsonObject) -> Result<HttpRespon
     ),
     security(("bearer" = []))
 )]
-pub async fn create_alias(ctx: Ctx, auth: Auth, body: JsonObject) -> Result<HttpResponse, AppError> {
-    create(ctx, auth, body).await
+pub async fn create_alias(
+    ctx: Ctx,
+    auth: Auth,
+    limit: WriteRateLimit,
+    body: JsonObject,
+) -> Result<HttpResponse, AppError> {
+    create(ctx, auth, limit, body).await
 }
 
 /// One item with its author (cached).
@@ -150,7 +156,7 @@ pub async fn list(ctx: Ctx, req: HttpRequest, params: QueryParams) -> Result<Htt
     ),
     security(("bearer" = []))
 )]
-pub async fn update(ctx: Ctx, id: PathId, auth: Auth, body: JsonObject) -> Result<HttpResponse, AppError> {
+pub async fn update(ctx: Ctx, id: PathId, auth: Auth, _: WriteRateLimit, body: JsonObject) -> Result<HttpResponse, AppError> {
     let changes = parse_content_changes(body.0)?;
     Ok(HttpResponse::Ok().json(contents::update(&ctx, auth.0, id.0, changes).await?))
 }
@@ -167,7 +173,7 @@ pub async fn update(ctx: Ctx, id: PathId, auth: Auth, body: JsonObject) -> Resul
     ),
     security(("bearer" = []))
 )]
-pub async fn delete(ctx: Ctx, id: PathId, auth: Auth) -> Result<HttpResponse, AppError> {
+pub async fn delete(ctx: Ctx, id: PathId, auth: Auth, _: WriteRateLimit) -> Result<HttpResponse, AppError> {
     contents::delete(&ctx, auth.0, id.0).await?;
     Ok(HttpResponse::NoContent().finish())
 }

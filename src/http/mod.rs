@@ -3,17 +3,52 @@
 
 pub mod contents;
 pub mod extract;
+pub mod metrics;
 pub mod openapi;
 pub mod problem;
+pub mod rate_limit;
 pub mod request_id;
 pub mod root;
 pub mod users;
 
+use actix_cors::Cors;
+use actix_web::http::{header, Method};
+use actix_web::middleware::DefaultHeaders;
 use actix_web::{web, HttpRequest, HttpResponse, Resource};
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::domain::AppError;
+
+/// On every response (handlers never set these themselves).
+pub fn security_headers() -> DefaultHeaders {
+    DefaultHeaders::new()
+        .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .add((header::REFERRER_POLICY, "no-referrer"))
+        .add((header::X_FRAME_OPTIONS, "DENY"))
+}
+
+/// Browsers may call the API only from the configured origins.
+pub fn cors(origins: &[String]) -> Cors {
+    origins
+        .iter()
+        .fold(Cors::default(), |cors, origin| cors.allowed_origin(origin))
+        .allowed_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
+        .allowed_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::IF_NONE_MATCH,
+            header::HeaderName::from_static("x-request-id"),
+        ])
+        .expose_headers([
+            header::ETAG,
+            header::LINK,
+            header::LOCATION,
+            header::RETRY_AFTER,
+            header::HeaderName::from_static("x-request-id"),
+        ])
+        .max_age(3600)
+}
 
 /// A resource whose other methods answer 405 with `Allow`.
 fn resource(path: &str, allow: &'static str) -> Resource {
@@ -30,6 +65,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/", "GET").route(web::get().to(root::index)))
         .service(resource("/health/live", "GET").route(web::get().to(root::live)))
         .service(resource("/health/ready", "GET").route(web::get().to(root::ready)))
+        .service(resource("/metrics", "GET").route(web::get().to(metrics::metrics)))
         .service(resource("/docs", "GET").route(web::get().to(|| async {
             HttpResponse::PermanentRedirect()
                 .insert_header((actix_web::http::header::LOCATION, "/docs/"))

@@ -89,6 +89,7 @@ impl Modify for BearerAuth {
         super::root::index,
         super::root::live,
         super::root::ready,
+        super::metrics::metrics,
         super::users::signup,
         super::users::login,
         super::users::list,

@@ -4,6 +4,7 @@ use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 
 use super::extract::{Auth, JsonObject, MaybeAuth, PathId, QueryParams};
+use super::rate_limit::{AuthRateLimit, WriteRateLimit};
 use crate::domain::user_input::{parse_user_changes, Login, Signup};
 use crate::domain::users::{self, UserListQuery};
 use crate::domain::views::{LoginResponse, User, UserWithContents};
@@ -21,9 +22,10 @@ type Ctx = web::Data<AppContext>;
         (status = 400, description = "Malformed JSON, or `Email already registered` / `Phone number already registered`", body = super::problem::Problem),
         (status = 415, body = super::problem::Problem),
         (status = 422, description = "Every invalid field", body = super::problem::Problem),
+        (status = 429, description = "Rate limit hit (`Retry-After`)", body = super::problem::Problem),
     )
 )]
-pub async fn signup(ctx: Ctx, body: JsonObject) -> Result<HttpResponse, AppError> {
+pub async fn signup(ctx: Ctx, _: AuthRateLimit, body: JsonObject) -> Result<HttpResponse, AppError> {
     let input = Signup::parse(body.0, &ctx.phones)?;
     let user = users::signup(&ctx, input).await?;
     Ok(HttpResponse::Created()
@@ -41,7 +43,7 @@ pub async fn signup(ctx: Ctx, body: JsonObject) -> Result<HttpResponse, AppError
         (status = 422, body = super::problem::Problem),
     )
 )]
-pub async fn login(ctx: Ctx, body: JsonObject) -> Result<HttpResponse, AppError> {
+pub async fn login(ctx: Ctx, _: AuthRateLimit, body: JsonObject) -> Result<HttpResponse, AppError> {
     let input = Login::parse(body.0)?;
     Ok(HttpResponse::Ok().json(users::login(&ctx, input).await?))
 }
@@ -127,6 +129,7 @@ pub async fn update(
     ctx: Ctx,
     id: PathId,
     auth: Auth,
+    _: WriteRateLimit,
     body: JsonObject,
 ) -> Result<HttpResponse, AppError> {
     let changes = parse_user_changes(body.0, &ctx.phones)?;

@@ -32,6 +32,8 @@ fn base_vars(database_url: &str) -> Vec<(&'static str, String)> {
         ("LOG_FORMAT", "json".to_owned()),
         ("RUST_LOG", "info".to_owned()),
         ("WORKERS", "1".to_owned()),
+        ("RATE_LIMIT_AUTH_PER_MINUTE", "0".to_owned()),
+        ("RATE_LIMIT_WRITES_PER_MINUTE", "0".to_owned()),
     ]
 }
 
@@ -118,9 +120,17 @@ impl ServerProcess {
             .unwrap()
     }
 
-    /// SIGTERM; returns the JSON log lines after checking a clean exit.
-    fn stop(mut self) -> Vec<Value> {
+    fn terminate(&self) {
         Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+    }
+
+    /// SIGTERM; returns the JSON log lines after checking a clean exit.
+    fn stop(self) -> Vec<Value> {
+        self.terminate();
+        self.wait_for_exit()
+    }
+
+    fn wait_for_exit(mut self) -> Vec<Value> {
         let exit = self.child.wait().unwrap();
         assert!(exit.success(), "SIGTERM is a clean shutdown: {exit:?}");
         let mut stdout = String::new();
@@ -195,4 +205,51 @@ async fn each_redis_transition_is_logged_once_not_per_request() {
         1
     );
     assert_eq!(count_messages(&lines, "redis reachable again: circuit closed"), 1);
+}
+
+#[tokio::test]
+async fn a_request_in_flight_when_sigterm_arrives_completes() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let database = TestDatabase::cloned().await;
+    let server = ServerProcess::start(base_vars(&database.url)).await;
+    let signup = crate::helpers::signup_body();
+    let created = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{}/api/v1/signup", server.port))
+        .json(&signup)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+
+    // A login whose body is still arriving when the signal comes.
+    let body = serde_json::json!({"email": signup["email"], "password": signup["password"]}).to_string();
+    let (first, rest) = body.split_at(body.len() / 2);
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", server.port)).await.unwrap();
+    let head = format!(
+        "POST /api/v1/login HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{first}",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.flush().await.unwrap();
+    // Give the server time to take the request in before the signal.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    server.terminate();
+
+    // New connections are refused (bounded wait for the signal to land)
+    // while the old request is still open.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while TcpStream::connect(("127.0.0.1", server.port)).is_ok() {
+        assert!(Instant::now() < deadline, "still accepting after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stream.write_all(rest.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("access_token"));
+
+    let lines = server.wait_for_exit();
+    assert_eq!(count_messages(&lines, "shut down"), 1, "the pool was closed after the last request");
 }

@@ -187,7 +187,7 @@ async fn fifty_concurrent_same_email_signups_give_one_201_and_49_400s() {
                 let body = problem(response, 400).await;
                 assert_eq!(body["detail"], "Email already registered");
             }
-            other => panic!("unexpected status {other}"),
+            other => panic!("unexpected status {other}: {}", response.text().await.unwrap()),
         }
     }
     assert_eq!(created, 1);

@@ -1,0 +1,605 @@
+#!/usr/bin/env python3
+"""HTTP benchmark of the release binary with wrk (run it through bench/run).
+
+Starts a private redis-server on a free port (never the shared one), creates a
+fresh PostgreSQL database, starts the service on it, seeds the dataset with
+SQL, runs one wrk load per row, prints a table with the targets and writes
+bench/results/latest.json. The database is dropped and both processes are
+stopped at the end, also on failure.
+
+Python 3 standard library only. Needs wrk, redis-server, redis-cli and psql on
+PATH and a built binary (bench/run installs wrk and builds it).
+"""
+
+import argparse
+import base64
+import datetime
+import http.client
+import json
+import math
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCH = os.path.join(ROOT, "bench")
+PG = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432")
+PASSWORD = "benchmark-password"
+HOT_IDS = 1000
+
+
+# ---------------------------------------------------------------- helpers
+
+def log(message):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, proc=None, limit=60.0):
+    deadline = time.time() + limit
+    while time.time() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise SystemExit(f"process listening on {port} exited with {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"nothing listens on {port} after {limit:.0f} s")
+
+
+def call(port, method, path, body=None, token=None):
+    """One request; returns (status, headers dict (lower-case), body bytes)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    headers = {}
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    conn.request(method, path, body=data, headers=headers)
+    response = conn.getresponse()
+    payload = response.read()
+    result = (response.status, {k.lower(): v for k, v in response.getheaders()}, payload)
+    conn.close()
+    return result
+
+
+def expect(port, method, path, status, body=None, token=None):
+    got, headers, payload = call(port, method, path, body, token)
+    if got != status:
+        raise SystemExit(f"{method} {path}: expected {status}, got {got}: {payload[:300]!r}")
+    return headers, payload
+
+
+def warm(port, paths):
+    """GETs each path once over one keep-alive connection (fills the cache)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    for path in paths:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        response.read()
+        if response.status != 200:
+            raise SystemExit(f"warm-up GET {path}: {response.status}")
+    conn.close()
+
+
+def psql(database_url, sql):
+    return subprocess.run(["psql", database_url, "-v", "ON_ERROR_STOP=1", "-qAtX", "-c", sql],
+                          check=True, capture_output=True, text=True).stdout.strip()
+
+
+def redis_cli(port, *args):
+    return subprocess.run(["redis-cli", "-p", str(port), *args], check=True,
+                          capture_output=True, text=True).stdout.strip()
+
+
+def vm_status(pid, field):
+    """VmHWM / VmRSS of a process in MiB (None once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        return None
+    return None
+
+
+def content_cursor(micros, content_id):
+    """The service's plain listing cursor (src/domain/pagination.rs)."""
+    raw = f"t:{micros}:{content_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def machine():
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    ram_mb = None
+    try:
+        with open("/proc/meminfo") as info:
+            for line in info:
+                if line.startswith("MemTotal:"):
+                    ram_mb = int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    load = os.getloadavg()
+    wrk_version = subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout.splitlines()
+    return {
+        "nproc": os.cpu_count(),
+        "cpu_model": cpu,
+        "ram_mb": ram_mb,
+        "kernel": platform.release(),
+        "loadavg_at_start": [round(x, 2) for x in load],
+        "wrk": wrk_version[0] if wrk_version else "?",
+        "redis": subprocess.run(["redis-server", "--version"], capture_output=True, text=True).stdout.strip(),
+    }
+
+
+# ---------------------------------------------------------------- processes
+
+class Server:
+    """The service on a free port, with its own log file."""
+
+    def __init__(self, binary, database_url, redis_url, logdir, name, rust_log):
+        self.port = free_port()
+        self.name = name
+        self.log_path = os.path.join(logdir, f"{name}.log")
+        env = dict(os.environ)
+        for var in ("REDIS_URL", "CACHE_KEY_PREFIX"):
+            env.pop(var, None)
+        env.update(
+            DATABASE_URL=database_url, HOST="127.0.0.1", PORT=str(self.port), WORKERS="0",
+            LOG_FORMAT="json", RUST_LOG=rust_log, RUN_MIGRATIONS="true",
+            JWT_SECRET="benchmark-secret-benchmark-secret-0123", JWT_TTL_SECONDS="7200",
+            PHONE_REGIONS="NG", DEFAULT_PHONE_REGION="NG", CACHE_TTL_SECONDS="600",
+            REDIS_TIMEOUT_MS="50", DB_POOL_SIZE="16",
+            # Rate limits off: the benchmark measures the service, not the limiter.
+            RATE_LIMIT_AUTH_PER_MINUTE="0", RATE_LIMIT_WRITES_PER_MINUTE="0",
+        )
+        if redis_url:
+            env["REDIS_URL"] = redis_url
+            env["CACHE_KEY_PREFIX"] = ""
+        self.logfile = open(self.log_path, "wb")
+        # cwd outside the repository, so the repository's .env is not read.
+        self.proc = subprocess.Popen([binary, "serve"], env=env, stdout=self.logfile,
+                                     stderr=subprocess.STDOUT, cwd=logdir)
+        wait_port(self.port, self.proc)
+        for _ in range(100):
+            if call(self.port, "GET", "/health/live")[0] == 200:
+                break
+            time.sleep(0.05)
+
+    def peak_rss_mb(self):
+        return vm_status(self.proc.pid, "VmHWM")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.logfile.close()
+
+
+# ---------------------------------------------------------------- wrk
+
+class Wrk:
+    def __init__(self, args, tmpdir):
+        self.args = args
+        self.tmpdir = tmpdir
+        with open(os.path.join(BENCH, "wrk", "report.lua")) as f:
+            self.report = f.read()
+        self.scripts = {}
+
+    def script(self, name):
+        if name not in self.scripts:
+            with open(os.path.join(BENCH, "wrk", f"{name}.lua")) as f:
+                text = f.read()
+            path = os.path.join(self.tmpdir, f"{name}.lua")
+            with open(path, "w") as f:
+                f.write(text + "\n" + self.report)
+            self.scripts[name] = path
+        return self.scripts[name]
+
+    def start(self, port, path, script="static", script_args=(), connections=None, threads=None,
+              duration=None, pause_ms=0, statuses=False):
+        connections = connections or self.args.connections
+        threads = threads or self.args.threads
+        duration = duration or self.args.duration
+        cmd = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration}s",
+               "--timeout", "10s", "--latency", "-s", self.script(script),
+               f"http://127.0.0.1:{port}{path}"]
+        if script_args:
+            cmd += ["--", *map(str, script_args)]
+        env = dict(os.environ, BENCH_PAUSE_MS=str(pause_ms), BENCH_STATUS="1" if statuses else "0")
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        return proc, {"connections": connections, "threads": threads, "duration_s": duration}
+
+    @staticmethod
+    def finish(handle):
+        proc, shape = handle
+        out, err = proc.communicate()
+        for line in out.splitlines():
+            if line.startswith("BENCH_JSON "):
+                raw = json.loads(line[len("BENCH_JSON "):])
+                break
+        else:
+            raise SystemExit(f"wrk printed no result (exit {proc.returncode}):\n{out}\n{err}")
+        seconds = raw["duration_us"] / 1e6
+        socket_errors = raw["connect"] + raw["read"] + raw["write"] + raw["timeout"]
+        return dict(shape, **{
+            "requests": raw["requests"],
+            "rps": round(raw["requests"] / seconds, 1) if seconds else 0.0,
+            "p50_ms": round(raw["p50_us"] / 1000, 3),
+            "p90_ms": round(raw["p90_us"] / 1000, 3),
+            "p99_ms": round(raw["p99_us"] / 1000, 3),
+            "max_ms": round(raw["max_us"] / 1000, 3),
+            "non_2xx_3xx": raw["status"],
+            "socket_errors": {k: raw[k] for k in ("connect", "read", "write", "timeout")},
+            "errors": raw["status"] + socket_errors,
+        }, **({"error_statuses": raw["error_statuses"], "first_error_body": raw["first_error"]}
+              if raw["error_statuses"] else {}))
+
+    def run(self, *a, **kw):
+        return self.finish(self.start(*a, **kw))
+
+
+# ---------------------------------------------------------------- seeding
+
+def seed(database_url, users, contents):
+    """Users 2..N copy the password hash of user 1 (a real signup); contents
+    are spread over all users, created_at one second apart, newest = highest id."""
+    started = time.perf_counter()
+    psql(database_url, f"""
+        INSERT INTO users (name, email, phone_number, country, state, password_hash, created_at, updated_at)
+        SELECT 'Bench User ' || n, 'user' || n || '@bench.example.com', '+234803' || lpad(n::text, 7, '0'),
+               'Nigeria', 'Lagos', h.password_hash,
+               timestamptz '2025-12-01 00:00:00+00' + n * interval '1 second',
+               timestamptz '2025-12-01 00:00:00+00' + n * interval '1 second'
+        FROM generate_series(2, {users}) AS n, (SELECT password_hash FROM users WHERE id = 1) AS h
+    """)
+    if int(psql(database_url, "SELECT max(id) FROM users")) != users:
+        raise SystemExit("seeded users do not have ids 1..N (was the database fresh?)")
+    batch = 100_000
+    for lo in range(1, contents + 1, batch):
+        hi = min(contents, lo + batch - 1)
+        psql(database_url, f"""
+            INSERT INTO contents (title, content, user_id, created_at, updated_at)
+            SELECT 'Bench item ' || n,
+                   'Body of bench item ' || n || ': ' || repeat('lorem ipsum dolor sit amet ', 1 + n % 5)
+                     || (ARRAY['cache', 'keyset', 'redis', 'postgres', 'actix'])[1 + n % 5],
+                   1 + n % {users}, at, at
+            FROM (SELECT n, timestamptz '2026-01-01 00:00:00+00' + n * interval '1 second' AS at
+                  FROM generate_series({lo}, {hi}) AS n) AS s
+        """)
+        if contents > batch:
+            log(f"  contents {hi:,}/{contents:,}")
+    psql(database_url, "VACUUM ANALYZE users")
+    psql(database_url, "VACUUM ANALYZE contents")
+    return round(time.perf_counter() - started, 1)
+
+
+def cursor_for_page(database_url, page, limit):
+    """Cursor whose page is `page` (1-based) of the plain listing with `limit`:
+    built from the last row of the previous page."""
+    row = psql(database_url, f"""
+        SELECT (extract(epoch FROM created_at) * 1000000)::bigint, id FROM contents
+        ORDER BY created_at DESC, id DESC OFFSET {(page - 1) * limit - 1} LIMIT 1""")
+    micros, content_id = row.split("|")
+    return content_cursor(int(micros), int(content_id))
+
+
+# ---------------------------------------------------------------- main
+
+def main():
+    parser = argparse.ArgumentParser(description="HTTP benchmark with wrk; see bench/README section in README.md")
+    parser.add_argument("--large", action="store_true", help="1 000 000 contents instead of 10 000")
+    parser.add_argument("--users", type=int, default=1000)
+    parser.add_argument("--contents", type=int, help="override the number of seeded contents")
+    parser.add_argument("--duration", type=int, default=8, help="seconds per row (default 8)")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rust-log", default="warn", help="RUST_LOG of the server (default warn)")
+    parser.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "content-api"))
+    parser.add_argument("--output", default=os.path.join(BENCH, "results", "latest.json"))
+    parser.add_argument("--keep-logs", action="store_true", help="keep the server logs (path printed)")
+    args = parser.parse_args()
+
+    started_at = float(os.environ.get("BENCH_STARTED_AT") or time.time())
+    bench_started = time.time()
+    contents = args.contents or (1_000_000 if args.large else 10_000)
+    users = args.users
+    if users < 2 or contents < HOT_IDS:
+        raise SystemExit(f"need at least 2 users and {HOT_IDS} contents")
+    for tool in ("wrk", "redis-server", "redis-cli", "psql"):
+        if not shutil.which(tool):
+            raise SystemExit(f"{tool} is not on PATH (bench/run installs what is missing)")
+    if not os.access(args.binary, os.X_OK):
+        raise SystemExit(f"no binary at {args.binary}: cargo build --release --bin content-api")
+
+    # Deep page: page 5 000 when it exists at the default limit (20); in a
+    # smaller dataset the deepest page that exists, with the largest limit
+    # that still gives 5 000 pages (10 000 contents: limit=2, page 5 000).
+    if contents >= 5000 * 20:
+        deep_limit = 20
+    else:
+        deep_limit = max(1, min(100, contents // 5000))
+    deep_page = min(5000, math.ceil(contents / deep_limit))
+
+    tmpdir = tempfile.mkdtemp(prefix="content-api-bench-")
+    database = f"content_api_bench_{uuid.uuid4().hex[:12]}"
+    database_url = f"{PG}/{database}"
+    redis_port = free_port()
+    redis = None
+    servers = []
+    rows = []
+    notes = []
+    info = {"machine": machine()}
+    ok = False
+    try:
+        log(f"private redis-server on 127.0.0.1:{redis_port}; database {database}; logs in {tmpdir}")
+        redis = subprocess.Popen(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1",
+                                  "--save", "", "--appendonly", "no", "--enable-debug-command", "yes",
+                                  "--maxmemory-policy", "noeviction"],
+                                 stdout=subprocess.DEVNULL)
+        wait_port(redis_port, redis)
+        redis_url = f"redis://127.0.0.1:{redis_port}"
+
+        server = Server(args.binary, database_url, redis_url, tmpdir, "server", args.rust_log)
+        servers.append(server)
+        log(f"server pid {server.proc.pid} on 127.0.0.1:{server.port}")
+        port = server.port
+
+        # One real signup: its Argon2id hash is copied into the seeded users.
+        email = "bench@bench.example.com"
+        expect(port, "POST", "/api/v1/signup", 201, {
+            "name": "Bench Owner", "email": email, "phone_number": "+2348030000001",
+            "country": "Nigeria", "state": "Lagos", "password": PASSWORD})
+        _, payload = expect(port, "POST", "/api/v1/login", 200, {"email": email, "password": PASSWORD})
+        token = json.loads(payload)["access_token"]
+
+        log(f"seeding {users:,} users and {contents:,} contents with SQL")
+        seed_seconds = seed(database_url, users, contents)
+        log(f"seeded in {seed_seconds} s")
+
+        # Cursor construction checked against the Link header of page 1.
+        headers, _ = expect(port, "GET", f"/api/v1/content?limit={deep_limit}", 200)
+        link = headers.get("link", "")
+        built = cursor_for_page(database_url, 2, deep_limit)
+        if f"cursor={built}>" not in link:
+            raise SystemExit(f"constructed cursor {built} does not match the Link header {link!r}")
+        deep_cursor = cursor_for_page(database_url, deep_page, deep_limit)
+        _, payload = expect(port, "GET", f"/api/v1/content?limit={deep_limit}&cursor={deep_cursor}", 200)
+        deep_items = json.loads(payload)
+        expected_items = min(deep_limit, contents - (deep_page - 1) * deep_limit)
+        if len(deep_items) != expected_items:
+            raise SystemExit(f"deep page has {len(deep_items)} items, expected {expected_items}")
+
+        wrk = Wrk(args, tmpdir)
+
+        def row(key, label, result, group, note=None, measured=None):
+            result.update(key=key, label=label, group=group,
+                          server_peak_rss_mb=(measured or servers[0]).peak_rss_mb())
+            if note:
+                result["note"] = note
+            rows.append(result)
+            log(f"  {label}: {result['rps']:,.0f} req/s, p50 {result['p50_ms']:.2f} ms, "
+                f"p99 {result['p99_ms']:.2f} ms, errors {result['errors']}")
+            return result
+
+        log("baseline and cached reads")
+        row("baseline", "GET /health/live (baseline)", wrk.run(port, "/health/live"), "baseline")
+        warm(port, [f"/api/v1/content/{i}" for i in range(1, HOT_IDS + 1)])
+        row("cached_item", f"GET /api/v1/content/{{id}}, {HOT_IDS:,} hot ids (cached)",
+            wrk.run(port, "/", "pick_ids", ["/api/v1/content/", 1, HOT_IDS]), "cached")
+        warm(port, ["/api/v1/content", "/api/v1/content?limit=100"])
+        row("cached_listing", "GET /api/v1/content (default page, cached)",
+            wrk.run(port, "/api/v1/content"), "cached")
+        row("cached_listing_100", "GET /api/v1/content?limit=100 (cached)",
+            wrk.run(port, "/api/v1/content?limit=100"), "cached")
+
+        log("uncached reads")
+        row("user", f"GET /api/v1/users/{{id}}, {users:,} ids (never cached)",
+            wrk.run(port, "/", "pick_ids", ["/api/v1/users/", 1, users]), "uncached")
+        # GET /content?cursor= is cached per canonical query, so the uncached
+        # cost of a page is measured on a second server without REDIS_URL.
+        nocache = Server(args.binary, database_url, None, tmpdir, "server-no-redis", args.rust_log)
+        servers.append(nocache)
+        page1 = row("page1_uncached", f"GET /api/v1/content?limit={deep_limit}, page 1 (no Redis)",
+                    wrk.run(nocache.port, f"/api/v1/content?limit={deep_limit}"), "uncached",
+                    measured=nocache)
+        deep = row("deep_page_uncached",
+                   f"GET /api/v1/content?limit={deep_limit}&cursor=…, page {deep_page:,} (no Redis)",
+                   wrk.run(nocache.port, f"/api/v1/content?limit={deep_limit}&cursor={deep_cursor}"), "uncached",
+                   measured=nocache)
+        for r in (page1, deep):
+            r["server"] = "second instance, REDIS_URL unset"
+        info["no_redis_server_peak_rss_mb"] = nocache.peak_rss_mb()
+        nocache.stop()
+        if deep_page < 5000 or deep_limit != 20:
+            notes.append(f"Deep page: {contents:,} contents, so page {deep_page:,} at limit={deep_limit} "
+                         f"(the deepest page that exists) against page 1 at the same limit.")
+
+        log("writes")
+        # Both rows start from the same state: the private Redis emptied
+        # (FLUSHDB: only ever on the private redis-server) and filled with N
+        # unrelated keys plus two cached listings, the contents table vacuumed.
+        def post_row(key, keys):
+            redis_cli(redis_port, "FLUSHDB")
+            populate_started = time.perf_counter()
+            redis_cli(redis_port, "DEBUG", "POPULATE", str(keys), "unrelated")
+            populated = round(time.perf_counter() - populate_started, 2)
+            psql(database_url, "VACUUM ANALYZE contents")
+            warm(port, ["/api/v1/content", "/api/v1/content?limit=100"])
+            dbsize = int(redis_cli(redis_port, "DBSIZE"))
+            result = row(key, "POST /api/v1/post-content, " + f"{keys:,}".replace(",", " ") + " unrelated keys",
+                         wrk.run(port, "/", "post_content", [token]), "writes")
+            result.update(redis_dbsize_before=dbsize, debug_populate_seconds=populated)
+            return result
+
+        post_1k = post_row("post_1k_keys", 1000)
+        post_1m = post_row("post_1m_keys", 1_000_000)
+        signup = row("signup", "POST /api/v1/signup (unique e-mail and phone)",
+                     wrk.run(port, "/", "signup", ["a", 1_000_000], statuses=True), "writes")
+
+        log("mixed")
+        warm(port, ["/api/v1/content"] + [f"/api/v1/content/{i}" for i in range(1, HOT_IDS + 1)])
+        row("mixed", "mixed: 85% item, 10% listing reads, 5% post-content",
+            wrk.run(port, "/", "mixed", [1, HOT_IDS, token]), "mixed")
+
+        # Read probe: cached item reads on 8 connections, each pausing 5 ms
+        # between requests, alone and then during a signup storm (a second wrk,
+        # 16 connections, started 1 s earlier and ending 1 s later).
+        probe = dict(script="pick_ids", script_args=["/api/v1/content/", 1, HOT_IDS],
+                     connections=8, threads=1, pause_ms=5)
+        idle = row("read_idle", "read probe alone (8 conns, 5 ms pause; cached item)",
+                   wrk.run(port, "/", **probe), "mixed")
+        storm_handle = wrk.start(port, "/", "signup", ["b", 2_000_000], connections=16, threads=1,
+                                 duration=args.duration + 2, statuses=True)
+        time.sleep(1)
+        storm_read = wrk.run(port, "/", **probe)
+        storm = wrk.finish(storm_handle)
+        storm_read = row("read_during_storm", "read probe during a signup storm (same probe)",
+                         storm_read, "mixed")
+        row("signup_storm", "signup storm (16 conns, concurrent with the probe above)", storm, "mixed")
+        storm_read["concurrent_signup_rps"] = storm["rps"]
+
+        peak_rss = server.peak_rss_mb()
+        info["server_pid"] = server.proc.pid
+        ok = True
+    finally:
+        for s in servers:
+            s.stop()
+        if redis:
+            redis.terminate()
+            redis.wait()
+        subprocess.run(["psql", f"{PG}/postgres", "-qc", f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"],
+                       check=False, capture_output=True)
+        if ok and not args.keep_logs:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+        else:
+            print(f"server logs kept in {tmpdir}", file=sys.stderr)
+
+    # ------------------------------------------------------------ report
+    baseline = rows[0]["rps"]
+    for r in rows:
+        r["ratio_to_baseline"] = round(r["rps"] / baseline, 3) if baseline else None
+    by = {r["key"]: r for r in rows}
+    total_errors = sum(r["errors"] for r in rows)
+    cached = by["cached_item"]
+    targets = [
+        {"target": "cached item ≥ 0.3 × baseline req/s at 32 connections",
+         "value": f"{cached['ratio_to_baseline']:.2f} ×", "pass": cached["ratio_to_baseline"] >= 0.3},
+        {"target": "cached item p99 ≤ 2 ms at 32 connections",
+         "value": f"{cached['p99_ms']:.2f} ms", "pass": cached["p99_ms"] <= 2.0},
+        {"target": "post-content p50 at 1 000 000 keys ≤ 1.5 × at 1 000 keys",
+         "value": f"{post_1m['p50_ms']:.2f} / {post_1k['p50_ms']:.2f} ms = "
+                  f"{post_1m['p50_ms'] / post_1k['p50_ms']:.2f} ×",
+         "pass": post_1m["p50_ms"] <= 1.5 * post_1k["p50_ms"]},
+        {"target": f"deep page (page {deep_page:,}) p50 ≤ 1.5 × page 1 p50",
+         "value": f"{deep['p50_ms']:.2f} / {page1['p50_ms']:.2f} ms = {deep['p50_ms'] / page1['p50_ms']:.2f} ×",
+         "pass": deep["p50_ms"] <= 1.5 * page1["p50_ms"]},
+        {"target": "read p99 during a signup storm ≤ 2 × idle",
+         "value": f"{storm_read['p99_ms']:.2f} / {idle['p99_ms']:.2f} ms = "
+                  f"{storm_read['p99_ms'] / idle['p99_ms']:.2f} ×",
+         "pass": storm_read["p99_ms"] <= 2 * idle["p99_ms"]},
+        {"target": "zero errors (non-2xx/3xx + socket errors, all rows)",
+         "value": str(total_errors), "pass": total_errors == 0},
+        {"target": "server peak RSS (VmHWM) ≤ 150 MB",
+         "value": f"{peak_rss:.1f} MiB", "pass": peak_rss is not None and peak_rss <= 150},
+    ]
+
+    finished = time.time()
+    result = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "mode": "large" if args.large else "default",
+        "command": "bench/run" + (" --large" if args.large else ""),
+        "machine": info["machine"],
+        "dataset": {"users": users, "contents": contents, "hot_ids": HOT_IDS,
+                    "deep_page": deep_page, "deep_page_limit": deep_limit, "seed_seconds": seed_seconds},
+        "load": {"tool": "wrk", "duration_s": args.duration, "connections": args.connections,
+                 "threads": args.threads, "server_workers": "one per core (WORKERS=0)",
+                 "server_rust_log": args.rust_log,
+                 "rate_limits": "RATE_LIMIT_AUTH_PER_MINUTE=0, RATE_LIMIT_WRITES_PER_MINUTE=0"},
+        "rows": rows,
+        "server_peak_rss_mb": peak_rss,
+        "no_redis_server_peak_rss_mb": info.get("no_redis_server_peak_rss_mb"),
+        "targets": targets,
+        "notes": notes + [
+            "Uncached listing pages (page 1 and the deep page) are measured on a second instance of the "
+            "service started without REDIS_URL on the same database, because GET /api/v1/content?cursor= "
+            "is cached per canonical query.",
+            "Read probe: wrk with 8 connections, 1 thread, each connection pausing 5 ms between requests "
+            "(latency excludes the pause); the signup storm is a second wrk with 16 connections.",
+            "wrk runs on the same 2-core machine as the server, PostgreSQL and Redis, so the baseline is "
+            "the ceiling of this setup, not of the service.",
+        ],
+        "bench_seconds": round(finished - bench_started, 1),
+        "total_seconds_including_build": round(finished - started_at, 1),
+    }
+    os.makedirs(os.path.dirname(args.output), exist_ok=True)
+    tmp = args.output + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(result, f, indent=2, ensure_ascii=False)
+        f.write("\n")
+    os.replace(tmp, args.output)
+
+    print()
+    print(markdown(result))
+    print()
+    log(f"wrote {os.path.relpath(args.output, os.getcwd())}; bench {result['bench_seconds']} s, "
+        f"total {result['total_seconds_including_build']} s")
+
+
+def fmt_ms(value):
+    return f"{value:.2f}" if value < 100 else f"{value:.0f}"
+
+
+def markdown(result):
+    m = result["machine"]
+    d = result["dataset"]
+    lines = [
+        f"{result['date']} · `{result['command']}` · {m['nproc']} cores ({m['cpu_model']}), "
+        f"{m['ram_mb'] / 1024:.1f} GiB RAM · {d['users']:,} users, {d['contents']:,} contents · "
+        f"wrk {result['load']['threads']} threads, {result['load']['connections']} connections, "
+        f"{result['load']['duration_s']} s per row",
+        "",
+        "| row | conns | req/s | p50 ms | p99 ms | errors | × baseline | peak RSS MiB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in result["rows"]:
+        rss = r["server_peak_rss_mb"]
+        lines.append(f"| {r['label']} | {r['connections']} | {r['rps']:,.0f} | {fmt_ms(r['p50_ms'])} | "
+                     f"{fmt_ms(r['p99_ms'])} | {r['errors']} | {r['ratio_to_baseline']:.2f} | "
+                     f"{rss if rss is not None else '–'} |")
+    lines += ["", "| target | measured | result |", "|---|---|---|"]
+    for t in result["targets"]:
+        lines.append(f"| {t['target']} | {t['value']} | {'PASS' if t['pass'] else 'FAIL'} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

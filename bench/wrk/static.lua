@@ -1,0 +1,1 @@
+-- One fixed request: the URL given to wrk (GET). Nothing else to do.

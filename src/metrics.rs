@@ -1,0 +1,145 @@
+//! Prometheus metrics from one registry (`GET /metrics`).
+
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+/// Latency buckets from 100 µs to 5 s: cached reads sit at the low end.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+pub struct Metrics {
+    registry: Registry,
+    http_requests: IntCounterVec,
+    http_duration: HistogramVec,
+    cache_requests: IntCounterVec,
+    cache_invalidations: IntCounterVec,
+    cache_invalidation_duration: Histogram,
+    cache_circuit_open: IntGauge,
+    db_pool: IntGaugeVec,
+}
+
+/// The pool's state at scrape time.
+pub struct PoolState {
+    pub max_size: usize,
+    pub size: usize,
+    pub available: usize,
+    pub waiting: usize,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let http_requests = IntCounterVec::new(
+            Opts::new("http_requests_total", "HTTP requests by route template and status"),
+            &["method", "route", "status"],
+        )
+        .expect("valid metric");
+        let http_duration = HistogramVec::new(
+            HistogramOpts::new("http_request_duration_seconds", "HTTP request latency")
+                .buckets(LATENCY_BUCKETS.to_vec()),
+            &["method", "route"],
+        )
+        .expect("valid metric");
+        let cache_requests = IntCounterVec::new(
+            Opts::new(
+                "cache_requests_total",
+                "Cache lookups by layer, key family and result (hit, miss, error, skipped)",
+            ),
+            &["layer", "family", "result"],
+        )
+        .expect("valid metric");
+        let cache_invalidations = IntCounterVec::new(
+            Opts::new(
+                "cache_invalidations_total",
+                "Cache invalidations by result (done, skipped while Redis is away, failed)",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
+        let cache_invalidation_duration = Histogram::with_opts(
+            HistogramOpts::new("cache_invalidation_duration_seconds", "Duration of one invalidation")
+                .buckets(LATENCY_BUCKETS.to_vec()),
+        )
+        .expect("valid metric");
+        let cache_circuit_open = IntGauge::new(
+            "cache_redis_circuit_open",
+            "1 while Redis is skipped (unreachable, slow or not configured)",
+        )
+        .expect("valid metric");
+        let db_pool = IntGaugeVec::new(
+            Opts::new("db_pool_connections", "PostgreSQL pool: max, size, in_use, available, waiting"),
+            &["state"],
+        )
+        .expect("valid metric");
+
+        let registry = Registry::new();
+        registry.register(Box::new(http_requests.clone())).expect("unique metric");
+        registry.register(Box::new(http_duration.clone())).expect("unique metric");
+        registry.register(Box::new(cache_requests.clone())).expect("unique metric");
+        registry.register(Box::new(cache_invalidations.clone())).expect("unique metric");
+        registry
+            .register(Box::new(cache_invalidation_duration.clone()))
+            .expect("unique metric");
+        registry.register(Box::new(cache_circuit_open.clone())).expect("unique metric");
+        registry.register(Box::new(db_pool.clone())).expect("unique metric");
+        Self {
+            registry,
+            http_requests,
+            http_duration,
+            cache_requests,
+            cache_invalidations,
+            cache_invalidation_duration,
+            cache_circuit_open,
+            db_pool,
+        }
+    }
+
+    pub fn observe_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+        self.http_requests
+            .with_label_values(&[method, route, &status.to_string()])
+            .inc();
+        self.http_duration
+            .with_label_values(&[method, route])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    pub fn cache_lookup(&self, family: &str, result: &str) {
+        self.cache_requests.with_label_values(&["redis", family, result]).inc();
+    }
+
+    pub fn invalidation(&self, result: &str, elapsed: Option<Duration>) {
+        self.cache_invalidations.with_label_values(&[result]).inc();
+        if let Some(elapsed) = elapsed {
+            self.cache_invalidation_duration.observe(elapsed.as_secs_f64());
+        }
+    }
+
+    /// The text exposition, with the gauges read now.
+    pub fn render(&self, pool: PoolState, circuit_open: bool) -> String {
+        self.cache_circuit_open.set(i64::from(circuit_open));
+        for (state, value) in [
+            ("max", pool.max_size),
+            ("size", pool.size),
+            ("in_use", pool.size.saturating_sub(pool.available)),
+            ("available", pool.available),
+            ("waiting", pool.waiting),
+        ] {
+            self.db_pool.with_label_values(&[state]).set(value as i64);
+        }
+        let mut buffer = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buffer)
+            .expect("text encoding of gathered metrics");
+        String::from_utf8(buffer).expect("the text format is UTF-8")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
