@@ -57,7 +57,8 @@ ENV HOST=0.0.0.0 \
 
 EXPOSE 8080
 
-# No HEALTHCHECK: the image has no HTTP client. Probe GET /health/live and
-# GET /health/ready from the orchestrator instead.
+# No HTTP client in the image: bash's /dev/tcp asks /health/ready.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
+    CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/${PORT:-8080} && printf 'GET /health/ready HTTP/1.0\\r\\n\\r\\n' >&3 && head -n1 <&3 | grep -q ' 200 '"]
 ENTRYPOINT ["content-api"]
 CMD ["serve"]
