@@ -14,7 +14,7 @@ pub mod users;
 use actix_cors::Cors;
 use actix_web::http::{header, Method};
 use actix_web::middleware::DefaultHeaders;
-use actix_web::{web, HttpRequest, HttpResponse, Resource};
+use actix_web::{guard, web, HttpRequest, HttpResponse, Resource, Route};
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
@@ -50,6 +50,11 @@ pub fn cors(origins: &[String]) -> Cors {
         .max_age(3600)
 }
 
+/// GET, and HEAD answered like GET without the body (RFC 9110 §9.3.2).
+fn read() -> Route {
+    web::route().guard(guard::Any(guard::Get()).or(guard::Head()))
+}
+
 /// A resource whose other methods answer 405 with `Allow`.
 fn resource(path: &str, allow: &'static str) -> Resource {
     web::resource(path).default_service(web::to(move || async move {
@@ -62,11 +67,11 @@ async fn unknown_route(req: HttpRequest) -> Result<HttpResponse, AppError> {
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/", "GET").route(web::get().to(root::index)))
-        .service(resource("/health/live", "GET").route(web::get().to(root::live)))
-        .service(resource("/health/ready", "GET").route(web::get().to(root::ready)))
-        .service(resource("/metrics", "GET").route(web::get().to(metrics::metrics)))
-        .service(resource("/docs", "GET").route(web::get().to(|| async {
+    cfg.service(resource("/", "GET, HEAD").route(read().to(root::index)))
+        .service(resource("/health/live", "GET, HEAD").route(read().to(root::live)))
+        .service(resource("/health/ready", "GET, HEAD").route(read().to(root::ready)))
+        .service(resource("/metrics", "GET, HEAD").route(read().to(metrics::metrics)))
+        .service(resource("/docs", "GET, HEAD").route(read().to(|| async {
             HttpResponse::PermanentRedirect()
                 .insert_header((actix_web::http::header::LOCATION, "/docs/"))
                 .finish()
@@ -79,23 +84,23 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::scope("/api/v1")
                 .service(resource("/signup", "POST").route(web::post().to(users::signup)))
                 .service(resource("/login", "POST").route(web::post().to(users::login)))
-                .service(resource("/users", "GET").route(web::get().to(users::list)))
+                .service(resource("/users", "GET, HEAD").route(read().to(users::list)))
                 .service(resource("/post-content", "POST").route(web::post().to(contents::create)))
                 .service(
-                    resource("/content", "GET, POST")
-                        .route(web::get().to(contents::list))
+                    resource("/content", "GET, HEAD, POST")
+                        .route(read().to(contents::list))
                         .route(web::post().to(contents::create_alias)),
                 )
                 .service(
-                    resource("/content/{id}", "GET, PUT, PATCH, DELETE")
-                        .route(web::get().to(contents::get))
+                    resource("/content/{id}", "GET, HEAD, PUT, PATCH, DELETE")
+                        .route(read().to(contents::get))
                         .route(web::put().to(contents::update))
                         .route(web::patch().to(contents::update))
                         .route(web::delete().to(contents::delete)),
                 )
                 .service(
-                    resource("/users/{id}", "GET, PUT, PATCH")
-                        .route(web::get().to(users::get))
+                    resource("/users/{id}", "GET, HEAD, PUT, PATCH")
+                        .route(read().to(users::get))
                         .route(web::put().to(users::update))
                         .route(web::patch().to(users::update)),
                 ),

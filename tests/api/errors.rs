@@ -92,11 +92,11 @@ async fn bad_path_ids_are_404_never_500() {
 async fn wrong_methods_are_405_problems_with_allow() {
     let app = TestApp::spawn().await;
     for (method, path, allow) in [
-        (Method::DELETE, "/api/v1/users/1", "GET, PUT, PATCH"),
+        (Method::DELETE, "/api/v1/users/1", "GET, HEAD, PUT, PATCH"),
         (Method::GET, "/api/v1/signup", "POST"),
         (Method::PUT, "/api/v1/login", "POST"),
-        (Method::POST, "/api/v1/users", "GET"),
-        (Method::POST, "/", "GET"),
+        (Method::POST, "/api/v1/users", "GET, HEAD"),
+        (Method::POST, "/", "GET, HEAD"),
     ] {
         let response = app.request(method, path).send().await.unwrap();
         assert_eq!(response.headers()["allow"], allow, "{path}");
@@ -181,4 +181,18 @@ async fn postgres_unreachable_is_a_503_within_two_seconds() {
     }
     // The process itself still serves.
     assert_eq!(app.get("/health/live").await.status(), 200);
+}
+
+#[tokio::test]
+async fn head_is_answered_like_get_without_a_body() {
+    let app = TestApp::spawn().await;
+    let user = app.new_user().await;
+    let id = app.create_content(&user, "Headed item", "A body long enough.").await["id"].as_i64().unwrap();
+    for path in ["/".to_owned(), "/api/v1/users".to_owned(), format!("/api/v1/content/{id}")] {
+        let get = app.get(&path).await;
+        let head = app.request(Method::HEAD, &path).send().await.unwrap();
+        assert_eq!(head.status(), 200, "{path}");
+        assert_eq!(head.headers().get("etag"), get.headers().get("etag"), "{path}");
+        assert!(head.bytes().await.unwrap().is_empty(), "{path}");
+    }
 }
