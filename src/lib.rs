@@ -10,14 +10,13 @@ pub mod metrics;
 pub mod telemetry;
 
 use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::middleware::{from_fn, Condition, ErrorHandlers};
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
-
-use std::sync::Arc;
-use std::time::Duration;
 
 use cache::{Cache, CacheSettings};
 use config::Settings;

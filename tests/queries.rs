@@ -9,7 +9,6 @@
 mod helpers;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 
 use diesel::connection::{set_default_instrumentation, Instrumentation, InstrumentationEvent};
 use serde_json::Value;
@@ -39,10 +38,9 @@ fn counter() -> Option<Box<dyn Instrumentation>> {
     Some(Box::new(QueryCounter))
 }
 
-/// Queries (touching contents, touching users) made by one request.
+/// Queries (touching contents, touching users) made by one request; this
+/// binary's only test runs them one at a time.
 async fn queries_of(app: &TestApp, path: &str) -> (usize, usize, Value) {
-    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-    let _guard = ONE_AT_A_TIME.lock().unwrap();
     let (contents_before, users_before) =
         (CONTENT_QUERIES.load(Ordering::SeqCst), USER_QUERIES.load(Ordering::SeqCst));
     let response = app.get(path).await;

@@ -19,7 +19,7 @@ pub type DbPool = Pool;
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
 /// Serialises migration runs of several instances starting together.
-const MIGRATION_LOCK_KEY: i64 = 0x636f_6e74_656e_74;
+const MIGRATION_LOCK_KEY: i64 = 0x0063_6f6e_7465_6e74;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {

@@ -20,7 +20,7 @@ use crate::cache::Cache;
 use crate::config::Settings;
 use crate::db::DbPool;
 use crate::metrics::Metrics;
-use auth::Tokens;
+use auth::{Passwords, Tokens};
 use user_input::PhonePolicy;
 
 pub use error::{AppError, FieldError};
@@ -33,6 +33,7 @@ pub struct AppContext {
     pub metrics: Arc<Metrics>,
     pub hooks: Hooks,
     pub tokens: Tokens,
+    pub passwords: Passwords,
     pub phones: PhonePolicy,
     /// Verified against when a login names no user, so that a wrong email
     /// costs the same time as a wrong password.
@@ -52,7 +53,10 @@ impl AppContext {
             default_region: settings.default_phone_region,
         };
         phones.warm_up();
-        let dummy_password_hash = auth::hash_password(uuid::Uuid::new_v4().to_string())
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let passwords = Passwords::new(cores);
+        let dummy_password_hash = passwords
+            .hash(uuid::Uuid::new_v4().to_string())
             .await
             .map_err(|err| anyhow::anyhow!("preparing the login hash: {err}"))?;
         Ok(Self {
@@ -61,6 +65,7 @@ impl AppContext {
             metrics,
             hooks,
             tokens: Tokens::new(&settings.jwt_secret, settings.jwt_ttl_seconds),
+            passwords,
             phones,
             dummy_password_hash,
         })

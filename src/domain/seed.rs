@@ -2,7 +2,7 @@
 
 use diesel::prelude::*;
 
-use super::{auth, AppContext, AppError};
+use super::{AppContext, AppError};
 use crate::db::models::{NewContentRow, NewUserRow};
 use crate::db::schema::{contents, users};
 use crate::db::{self, DbError};
@@ -62,7 +62,7 @@ pub async fn run(ctx: &AppContext) -> Result<SeedReport, AppError> {
             phone_number: user.phone_number.into(),
             country: "Nigeria".into(),
             state: "Lagos".into(),
-            password_hash: auth::hash_password(DEMO_PASSWORD.into()).await?,
+            password_hash: ctx.passwords.hash(DEMO_PASSWORD.into()).await?,
         });
     }
     let report = db::interact(&ctx.pool, move |conn| {

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
-use super::auth::{self, Principal, Role};
+use super::auth::{Principal, Role};
 use super::pagination::{self, DEFAULT_LIMIT, MAX_LIMIT};
 use super::user_input::{Login, Signup};
 use super::validation::Fields;
@@ -65,7 +65,7 @@ fn private_for(viewer: Option<Principal>, user_id: i64) -> bool {
 }
 
 pub async fn signup(ctx: &AppContext, input: Signup) -> Result<User, AppError> {
-    let password_hash = auth::hash_password(input.password.expose().to_owned()).await?;
+    let password_hash = ctx.passwords.hash(input.password.expose().to_owned()).await?;
     let new_user = NewUserRow {
         name: input.name,
         email: input.email,
@@ -85,7 +85,7 @@ pub async fn login(ctx: &AppContext, input: Login) -> Result<LoginResponse, AppE
     let hash = found
         .as_ref()
         .map_or_else(|| ctx.dummy_password_hash.clone(), |user| user.password_hash.clone());
-    let password_matches = auth::verify_password(input.password, hash).await?;
+    let password_matches = ctx.passwords.verify(input.password, hash).await?;
     match found {
         Some(user) if password_matches => {
             let principal = Principal {

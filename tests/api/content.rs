@@ -945,7 +945,7 @@ async fn search_matches_stems_ranks_and_pages(app: &TestApp) {
     assert_eq!(ids(&upper), ids(&items), "case-insensitive");
 
     let stemmed: Vec<Value> = app.get("/api/v1/content?q=servers").await.json().await.unwrap();
-    assert_eq!(ids(&stemmed), ids(&[server.clone()]), "servers matches server");
+    assert_eq!(ids(&stemmed), ids(std::slice::from_ref(&server)), "servers matches server");
 
     let none = app.get("/api/v1/content?q=submarine").await;
     assert_eq!(none.status(), 200);
