@@ -123,7 +123,10 @@ impl Settings {
         }
         let default_phone_region = parse_region(
             "DEFAULT_PHONE_REGION",
-            get("DEFAULT_PHONE_REGION").as_deref().unwrap_or("NG").trim(),
+            get("DEFAULT_PHONE_REGION")
+                .as_deref()
+                .unwrap_or("NG")
+                .trim(),
         )?;
 
         let log_format = match get("LOG_FORMAT").as_deref().map(str::trim) {
@@ -166,9 +169,12 @@ impl Settings {
                 reason: "must be at least 1".into(),
             });
         }
-        let cache_control = get("CACHE_CONTROL")
-            .unwrap_or_else(|| "public, max-age=0, must-revalidate".into());
-        if !cache_control.chars().all(|c| c == ' ' || c.is_ascii_graphic()) {
+        let cache_control =
+            get("CACHE_CONTROL").unwrap_or_else(|| "public, max-age=0, must-revalidate".into());
+        if !cache_control
+            .chars()
+            .all(|c| c == ' ' || c.is_ascii_graphic())
+        {
             return Err(ConfigError {
                 var: "CACHE_CONTROL",
                 reason: "must be printable ASCII (a header value)".into(),
@@ -231,7 +237,11 @@ impl Settings {
             rate_limit_writes_per_minute: parse_or(&get, "RATE_LIMIT_WRITES_PER_MINUTE", 120u32)?,
             trusted_proxies,
             cors_allowed_origins,
-            shutdown_timeout: Duration::from_secs(parse_or(&get, "SHUTDOWN_TIMEOUT_SECONDS", 30u64)?),
+            shutdown_timeout: Duration::from_secs(parse_or(
+                &get,
+                "SHUTDOWN_TIMEOUT_SECONDS",
+                30u64,
+            )?),
         })
     }
 }
@@ -293,8 +303,14 @@ mod tests {
 
     fn settings(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
         let mut map: HashMap<String, String> = HashMap::from([
-            ("DATABASE_URL".into(), "postgres://postgres@127.0.0.1/x".into()),
-            ("JWT_SECRET".into(), "0123456789abcdef0123456789abcdef".into()),
+            (
+                "DATABASE_URL".into(),
+                "postgres://postgres@127.0.0.1/x".into(),
+            ),
+            (
+                "JWT_SECRET".into(),
+                "0123456789abcdef0123456789abcdef".into(),
+            ),
         ]);
         for (k, v) in pairs {
             map.insert((*k).into(), (*v).into());

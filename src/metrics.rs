@@ -34,7 +34,10 @@ pub struct PoolState {
 impl Metrics {
     pub fn new() -> Self {
         let http_requests = IntCounterVec::new(
-            Opts::new("http_requests_total", "HTTP requests by route template and status"),
+            Opts::new(
+                "http_requests_total",
+                "HTTP requests by route template and status",
+            ),
             &["method", "route", "status"],
         )
         .expect("valid metric");
@@ -61,8 +64,11 @@ impl Metrics {
         )
         .expect("valid metric");
         let cache_invalidation_duration = Histogram::with_opts(
-            HistogramOpts::new("cache_invalidation_duration_seconds", "Duration of one invalidation")
-                .buckets(LATENCY_BUCKETS.to_vec()),
+            HistogramOpts::new(
+                "cache_invalidation_duration_seconds",
+                "Duration of one invalidation",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
         )
         .expect("valid metric");
         let cache_circuit_open = IntGauge::new(
@@ -71,21 +77,36 @@ impl Metrics {
         )
         .expect("valid metric");
         let db_pool = IntGaugeVec::new(
-            Opts::new("db_pool_connections", "PostgreSQL pool: max, size, in_use, available, waiting"),
+            Opts::new(
+                "db_pool_connections",
+                "PostgreSQL pool: max, size, in_use, available, waiting",
+            ),
             &["state"],
         )
         .expect("valid metric");
 
         let registry = Registry::new();
-        registry.register(Box::new(http_requests.clone())).expect("unique metric");
-        registry.register(Box::new(http_duration.clone())).expect("unique metric");
-        registry.register(Box::new(cache_requests.clone())).expect("unique metric");
-        registry.register(Box::new(cache_invalidations.clone())).expect("unique metric");
+        registry
+            .register(Box::new(http_requests.clone()))
+            .expect("unique metric");
+        registry
+            .register(Box::new(http_duration.clone()))
+            .expect("unique metric");
+        registry
+            .register(Box::new(cache_requests.clone()))
+            .expect("unique metric");
+        registry
+            .register(Box::new(cache_invalidations.clone()))
+            .expect("unique metric");
         registry
             .register(Box::new(cache_invalidation_duration.clone()))
             .expect("unique metric");
-        registry.register(Box::new(cache_circuit_open.clone())).expect("unique metric");
-        registry.register(Box::new(db_pool.clone())).expect("unique metric");
+        registry
+            .register(Box::new(cache_circuit_open.clone()))
+            .expect("unique metric");
+        registry
+            .register(Box::new(db_pool.clone()))
+            .expect("unique metric");
         Self {
             registry,
             http_requests,
@@ -108,13 +129,16 @@ impl Metrics {
     }
 
     pub fn cache_lookup(&self, family: &str, result: &str) {
-        self.cache_requests.with_label_values(&["redis", family, result]).inc();
+        self.cache_requests
+            .with_label_values(&["redis", family, result])
+            .inc();
     }
 
     pub fn invalidation(&self, result: &str, elapsed: Option<Duration>) {
         self.cache_invalidations.with_label_values(&[result]).inc();
         if let Some(elapsed) = elapsed {
-            self.cache_invalidation_duration.observe(elapsed.as_secs_f64());
+            self.cache_invalidation_duration
+                .observe(elapsed.as_secs_f64());
         }
     }
 

@@ -41,8 +41,10 @@ fn counter() -> Option<Box<dyn Instrumentation>> {
 /// Queries (touching contents, touching users) made by one request; this
 /// binary's only test runs them one at a time.
 async fn queries_of(app: &TestApp, path: &str) -> (usize, usize, Value) {
-    let (contents_before, users_before) =
-        (CONTENT_QUERIES.load(Ordering::SeqCst), USER_QUERIES.load(Ordering::SeqCst));
+    let (contents_before, users_before) = (
+        CONTENT_QUERIES.load(Ordering::SeqCst),
+        USER_QUERIES.load(Ordering::SeqCst),
+    );
     let response = app.get(path).await;
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
@@ -60,13 +62,18 @@ async fn list_endpoints_make_one_query_per_page_not_one_per_row() {
     for _ in 0..12 {
         let user = app.new_user().await;
         for n in 0..2 {
-            app.create_content(&user, &format!("Item {n}"), "A body long enough.").await;
+            app.create_content(&user, &format!("Item {n}"), "A body long enough.")
+                .await;
         }
     }
 
     let (contents, users, body) = queries_of(&app, "/api/v1/users?limit=10").await;
     assert_eq!(body.as_array().unwrap().len(), 10);
-    assert!(body.as_array().unwrap().iter().all(|u| u["contents"].as_array().unwrap().len() == 2));
+    assert!(body
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|u| u["contents"].as_array().unwrap().len() == 2));
     assert_eq!(contents, 1, "one query for the contents of the whole page");
     assert_eq!(users, 1, "one query for the page of users");
 

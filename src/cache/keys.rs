@@ -34,7 +34,9 @@ impl Keys {
     /// The `Link: rel="next"` cursor of a cached listing page (the listing
     /// value itself stays the exact response body).
     pub fn listing_next(&self, listing_key: &str) -> String {
-        let name = listing_key.strip_prefix(&self.prefix).unwrap_or(listing_key);
+        let name = listing_key
+            .strip_prefix(&self.prefix)
+            .unwrap_or(listing_key);
         format!("{}cache:next:{name}", self.prefix)
     }
 

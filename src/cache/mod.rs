@@ -115,7 +115,9 @@ impl Cache {
     }
 
     pub async fn lookup_item(&self, key: &str) -> Lookup<Bytes> {
-        self.lookup(ITEM, key, None).await.map_hit(|(value, _)| value)
+        self.lookup(ITEM, key, None)
+            .await
+            .map_hit(|(value, _)| value)
     }
 
     pub async fn lookup_listing(&self, key: &str) -> Lookup<CachedPage> {

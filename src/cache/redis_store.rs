@@ -80,7 +80,10 @@ impl Circuit {
 
     fn trip(&self, reason: &str) {
         if !self.open.swap(true, Ordering::AcqRel) {
-            tracing::warn!(reason, "redis unavailable: circuit opened, serving from PostgreSQL");
+            tracing::warn!(
+                reason,
+                "redis unavailable: circuit opened, serving from PostgreSQL"
+            );
             self.wake_probe.notify_one();
         }
     }
@@ -227,7 +230,10 @@ impl RedisStore {
         let generation = values.pop().flatten().unwrap_or_else(|| b"0".to_vec());
         let generation = Generation(String::from_utf8_lossy(&generation).into_owned());
         let companion = if companion.is_some() {
-            values.pop().flatten().map(|v| String::from_utf8_lossy(&v).into_owned())
+            values
+                .pop()
+                .flatten()
+                .map(|v| String::from_utf8_lossy(&v).into_owned())
         } else {
             None
         };
@@ -247,7 +253,10 @@ impl RedisStore {
     ) {
         let mut invocation = self.store.prepare_invoke();
         invocation.key(self.keys.generation()).key(key);
-        invocation.arg(generation.0).arg(value.as_ref()).arg(ttl_seconds);
+        invocation
+            .arg(generation.0)
+            .arg(value.as_ref())
+            .arg(ttl_seconds);
         if let Some(cursor) = listing_next {
             invocation
                 .key(self.keys.listing_next(key))
@@ -271,26 +280,31 @@ impl RedisStore {
             return Invalidation::Skipped;
         }
         let mut invocation = self.invalidate.prepare_invoke();
-        invocation.key(self.keys.generation()).key(self.keys.listing_tags());
+        invocation
+            .key(self.keys.generation())
+            .key(self.keys.listing_tags());
         for key in direct_keys {
             invocation.key(key);
         }
         let mut conn = self.manager.clone();
         let started = std::time::Instant::now();
-        let reason = match tokio::time::timeout(self.timeout, invocation.invoke_async::<i64>(&mut conn)).await {
-            Ok(Ok(deleted)) => {
-                self.circuit.succeeded();
-                let elapsed = started.elapsed();
-                tracing::debug!(
-                    deleted_listing_keys = deleted,
-                    elapsed_us = elapsed.as_micros() as u64,
-                    "cache invalidated"
-                );
-                return Invalidation::Done(elapsed);
-            }
-            Ok(Err(err)) => err.to_string(),
-            Err(_) => "timed out".to_owned(),
-        };
+        let reason =
+            match tokio::time::timeout(self.timeout, invocation.invoke_async::<i64>(&mut conn))
+                .await
+            {
+                Ok(Ok(deleted)) => {
+                    self.circuit.succeeded();
+                    let elapsed = started.elapsed();
+                    tracing::debug!(
+                        deleted_listing_keys = deleted,
+                        elapsed_us = elapsed.as_micros() as u64,
+                        "cache invalidated"
+                    );
+                    return Invalidation::Done(elapsed);
+                }
+                Ok(Err(err)) => err.to_string(),
+                Err(_) => "timed out".to_owned(),
+            };
         self.circuit.invalidation_failed(&reason);
         Invalidation::Failed
     }
@@ -307,7 +321,11 @@ async fn probe_loop(manager: ConnectionManager, keys: Keys, circuit: Arc<Circuit
         loop {
             let mut conn = manager.clone();
             let answered = matches!(
-                tokio::time::timeout(MAINTENANCE_TIMEOUT, redis::cmd("PING").query_async::<String>(&mut conn)).await,
+                tokio::time::timeout(
+                    MAINTENANCE_TIMEOUT,
+                    redis::cmd("PING").query_async::<String>(&mut conn)
+                )
+                .await,
                 Ok(Ok(_))
             );
             if answered {
@@ -339,7 +357,10 @@ async fn probe_loop(manager: ConnectionManager, keys: Keys, circuit: Arc<Circuit
 /// Bumps the generation and deletes every key of the service's families
 /// (SCAN + UNLINK: a rare, recovery-only walk of the keyspace).
 async fn flush(conn: &mut ConnectionManager, keys: &Keys) -> RedisResult<()> {
-    redis::cmd("INCR").arg(keys.generation()).query_async::<i64>(conn).await?;
+    redis::cmd("INCR")
+        .arg(keys.generation())
+        .query_async::<i64>(conn)
+        .await?;
     for pattern in keys.families() {
         let mut cursor: u64 = 0;
         loop {
@@ -352,7 +373,10 @@ async fn flush(conn: &mut ConnectionManager, keys: &Keys) -> RedisResult<()> {
                 .query_async(conn)
                 .await?;
             if !batch.is_empty() {
-                redis::cmd("UNLINK").arg(&batch).query_async::<i64>(conn).await?;
+                redis::cmd("UNLINK")
+                    .arg(&batch)
+                    .query_async::<i64>(conn)
+                    .await?;
             }
             if next == 0 {
                 break;

@@ -70,7 +70,10 @@ pub fn update(
 ) -> Result<Option<ContentRow>, DbError> {
     let query = contents::table.find(id);
     if changes.is_empty() {
-        return Ok(query.select(ContentRow::as_select()).first(conn).optional()?);
+        return Ok(query
+            .select(ContentRow::as_select())
+            .first(conn)
+            .optional()?);
     }
     Ok(diesel::update(query)
         .set(changes)
@@ -121,7 +124,11 @@ pub fn list(
          u.name AS author_name, u.country AS author_country, u.state AS author_state, \
          u.created_at AS author_created_at, {} AS rank \
          FROM contents c JOIN users u ON u.id = c.user_id WHERE TRUE",
-        if filter.search.is_some() { rank.as_str() } else { "NULL::real" }
+        if filter.search.is_some() {
+            rank.as_str()
+        } else {
+            "NULL::real"
+        }
     ))
     .into_boxed();
     let mut count = 0;
@@ -131,7 +138,10 @@ pub fn list(
     };
     if let Some(search) = &filter.search {
         query = query
-            .sql(format!(" AND {SEARCH_VECTOR} @@ websearch_to_tsquery('english', {})", placeholder()))
+            .sql(format!(
+                " AND {SEARCH_VECTOR} @@ websearch_to_tsquery('english', {})",
+                placeholder()
+            ))
             .bind::<Text, _>(search.clone());
     }
     if let Some(user_id) = filter.user_id {
@@ -142,13 +152,21 @@ pub fn list(
     match filter.after {
         Some(After::Time(at, id)) => {
             query = query
-                .sql(format!(" AND (c.created_at, c.id) < ({}, {})", placeholder(), placeholder()))
+                .sql(format!(
+                    " AND (c.created_at, c.id) < ({}, {})",
+                    placeholder(),
+                    placeholder()
+                ))
                 .bind::<Timestamptz, _>(at)
                 .bind::<BigInt, _>(id);
         }
         Some(After::Rank(last_rank, id)) => {
             query = query
-                .sql(format!(" AND ({rank}, c.id) < ({}, {})", placeholder(), placeholder()))
+                .sql(format!(
+                    " AND ({rank}, c.id) < ({}, {})",
+                    placeholder(),
+                    placeholder()
+                ))
                 .bind::<Float4, _>(last_rank)
                 .bind::<BigInt, _>(id);
         }

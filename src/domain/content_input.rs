@@ -93,7 +93,13 @@ mod tests {
     fn images_must_be_absolute_http_urls() {
         assert!(parse_image("https://example.com/a.png".into()).is_ok());
         assert!(parse_image("HTTP://example.com/a.png".into()).is_ok());
-        for bad in ["ftp://x.io/a", "/relative.png", "example.com/a.png", "https://", "javascript:alert(1)"] {
+        for bad in [
+            "ftp://x.io/a",
+            "/relative.png",
+            "example.com/a.png",
+            "https://",
+            "javascript:alert(1)",
+        ] {
             assert!(parse_image(bad.into()).is_err(), "{bad}");
         }
         let long = format!("https://example.com/{}", "a".repeat(2048));

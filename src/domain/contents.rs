@@ -41,7 +41,11 @@ fn parse_user_id(raw: String) -> Result<i64, Rule> {
 /// Whitespace collapsed and lower-cased (the search is case-insensitive);
 /// blank means no search.
 fn parse_search(raw: String) -> Result<Option<String>, Rule> {
-    let normalised = raw.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
+    let normalised = raw
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase();
     if normalised.chars().count() > MAX_SEARCH_CHARS {
         return Err(Rule::new(
             "length",
@@ -64,8 +68,13 @@ impl ContentListQuery {
             let after = pagination::decode_content_cursor(&raw)?;
             // A cursor only continues the kind of listing it came from.
             match (after, searching) {
-                (After::Time(..), false) | (After::Rank(..), true) => Ok((raw.trim().to_owned(), after)),
-                _ => Err(Rule::new("cursor", "cursor is not valid; use the one from the Link header")),
+                (After::Time(..), false) | (After::Rank(..), true) => {
+                    Ok((raw.trim().to_owned(), after))
+                }
+                _ => Err(Rule::new(
+                    "cursor",
+                    "cursor is not valid; use the one from the Link header",
+                )),
             }
         });
         fields.finish()?;
@@ -132,9 +141,11 @@ pub async fn get(ctx: &AppContext, id: i64) -> Result<Bytes, AppError> {
         Lookup::Hit(bytes) => return Ok(bytes),
         Lookup::Miss(generation) => generation,
     };
-    let (content, author) = db::interact(&ctx.pool, move |conn| db::contents::find_with_author(conn, id))
-        .await?
-        .ok_or_else(|| AppError::content_not_found(id))?;
+    let (content, author) = db::interact(&ctx.pool, move |conn| {
+        db::contents::find_with_author(conn, id)
+    })
+    .await?
+    .ok_or_else(|| AppError::content_not_found(id))?;
     let bytes = serialise(&ContentWithUser {
         content: content.into(),
         user: author.into(),
@@ -161,7 +172,10 @@ pub async fn list(ctx: &AppContext, query: &ContentListQuery) -> Result<CachedPa
     };
     let limit = query.limit;
     // One extra row tells whether a next page exists.
-    let mut rows = db::interact(&ctx.pool, move |conn| db::contents::list(conn, &filter, limit + 1)).await?;
+    let mut rows = db::interact(&ctx.pool, move |conn| {
+        db::contents::list(conn, &filter, limit + 1)
+    })
+    .await?;
     let has_more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     let next_cursor = rows.last().filter(|_| has_more).map(|last| {
@@ -183,7 +197,11 @@ pub async fn list(ctx: &AppContext, query: &ContentListQuery) -> Result<CachedPa
 }
 
 /// `POST /post-content`: as the caller, or (admins only) as another user.
-pub async fn create(ctx: &AppContext, caller: Principal, input: NewContent) -> Result<Content, AppError> {
+pub async fn create(
+    ctx: &AppContext,
+    caller: Principal,
+    input: NewContent,
+) -> Result<Content, AppError> {
     let owner = match input.user_id {
         None => caller.user_id,
         Some(id) if caller.may_act_for(id) => id,
@@ -195,7 +213,8 @@ pub async fn create(ctx: &AppContext, caller: Principal, input: NewContent) -> R
         image: input.image,
         user_id: owner,
     };
-    let created = match db::interact(&ctx.pool, move |conn| db::contents::insert(conn, &row)).await {
+    let created = match db::interact(&ctx.pool, move |conn| db::contents::insert(conn, &row)).await
+    {
         Err(DbError::ForeignKeyViolation(_)) => return Err(AppError::user_not_found(owner)),
         other => other?,
     };
@@ -222,13 +241,15 @@ pub async fn update(
     id: i64,
     changes: ContentChanges,
 ) -> Result<Content, AppError> {
-    let updated = db::interact(&ctx.pool, move |conn| {
-        if let Err(denied) = authorise(conn, caller, id)? {
-            return Ok(Err(denied));
-        }
-        Ok(db::contents::update(conn, id, &changes)?.ok_or_else(|| AppError::content_not_found(id)))
-    })
-    .await??;
+    let updated =
+        db::interact(&ctx.pool, move |conn| {
+            if let Err(denied) = authorise(conn, caller, id)? {
+                return Ok(Err(denied));
+            }
+            Ok(db::contents::update(conn, id, &changes)?
+                .ok_or_else(|| AppError::content_not_found(id)))
+        })
+        .await??;
     ctx.cache.invalidate(&[id]).await;
     Ok(updated.into())
 }

@@ -8,7 +8,10 @@ use crate::cache::Health;
 use crate::db;
 
 pub async fn readiness(ctx: &AppContext) -> Result<Readiness, AppError> {
-    db::interact(&ctx.pool, |conn| Ok(diesel::sql_query("SELECT 1").execute(conn)?)).await?;
+    db::interact(&ctx.pool, |conn| {
+        Ok(diesel::sql_query("SELECT 1").execute(conn)?)
+    })
+    .await?;
     Ok(Readiness {
         status: "ok",
         database: "ok",

@@ -26,7 +26,10 @@ pub fn bounded(raw: Option<&str>, default: i64, min: i64, max: i64) -> Result<i6
 }
 
 fn invalid_cursor() -> Rule {
-    Rule::new("cursor", "cursor is not valid; use the one from the Link header")
+    Rule::new(
+        "cursor",
+        "cursor is not valid; use the one from the Link header",
+    )
 }
 
 /// Cursor over a list ordered by id: encodes the last id seen.
@@ -35,7 +38,9 @@ pub fn encode_id_cursor(last_id: i64) -> String {
 }
 
 pub fn decode_id_cursor(raw: &str) -> Result<i64, Rule> {
-    let bytes = URL_SAFE_NO_PAD.decode(raw.trim()).map_err(|_| invalid_cursor())?;
+    let bytes = URL_SAFE_NO_PAD
+        .decode(raw.trim())
+        .map_err(|_| invalid_cursor())?;
     let text = String::from_utf8(bytes).map_err(|_| invalid_cursor())?;
     text.strip_prefix("id:")
         .and_then(|id| id.parse::<i64>().ok())
@@ -54,13 +59,19 @@ pub fn encode_content_cursor(after: After) -> String {
 }
 
 pub fn decode_content_cursor(raw: &str) -> Result<After, Rule> {
-    let bytes = URL_SAFE_NO_PAD.decode(raw.trim()).map_err(|_| invalid_cursor())?;
+    let bytes = URL_SAFE_NO_PAD
+        .decode(raw.trim())
+        .map_err(|_| invalid_cursor())?;
     let text = String::from_utf8(bytes).map_err(|_| invalid_cursor())?;
     let mut parts = text.splitn(3, ':');
     let (Some(kind), Some(position), Some(id)) = (parts.next(), parts.next(), parts.next()) else {
         return Err(invalid_cursor());
     };
-    let id = id.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(invalid_cursor)?;
+    let id = id
+        .parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(invalid_cursor)?;
     match kind {
         "t" => position
             .parse::<i64>()
@@ -86,7 +97,10 @@ mod tests {
     fn content_cursors_round_trip_exactly() {
         let at = DateTime::from_timestamp_micros(1_795_311_370_478_880).unwrap();
         for after in [After::Time(at, 9), After::Rank(0.0607927, 12)] {
-            assert_eq!(decode_content_cursor(&encode_content_cursor(after)).unwrap(), after);
+            assert_eq!(
+                decode_content_cursor(&encode_content_cursor(after)).unwrap(),
+                after
+            );
         }
         for bad in ["", "dDox", "eDoxOjE", "dDp4OjE", "cjp6ejox"] {
             assert!(decode_content_cursor(bad).is_err(), "{bad}");

@@ -24,7 +24,10 @@ const DEMO_USERS: &[DemoUser] = &[
         email: "admin@example.com",
         phone_number: "+2348030000001",
         admin: true,
-        items: &[("Welcome to the Content API", "This item was created by `content-api seed`.")],
+        items: &[(
+            "Welcome to the Content API",
+            "This item was created by `content-api seed`.",
+        )],
     },
     DemoUser {
         name: "Chloé Adé",
@@ -32,8 +35,14 @@ const DEMO_USERS: &[DemoUser] = &[
         phone_number: "+2348030000002",
         admin: false,
         items: &[
-            ("Fast servers in Rust", "Actix, Diesel and Redis make a quick content service."),
-            ("Caching without stale reads", "Invalidate after the commit and before the response."),
+            (
+                "Fast servers in Rust",
+                "Actix, Diesel and Redis make a quick content service.",
+            ),
+            (
+                "Caching without stale reads",
+                "Invalidate after the commit and before the response.",
+            ),
         ],
     },
     DemoUser {
@@ -41,7 +50,10 @@ const DEMO_USERS: &[DemoUser] = &[
         email: "user2@example.com",
         phone_number: "+2348030000003",
         admin: false,
-        items: &[("Keyset pagination", "Page five thousand costs what page one costs.")],
+        items: &[(
+            "Keyset pagination",
+            "Page five thousand costs what page one costs.",
+        )],
     },
 ];
 

@@ -21,7 +21,8 @@ impl PhonePolicy {
     /// Parses, validates and formats as E.164.
     pub fn normalise(&self, raw: &str) -> Result<String, Rule> {
         let invalid = || Rule::new("phone", "Phone number is not a valid number");
-        let number = phonenumber::parse(Some(self.default_region), raw.trim()).map_err(|_| invalid())?;
+        let number =
+            phonenumber::parse(Some(self.default_region), raw.trim()).map_err(|_| invalid())?;
         if !number.is_valid() {
             return Err(invalid());
         }
@@ -114,16 +115,21 @@ impl Signup {
         let password = fields.required("password", Password::parse);
         fields.finish()?;
         match (name, email, phone_number, country, state, password) {
-            (Some(name), Some(email), Some(phone_number), Some(country), Some(state), Some(password)) => {
-                Ok(Self {
-                    name,
-                    email,
-                    phone_number,
-                    country,
-                    state,
-                    password,
-                })
-            }
+            (
+                Some(name),
+                Some(email),
+                Some(phone_number),
+                Some(country),
+                Some(state),
+                Some(password),
+            ) => Ok(Self {
+                name,
+                email,
+                phone_number,
+                country,
+                state,
+                password,
+            }),
             _ => unreachable!("Fields::finish reports every missing field"),
         }
     }
@@ -190,7 +196,10 @@ mod tests {
 
     #[test]
     fn emails_keep_the_local_part_and_lower_the_domain() {
-        assert_eq!(parse_email(" Ann.B@Example.COM ".into()).unwrap(), "Ann.B@example.com");
+        assert_eq!(
+            parse_email(" Ann.B@Example.COM ".into()).unwrap(),
+            "Ann.B@example.com"
+        );
         for bad in ["", "no-at", "a@", "@x.io", "a b@x.io"] {
             assert!(parse_email(bad.into()).is_err(), "{bad}");
         }
@@ -200,10 +209,16 @@ mod tests {
     fn phones_become_e164_and_must_be_valid_and_allowed() {
         let policy = nigeria();
         assert_eq!(policy.normalise("0801 234 5678").unwrap(), "+2348012345678");
-        assert_eq!(policy.normalise("+234 801 234 5678").unwrap(), "+2348012345678");
+        assert_eq!(
+            policy.normalise("+234 801 234 5678").unwrap(),
+            "+2348012345678"
+        );
         assert_eq!(policy.normalise("12").unwrap_err().code, "phone");
         assert_eq!(policy.normalise("+234 123").unwrap_err().code, "phone");
-        assert_eq!(policy.normalise("+44 7400 123456").unwrap_err().code, "phone_region");
+        assert_eq!(
+            policy.normalise("+44 7400 123456").unwrap_err().code,
+            "phone_region"
+        );
         let uk = PhonePolicy {
             allowed: vec![country::Id::NG, country::Id::GB],
             ..nigeria()

@@ -65,7 +65,10 @@ fn private_for(viewer: Option<Principal>, user_id: i64) -> bool {
 }
 
 pub async fn signup(ctx: &AppContext, input: Signup) -> Result<User, AppError> {
-    let password_hash = ctx.passwords.hash(input.password.expose().to_owned()).await?;
+    let password_hash = ctx
+        .passwords
+        .hash(input.password.expose().to_owned())
+        .await?;
     let new_user = NewUserRow {
         name: input.name,
         email: input.email,
@@ -81,10 +84,14 @@ pub async fn signup(ctx: &AppContext, input: Signup) -> Result<User, AppError> {
 
 pub async fn login(ctx: &AppContext, input: Login) -> Result<LoginResponse, AppError> {
     let email = input.email;
-    let found = db::interact(&ctx.pool, move |conn| db::users::find_by_email(conn, &email)).await?;
-    let hash = found
-        .as_ref()
-        .map_or_else(|| ctx.dummy_password_hash.clone(), |user| user.password_hash.clone());
+    let found = db::interact(&ctx.pool, move |conn| {
+        db::users::find_by_email(conn, &email)
+    })
+    .await?;
+    let hash = found.as_ref().map_or_else(
+        || ctx.dummy_password_hash.clone(),
+        |user| user.password_hash.clone(),
+    );
     let password_matches = ctx.passwords.verify(input.password, hash).await?;
     match found {
         Some(user) if password_matches => {

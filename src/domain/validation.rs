@@ -152,7 +152,9 @@ impl Fields {
         match self.take(field) {
             None | Some(Raw::Absent) => Patch::Keep,
             Some(Raw::Null) => Patch::Clear,
-            Some(Raw::Text(text)) => self.check(field, text, parse).map_or(Patch::Keep, Patch::Set),
+            Some(Raw::Text(text)) => self
+                .check(field, text, parse)
+                .map_or(Patch::Keep, Patch::Set),
             Some(Raw::Number(_)) => self.not_a_string(field).map_or(Patch::Keep, Patch::Set),
         }
     }

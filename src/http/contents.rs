@@ -70,7 +70,12 @@ fn cached_read(req: &HttpRequest, body: Bytes, link: Option<String>) -> HttpResp
     ),
     security(("bearer" = []))
 )]
-pub async fn create(ctx: Ctx, auth: Auth, _limit: WriteRateLimit, body: JsonObject) -> Result<HttpResponse, AppError> {
+pub async fn create(
+    ctx: Ctx,
+    auth: Auth,
+    _limit: WriteRateLimit,
+    body: JsonObject,
+) -> Result<HttpResponse, AppError> {
     let input = NewContent::parse(body.0)?;
     let content = contents::create(&ctx, auth.0, input).await?;
     Ok(HttpResponse::Created()
@@ -132,7 +137,11 @@ pub async fn get(ctx: Ctx, req: HttpRequest, id: PathId) -> Result<HttpResponse,
         (status = 422, body = super::problem::Problem),
     )
 )]
-pub async fn list(ctx: Ctx, req: HttpRequest, params: QueryParams) -> Result<HttpResponse, AppError> {
+pub async fn list(
+    ctx: Ctx,
+    req: HttpRequest,
+    params: QueryParams,
+) -> Result<HttpResponse, AppError> {
     let query = ContentListQuery::parse(params.0)?;
     let page = contents::list(&ctx, &query).await?;
     let link = page
@@ -156,7 +165,13 @@ pub async fn list(ctx: Ctx, req: HttpRequest, params: QueryParams) -> Result<Htt
     ),
     security(("bearer" = []))
 )]
-pub async fn update(ctx: Ctx, id: PathId, auth: Auth, _: WriteRateLimit, body: JsonObject) -> Result<HttpResponse, AppError> {
+pub async fn update(
+    ctx: Ctx,
+    id: PathId,
+    auth: Auth,
+    _: WriteRateLimit,
+    body: JsonObject,
+) -> Result<HttpResponse, AppError> {
     let changes = parse_content_changes(body.0)?;
     Ok(HttpResponse::Ok().json(contents::update(&ctx, auth.0, id.0, changes).await?))
 }
@@ -173,7 +188,12 @@ pub async fn update(ctx: Ctx, id: PathId, auth: Auth, _: WriteRateLimit, body: J
     ),
     security(("bearer" = []))
 )]
-pub async fn delete(ctx: Ctx, id: PathId, auth: Auth, _: WriteRateLimit) -> Result<HttpResponse, AppError> {
+pub async fn delete(
+    ctx: Ctx,
+    id: PathId,
+    auth: Auth,
+    _: WriteRateLimit,
+) -> Result<HttpResponse, AppError> {
     contents::delete(&ctx, auth.0, id.0).await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -193,7 +213,12 @@ mod tests {
     #[test]
     fn if_none_match_accepts_lists_weak_forms_and_star() {
         let tag = etag(b"body");
-        for header in [tag.clone(), format!("\"other\", {tag}"), format!("W/{tag}"), "*".into()] {
+        for header in [
+            tag.clone(),
+            format!("\"other\", {tag}"),
+            format!("W/{tag}"),
+            "*".into(),
+        ] {
             let req = TestRequest::default()
                 .insert_header((header::IF_NONE_MATCH, header.clone()))
                 .to_http_request();

@@ -62,7 +62,11 @@ impl RateLimits {
         )
     }
 
-    fn check(&self, limiter: Option<&DefaultKeyedRateLimiter<IpAddr>>, req: &HttpRequest) -> Result<(), AppError> {
+    fn check(
+        &self,
+        limiter: Option<&DefaultKeyedRateLimiter<IpAddr>>,
+        req: &HttpRequest,
+    ) -> Result<(), AppError> {
         let (Some(limiter), Some(ip)) = (limiter, self.client_ip(req)) else {
             return Ok(());
         };
@@ -92,7 +96,11 @@ impl FromRequest for AuthRateLimit {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let limits = limits(req);
-        ready(limits.check(limits.auth.as_ref(), req).map(|()| AuthRateLimit))
+        ready(
+            limits
+                .check(limits.auth.as_ref(), req)
+                .map(|()| AuthRateLimit),
+        )
     }
 }
 
@@ -105,6 +113,10 @@ impl FromRequest for WriteRateLimit {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let limits = limits(req);
-        ready(limits.check(limits.writes.as_ref(), req).map(|()| WriteRateLimit))
+        ready(
+            limits
+                .check(limits.writes.as_ref(), req)
+                .map(|()| WriteRateLimit),
+        )
     }
 }

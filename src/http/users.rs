@@ -25,7 +25,11 @@ type Ctx = web::Data<AppContext>;
         (status = 429, description = "Rate limit hit (`Retry-After`)", body = super::problem::Problem),
     )
 )]
-pub async fn signup(ctx: Ctx, _: AuthRateLimit, body: JsonObject) -> Result<HttpResponse, AppError> {
+pub async fn signup(
+    ctx: Ctx,
+    _: AuthRateLimit,
+    body: JsonObject,
+) -> Result<HttpResponse, AppError> {
     let input = Signup::parse(body.0, &ctx.phones)?;
     let user = users::signup(&ctx, input).await?;
     Ok(HttpResponse::Created()

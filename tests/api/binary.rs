@@ -55,7 +55,11 @@ fn count(url: &str, table: &str) -> i64 {
 #[test]
 fn an_invalid_setting_stops_startup_naming_the_variable() {
     let database = TestDatabase::named_fresh();
-    for (var, value) in [("PORT", "eighty"), ("LOG_FORMAT", "xml"), ("PHONE_REGIONS", "NG,XX")] {
+    for (var, value) in [
+        ("PORT", "eighty"),
+        ("LOG_FORMAT", "xml"),
+        ("PHONE_REGIONS", "NG,XX"),
+    ] {
         let mut vars = base_vars(&database.url);
         vars.push((var, value.to_owned()));
         let output = run(&["serve"], &vars);
@@ -74,13 +78,21 @@ fn migrate_creates_the_database_and_seed_is_idempotent() {
     let database = TestDatabase::named_fresh();
     assert!(!database.exists());
     let output = run(&["migrate"], &base_vars(&database.url));
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(database.exists());
     assert_eq!(count(&database.url, "users"), 0);
 
     for _ in 0..2 {
         let output = run(&["seed"], &base_vars(&database.url));
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         assert_eq!(count(&database.url, "users"), 3);
         assert_eq!(count(&database.url, "contents"), 4);
     }
@@ -121,7 +133,10 @@ impl ServerProcess {
     }
 
     fn terminate(&self) {
-        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
     }
 
     /// SIGTERM; returns the JSON log lines after checking a clean exit.
@@ -134,7 +149,12 @@ impl ServerProcess {
         let exit = self.child.wait().unwrap();
         assert!(exit.success(), "SIGTERM is a clean shutdown: {exit:?}");
         let mut stdout = String::new();
-        self.child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
+        self.child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut stdout)
+            .unwrap();
         stdout
             .lines()
             .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
@@ -151,7 +171,13 @@ async fn serve_migrates_at_startup_and_logs_json_lines_with_the_request_id() {
     assert!(database.exists(), "startup created the database");
     assert_eq!(count(&database.url, "users"), 0, "and migrated it");
 
-    assert_eq!(server.get("/api/v1/users/424242", "trace-me-123").await.status(), 404);
+    assert_eq!(
+        server
+            .get("/api/v1/users/424242", "trace-me-123")
+            .await
+            .status(),
+        404
+    );
     let lines = server.stop();
     let of_request: Vec<&Value> = lines
         .iter()
@@ -161,11 +187,16 @@ async fn serve_migrates_at_startup_and_logs_json_lines_with_the_request_id() {
     for line in &of_request {
         assert_eq!(line["span"]["request_id"], "trace-me-123", "{line}");
     }
-    assert!(of_request.iter().any(|line| line["message"] == "request finished" && line["status"] == 404));
+    assert!(of_request
+        .iter()
+        .any(|line| line["message"] == "request finished" && line["status"] == 404));
 }
 
 fn count_messages(lines: &[Value], message: &str) -> usize {
-    lines.iter().filter(|line| line["message"] == message).count()
+    lines
+        .iter()
+        .filter(|line| line["message"] == message)
+        .count()
 }
 
 #[tokio::test]
@@ -182,29 +213,55 @@ async fn each_redis_transition_is_logged_once_not_per_request() {
     assert_eq!(server.get("/api/v1/content", "warm").await.status(), 200);
     redis.stop();
     for n in 0..20 {
-        assert_eq!(server.get("/api/v1/content", &format!("down-{n}")).await.status(), 200);
+        assert_eq!(
+            server
+                .get("/api/v1/content", &format!("down-{n}"))
+                .await
+                .status(),
+            200
+        );
     }
     let _back = OwnRedis::start_on(port).await;
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let ready: Value = server.get("/health/ready", "probe").await.json().await.unwrap();
+        let ready: Value = server
+            .get("/health/ready", "probe")
+            .await
+            .json()
+            .await
+            .unwrap();
         if ready["cache"] == "ok" {
             break;
         }
-        assert!(Instant::now() < deadline, "Redis not picked up again within 5 s");
+        assert!(
+            Instant::now() < deadline,
+            "Redis not picked up again within 5 s"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     for n in 0..5 {
-        assert_eq!(server.get("/api/v1/content", &format!("up-{n}")).await.status(), 200);
+        assert_eq!(
+            server
+                .get("/api/v1/content", &format!("up-{n}"))
+                .await
+                .status(),
+            200
+        );
     }
 
     let lines = server.stop();
     assert_eq!(count_messages(&lines, "redis connected"), 1);
     assert_eq!(
-        count_messages(&lines, "redis unavailable: circuit opened, serving from PostgreSQL"),
+        count_messages(
+            &lines,
+            "redis unavailable: circuit opened, serving from PostgreSQL"
+        ),
         1
     );
-    assert_eq!(count_messages(&lines, "redis reachable again: circuit closed"), 1);
+    assert_eq!(
+        count_messages(&lines, "redis reachable again: circuit closed"),
+        1
+    );
 }
 
 #[tokio::test]
@@ -223,9 +280,12 @@ async fn a_request_in_flight_when_sigterm_arrives_completes() {
     assert_eq!(created.status(), 201);
 
     // A login whose body is still arriving when the signal comes.
-    let body = serde_json::json!({"email": signup["email"], "password": signup["password"]}).to_string();
+    let body =
+        serde_json::json!({"email": signup["email"], "password": signup["password"]}).to_string();
     let (first, rest) = body.split_at(body.len() / 2);
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", server.port)).await.unwrap();
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
+        .await
+        .unwrap();
     let head = format!(
         "POST /api/v1/login HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
          Content-Length: {}\r\nConnection: close\r\n\r\n{first}",
@@ -251,5 +311,9 @@ async fn a_request_in_flight_when_sigterm_arrives_completes() {
     assert!(response.contains("access_token"));
 
     let lines = server.wait_for_exit();
-    assert_eq!(count_messages(&lines, "shut down"), 1, "the pool was closed after the last request");
+    assert_eq!(
+        count_messages(&lines, "shut down"),
+        1,
+        "the pool was closed after the last request"
+    );
 }

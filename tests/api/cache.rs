@@ -40,7 +40,9 @@ async fn patch_content(app: &TestApp, user: &TestUser, id: i64, body: Value) -> 
 async fn items_and_listings_are_stored_as_the_response_bytes_with_the_ttl() {
     let app = TestApp::spawn_with_redis().await;
     let user = app.new_user().await;
-    let item = app.create_content(&user, "Cached title", "A body long enough to pass.").await;
+    let item = app
+        .create_content(&user, "Cached title", "A body long enough to pass.")
+        .await;
     let id = item["id"].as_i64().unwrap();
 
     let body = body_of(app.get(&format!("/api/v1/content/{id}")).await).await;
@@ -49,12 +51,22 @@ async fn items_and_listings_are_stored_as_the_response_bytes_with_the_ttl() {
     assert!((590_000..=600_000).contains(&ttl), "ttl {ttl}");
 
     let listing = body_of(app.get("/api/v1/content").await).await;
-    assert_eq!(cached(&app, "content_with_user:all").await.unwrap(), listing);
+    assert_eq!(
+        cached(&app, "content_with_user:all").await.unwrap(),
+        listing
+    );
     assert!(ttl_ms(&app, "content_with_user:all").await > 590_000);
 
     // Explicit defaults are the same page, and the same key.
     app.get("/api/v1/content?limit=20").await;
-    let other = body_of(app.get(&format!("/api/v1/content?q=Cached&user_id={}&limit=5", user.id)).await).await;
+    let other = body_of(
+        app.get(&format!(
+            "/api/v1/content?q=Cached&user_id={}&limit=5",
+            user.id
+        ))
+        .await,
+    )
+    .await;
     let name = format!("content_with_user:limit=5&user_id={}&q=cached", user.id);
     assert_eq!(cached(&app, &name).await.unwrap(), other);
     assert!(ttl_ms(&app, &name).await > 590_000);
@@ -80,27 +92,49 @@ async fn an_empty_listing_is_cached() {
     assert_eq!(cached(&app, "content_with_user:all").await.unwrap(), b"[]");
     let filtered = body_of(app.get("/api/v1/content?user_id=999").await).await;
     assert_eq!(filtered, b"[]");
-    assert_eq!(cached(&app, "content_with_user:limit=20&user_id=999").await.unwrap(), b"[]");
+    assert_eq!(
+        cached(&app, "content_with_user:limit=20&user_id=999")
+            .await
+            .unwrap(),
+        b"[]"
+    );
 }
 
 #[tokio::test]
 async fn a_hit_is_served_without_touching_postgres() {
     let app = TestApp::spawn_with_redis().await;
     let user = app.new_user().await;
-    let id = app.create_content(&user, "Original title", "A body long enough.").await["id"]
+    let id = app
+        .create_content(&user, "Original title", "A body long enough.")
+        .await["id"]
         .as_i64()
         .unwrap();
     let first_item = body_of(app.get(&format!("/api/v1/content/{id}")).await).await;
     let first_list = body_of(app.get("/api/v1/content").await).await;
 
     // Change the row behind the service's back: a hit cannot see it.
-    app.sql(&format!("UPDATE contents SET title = 'Changed behind' WHERE id = {id}"));
-    assert_eq!(body_of(app.get(&format!("/api/v1/content/{id}")).await).await, first_item);
+    app.sql(&format!(
+        "UPDATE contents SET title = 'Changed behind' WHERE id = {id}"
+    ));
+    assert_eq!(
+        body_of(app.get(&format!("/api/v1/content/{id}")).await).await,
+        first_item
+    );
     assert_eq!(body_of(app.get("/api/v1/content").await).await, first_list);
 
     // Once the key is gone, PostgreSQL is read again.
-    let _: () = app.redis().await.del(app.key(&format!("content:{id}"))).await.unwrap();
-    let fresh: Value = app.get(&format!("/api/v1/content/{id}")).await.json().await.unwrap();
+    let _: () = app
+        .redis()
+        .await
+        .del(app.key(&format!("content:{id}")))
+        .await
+        .unwrap();
+    let fresh: Value = app
+        .get(&format!("/api/v1/content/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(fresh["title"], "Changed behind");
 }
 
@@ -109,8 +143,17 @@ async fn a_repeated_item_read_keeps_its_author() {
     // Defect 6.1: the old cache entry lacked the author and the second read was a 500.
     let app = TestApp::spawn_with_redis().await;
     let user = app.new_user().await;
-    let id = app.create_content(&user, "Twice read", "A body long enough.").await["id"].as_i64().unwrap();
-    let first: Value = app.get(&format!("/api/v1/content/{id}")).await.json().await.unwrap();
+    let id = app
+        .create_content(&user, "Twice read", "A body long enough.")
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    let first: Value = app
+        .get(&format!("/api/v1/content/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
     let second = app.get(&format!("/api/v1/content/{id}")).await;
     assert_eq!(second.status(), 200);
     let second: Value = second.json().await.unwrap();
@@ -127,13 +170,20 @@ async fn warm(app: &TestApp, ids: &[i64]) {
     app.get("/api/v1/content").await;
     app.get("/api/v1/content?limit=1").await;
     app.get("/api/v1/content?q=body").await;
-    let _: () = app.redis().await.set(app.key("all_contents"), "old").await.unwrap();
+    let _: () = app
+        .redis()
+        .await
+        .set(app.key("all_contents"), "old")
+        .await
+        .unwrap();
 }
 
 async fn listing_keys(app: &TestApp) -> Vec<String> {
     let mut conn = app.redis().await;
-    let mut iter: redis::AsyncIter<String> =
-        conn.scan_match(app.key("content_with_user:*")).await.unwrap();
+    let mut iter: redis::AsyncIter<String> = conn
+        .scan_match(app.key("content_with_user:*"))
+        .await
+        .unwrap();
     let mut keys = Vec::new();
     while let Some(key) = iter.next_item().await {
         keys.push(key.unwrap());
@@ -145,44 +195,84 @@ async fn listing_keys(app: &TestApp) -> Vec<String> {
 async fn a_create_deletes_every_listing_and_the_reserved_key_but_no_item() {
     let app = TestApp::spawn_with_redis().await;
     let user = app.new_user().await;
-    let id = app.create_content(&user, "First item", "A body long enough.").await["id"].as_i64().unwrap();
+    let id = app
+        .create_content(&user, "First item", "A body long enough.")
+        .await["id"]
+        .as_i64()
+        .unwrap();
     warm(&app, &[id]).await;
     assert_eq!(listing_keys(&app).await.len(), 3);
 
-    app.create_content(&user, "Second item", "Another body long enough.").await;
-    assert!(listing_keys(&app).await.is_empty(), "every content_with_user:* key is gone");
+    app.create_content(&user, "Second item", "Another body long enough.")
+        .await;
+    assert!(
+        listing_keys(&app).await.is_empty(),
+        "every content_with_user:* key is gone"
+    );
     assert!(cached(&app, "all_contents").await.is_none());
-    assert!(cached(&app, &format!("content:{id}")).await.is_some(), "items are untouched");
+    assert!(
+        cached(&app, &format!("content:{id}")).await.is_some(),
+        "items are untouched"
+    );
 
     let list: Value = app.get("/api/v1/content").await.json().await.unwrap();
-    assert_eq!(list[0]["title"], "Second item", "no stale listing after the 201");
+    assert_eq!(
+        list[0]["title"], "Second item",
+        "no stale listing after the 201"
+    );
 }
 
 #[tokio::test]
 async fn an_update_deletes_its_item_and_every_listing() {
     let app = TestApp::spawn_with_redis().await;
     let user = app.new_user().await;
-    let id = app.create_content(&user, "Before edit", "A body long enough.").await["id"].as_i64().unwrap();
-    let other = app.create_content(&user, "Untouched", "A body long enough.").await["id"].as_i64().unwrap();
+    let id = app
+        .create_content(&user, "Before edit", "A body long enough.")
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    let other = app
+        .create_content(&user, "Untouched", "A body long enough.")
+        .await["id"]
+        .as_i64()
+        .unwrap();
     warm(&app, &[id, other]).await;
 
-    assert_eq!(patch_content(&app, &user, id, json!({"title": "After edit"})).await.status(), 200);
+    assert_eq!(
+        patch_content(&app, &user, id, json!({"title": "After edit"}))
+            .await
+            .status(),
+        200
+    );
     assert!(cached(&app, &format!("content:{id}")).await.is_none());
     assert!(cached(&app, &format!("content:{other}")).await.is_some());
     assert!(listing_keys(&app).await.is_empty());
     assert!(cached(&app, "all_contents").await.is_none());
 
-    let item: Value = app.get(&format!("/api/v1/content/{id}")).await.json().await.unwrap();
+    let item: Value = app
+        .get(&format!("/api/v1/content/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(item["title"], "After edit");
     let list: Value = app.get("/api/v1/content").await.json().await.unwrap();
-    assert!(list.as_array().unwrap().iter().any(|c| c["title"] == "After edit"));
+    assert!(list
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["title"] == "After edit"));
 }
 
 #[tokio::test]
 async fn a_delete_deletes_its_item_and_every_listing() {
     let app = TestApp::spawn_with_redis().await;
     let user = app.new_user().await;
-    let id = app.create_content(&user, "Doomed item", "A body long enough.").await["id"].as_i64().unwrap();
+    let id = app
+        .create_content(&user, "Doomed item", "A body long enough.")
+        .await["id"]
+        .as_i64()
+        .unwrap();
     warm(&app, &[id]).await;
 
     let response = app
@@ -204,8 +294,16 @@ async fn a_user_update_shows_at_once_in_items_and_listings() {
     let app = TestApp::spawn_with_redis().await;
     let author = app.new_user().await;
     let bystander = app.new_user().await;
-    let mine = app.create_content(&author, "Author's item", "A body long enough.").await["id"].as_i64().unwrap();
-    let theirs = app.create_content(&bystander, "Other item", "A body long enough.").await["id"].as_i64().unwrap();
+    let mine = app
+        .create_content(&author, "Author's item", "A body long enough.")
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    let theirs = app
+        .create_content(&bystander, "Other item", "A body long enough.")
+        .await["id"]
+        .as_i64()
+        .unwrap();
     warm(&app, &[mine, theirs]).await;
 
     let response = app
@@ -220,10 +318,20 @@ async fn a_user_update_shows_at_once_in_items_and_listings() {
     assert!(cached(&app, &format!("content:{theirs}")).await.is_some());
     assert!(listing_keys(&app).await.is_empty());
 
-    let item: Value = app.get(&format!("/api/v1/content/{mine}")).await.json().await.unwrap();
+    let item: Value = app
+        .get(&format!("/api/v1/content/{mine}"))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(item["user"]["name"], "Renamed Author");
     let list: Value = app.get("/api/v1/content").await.json().await.unwrap();
-    let shown = list.as_array().unwrap().iter().find(|c| c["id"] == mine).unwrap();
+    let shown = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == mine)
+        .unwrap();
     assert_eq!(shown["user"]["name"], "Renamed Author");
 }
 
@@ -274,25 +382,54 @@ async fn a_reader_that_raced_an_update_does_not_store_its_old_value() {
     let (hooks, mut gate) = store_gate();
     let app = Arc::new(TestApp::spawn_with_hooks(use_redis, hooks).await);
     let user = app.new_user().await;
-    let id = app.create_content(&user, "Old title", "A body long enough.").await["id"].as_i64().unwrap();
+    let id = app
+        .create_content(&user, "Old title", "A body long enough.")
+        .await["id"]
+        .as_i64()
+        .unwrap();
     let key = format!("content:{id}");
     *gate.target.lock().unwrap() = Some(app.key(&key));
 
     // The reader misses, reads the old row, and is held before its store.
     let reader = tokio::spawn({
         let app = app.clone();
-        async move { app.get(&format!("/api/v1/content/{id}")).await.json::<Value>().await.unwrap() }
+        async move {
+            app.get(&format!("/api/v1/content/{id}"))
+                .await
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
     });
-    tokio::time::timeout(Duration::from_secs(10), gate.reached.recv()).await.expect("the reader reached its store").unwrap();
+    tokio::time::timeout(Duration::from_secs(10), gate.reached.recv())
+        .await
+        .expect("the reader reached its store")
+        .unwrap();
 
     // The write commits and invalidates while the reader is held.
-    assert_eq!(patch_content(&app, &user, id, json!({"title": "New title"})).await.status(), 200);
+    assert_eq!(
+        patch_content(&app, &user, id, json!({"title": "New title"}))
+            .await
+            .status(),
+        200
+    );
     gate.release.add_permits(1);
     let raced = reader.await.unwrap();
-    assert_eq!(raced["title"], "Old title", "the reader read before the write");
+    assert_eq!(
+        raced["title"], "Old title",
+        "the reader read before the write"
+    );
 
-    assert!(cached(&app, &key).await.is_none(), "the old value was not stored");
-    let after: Value = app.get(&format!("/api/v1/content/{id}")).await.json().await.unwrap();
+    assert!(
+        cached(&app, &key).await.is_none(),
+        "the old value was not stored"
+    );
+    let after: Value = app
+        .get(&format!("/api/v1/content/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(after["title"], "New title");
 }
 
@@ -301,15 +438,26 @@ async fn a_listing_reader_that_raced_a_create_does_not_store_its_old_page() {
     let (hooks, mut gate) = store_gate();
     let app = Arc::new(TestApp::spawn_with_hooks(use_redis, hooks).await);
     let user = app.new_user().await;
-    app.create_content(&user, "Existing item", "A body long enough.").await;
+    app.create_content(&user, "Existing item", "A body long enough.")
+        .await;
     *gate.target.lock().unwrap() = Some(app.key("content_with_user:all"));
 
     let reader = tokio::spawn({
         let app = app.clone();
-        async move { app.get("/api/v1/content").await.json::<Value>().await.unwrap() }
+        async move {
+            app.get("/api/v1/content")
+                .await
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
     });
-    tokio::time::timeout(Duration::from_secs(10), gate.reached.recv()).await.expect("the reader reached its store").unwrap();
-    app.create_content(&user, "Created meanwhile", "A body long enough.").await;
+    tokio::time::timeout(Duration::from_secs(10), gate.reached.recv())
+        .await
+        .expect("the reader reached its store")
+        .unwrap();
+    app.create_content(&user, "Created meanwhile", "A body long enough.")
+        .await;
     gate.release.add_permits(1);
     assert_eq!(reader.await.unwrap().as_array().unwrap().len(), 1);
 
@@ -322,30 +470,59 @@ async fn a_listing_reader_that_raced_a_create_does_not_store_its_old_page() {
 async fn etags_give_304_without_a_body_and_change_with_the_content() {
     let app = TestApp::spawn_with_redis().await;
     let user = app.new_user().await;
-    let id = app.create_content(&user, "Tagged item", "A body long enough.").await["id"].as_i64().unwrap();
+    let id = app
+        .create_content(&user, "Tagged item", "A body long enough.")
+        .await["id"]
+        .as_i64()
+        .unwrap();
     let path = format!("/api/v1/content/{id}");
 
     for path in [path.as_str(), "/api/v1/content"] {
         let first = app.get(path).await;
-        assert_eq!(first.headers()["cache-control"], "public, max-age=0, must-revalidate");
+        assert_eq!(
+            first.headers()["cache-control"],
+            "public, max-age=0, must-revalidate"
+        );
         let etag = first.headers()["etag"].to_str().unwrap().to_owned();
-        assert!(etag.starts_with('"') && etag.ends_with('"'), "strong: {etag}");
+        assert!(
+            etag.starts_with('"') && etag.ends_with('"'),
+            "strong: {etag}"
+        );
         // A miss and a hit give the same tag.
         let again = app.get(path).await;
         assert_eq!(again.headers()["etag"], etag.as_str());
 
-        let conditional = app.request(Method::GET, path).header("if-none-match", &etag).send().await.unwrap();
+        let conditional = app
+            .request(Method::GET, path)
+            .header("if-none-match", &etag)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(conditional.status(), 304);
-        assert_eq!(conditional.headers()["etag"], etag.as_str(), "a 304 repeats the ETag");
+        assert_eq!(
+            conditional.headers()["etag"],
+            etag.as_str(),
+            "a 304 repeats the ETag"
+        );
         assert!(conditional.bytes().await.unwrap().is_empty());
 
-        let stale = app.request(Method::GET, path).header("if-none-match", "\"stale\"").send().await.unwrap();
+        let stale = app
+            .request(Method::GET, path)
+            .header("if-none-match", "\"stale\"")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(stale.status(), 200);
     }
 
     let before = app.get(&path).await.headers()["etag"].clone();
     patch_content(&app, &user, id, json!({"title": "Retagged item"})).await;
-    let after = app.request(Method::GET, &path).header("if-none-match", before.clone()).send().await.unwrap();
+    let after = app
+        .request(Method::GET, &path)
+        .header("if-none-match", before.clone())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(after.status(), 200);
     assert_ne!(after.headers()["etag"], before);
 }
@@ -353,30 +530,56 @@ async fn etags_give_304_without_a_body_and_change_with_the_content() {
 #[tokio::test]
 async fn cache_control_is_configurable() {
     let app = TestApp::spawn_with(|s| s.cache_control = "private, max-age=5".into()).await;
-    assert_eq!(app.get("/api/v1/content").await.headers()["cache-control"], "private, max-age=5");
+    assert_eq!(
+        app.get("/api/v1/content").await.headers()["cache-control"],
+        "private, max-age=5"
+    );
 }
 
 /// Exercises every content endpoint and checks the answers are right.
 async fn content_round_trip(app: &TestApp, max_each: Duration) {
     let user = app.new_user().await;
     let timed = |started: Instant, what: &str| {
-        assert!(started.elapsed() < max_each, "{what} took {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < max_each,
+            "{what} took {:?}",
+            started.elapsed()
+        );
     };
     let started = Instant::now();
-    let id = app.create_content(&user, "Outage item", "A body long enough.").await["id"].as_i64().unwrap();
+    let id = app
+        .create_content(&user, "Outage item", "A body long enough.")
+        .await["id"]
+        .as_i64()
+        .unwrap();
     timed(started, "create");
     for _ in 0..2 {
         let started = Instant::now();
-        let item: Value = app.get(&format!("/api/v1/content/{id}")).await.json().await.unwrap();
+        let item: Value = app
+            .get(&format!("/api/v1/content/{id}"))
+            .await
+            .json()
+            .await
+            .unwrap();
         timed(started, "get");
         assert_eq!(item["title"], "Outage item");
         let list: Value = app.get("/api/v1/content").await.json().await.unwrap();
         assert_eq!(list[0]["id"], id);
     }
     let started = Instant::now();
-    assert_eq!(patch_content(app, &user, id, json!({"title": "Edited in outage"})).await.status(), 200);
+    assert_eq!(
+        patch_content(app, &user, id, json!({"title": "Edited in outage"}))
+            .await
+            .status(),
+        200
+    );
     timed(started, "update");
-    let item: Value = app.get(&format!("/api/v1/content/{id}")).await.json().await.unwrap();
+    let item: Value = app
+        .get(&format!("/api/v1/content/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(item["title"], "Edited in outage");
     let list: Value = app.get("/api/v1/content").await.json().await.unwrap();
     assert_eq!(list[0]["title"], "Edited in outage");
@@ -384,7 +587,11 @@ async fn content_round_trip(app: &TestApp, max_each: Duration) {
 
 async fn readiness_cache(app: &TestApp) -> String {
     let response = app.get("/health/ready").await;
-    assert_eq!(response.status(), 200, "Redis never makes the service unready");
+    assert_eq!(
+        response.status(),
+        200,
+        "Redis never makes the service unready"
+    );
     let body: Value = response.json().await.unwrap();
     body["cache"].as_str().unwrap().to_owned()
 }
@@ -424,7 +631,10 @@ async fn await_cache_state(app: &TestApp, want: &str, limit: Duration) -> Durati
         if readiness_cache(app).await == want {
             return started.elapsed();
         }
-        assert!(started.elapsed() < limit, "cache not {want} after {limit:?}");
+        assert!(
+            started.elapsed() < limit,
+            "cache not {want} after {limit:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -436,22 +646,43 @@ async fn redis_stopped_mid_test_then_back_is_picked_up_within_five_seconds() {
     let app = app_on(&redis).await;
     assert_eq!(readiness_cache(&app).await, "ok");
     let user = app.new_user().await;
-    let id = app.create_content(&user, "Survives outages", "A body long enough.").await["id"].as_i64().unwrap();
+    let id = app
+        .create_content(&user, "Survives outages", "A body long enough.")
+        .await["id"]
+        .as_i64()
+        .unwrap();
     app.get(&format!("/api/v1/content/{id}")).await;
-    let mut conn = redis.client().get_multiplexed_async_connection().await.unwrap();
-    assert!(conn.exists::<_, bool>(format!("content:{id}")).await.unwrap());
+    let mut conn = redis
+        .client()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    assert!(conn
+        .exists::<_, bool>(format!("content:{id}"))
+        .await
+        .unwrap());
 
     redis.stop();
     content_round_trip(&app, Duration::from_millis(500)).await;
-    assert_eq!(readiness_cache(&app).await, "degraded", "the circuit opened");
+    assert_eq!(
+        readiness_cache(&app).await,
+        "degraded",
+        "the circuit opened"
+    );
 
     let restarted = OwnRedis::start_on(port).await;
     let took = await_cache_state(&app, "ok", Duration::from_secs(5)).await;
     assert!(took < Duration::from_secs(5));
     app.get(&format!("/api/v1/content/{id}")).await;
-    let mut conn = restarted.client().get_multiplexed_async_connection().await.unwrap();
+    let mut conn = restarted
+        .client()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
     assert!(
-        conn.exists::<_, bool>(format!("content:{id}")).await.unwrap(),
+        conn.exists::<_, bool>(format!("content:{id}"))
+            .await
+            .unwrap(),
         "the cache is used again"
     );
 }
@@ -461,25 +692,60 @@ async fn a_slow_redis_is_bypassed_and_stale_entries_are_flushed_on_recovery() {
     let redis = OwnRedis::start_on(free_port()).await;
     let app = app_on(&redis).await;
     let user = app.new_user().await;
-    let id = app.create_content(&user, "Before the stall", "A body long enough.").await["id"].as_i64().unwrap();
+    let id = app
+        .create_content(&user, "Before the stall", "A body long enough.")
+        .await["id"]
+        .as_i64()
+        .unwrap();
     app.get(&format!("/api/v1/content/{id}")).await;
     app.get("/api/v1/content").await;
-    let mut admin = redis.client().get_multiplexed_async_connection().await.unwrap();
-    assert!(admin.exists::<_, bool>(format!("content:{id}")).await.unwrap());
+    let mut admin = redis
+        .client()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    assert!(admin
+        .exists::<_, bool>(format!("content:{id}"))
+        .await
+        .unwrap());
 
     // Every command now waits 1.5 s: far over the 50 ms budget.
-    let _: () = redis::cmd("CLIENT").arg("PAUSE").arg(1500).arg("ALL").query_async(&mut admin).await.unwrap();
+    let _: () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(1500)
+        .arg("ALL")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
     let started = Instant::now();
     // The write cannot invalidate Redis; the answers must still be right.
-    assert_eq!(patch_content(&app, &user, id, json!({"title": "During the stall"})).await.status(), 200);
-    let item: Value = app.get(&format!("/api/v1/content/{id}")).await.json().await.unwrap();
+    assert_eq!(
+        patch_content(&app, &user, id, json!({"title": "During the stall"}))
+            .await
+            .status(),
+        200
+    );
+    let item: Value = app
+        .get(&format!("/api/v1/content/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(item["title"], "During the stall");
-    assert!(started.elapsed() < Duration::from_millis(1000), "no request waited on Redis");
+    assert!(
+        started.elapsed() < Duration::from_millis(1000),
+        "no request waited on Redis"
+    );
     assert_eq!(readiness_cache(&app).await, "degraded");
 
     // After the pause, the stale entries left from before must not be served.
     await_cache_state(&app, "ok", Duration::from_secs(5)).await;
-    let item: Value = app.get(&format!("/api/v1/content/{id}")).await.json().await.unwrap();
+    let item: Value = app
+        .get(&format!("/api/v1/content/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(item["title"], "During the stall");
     let list: Value = app.get("/api/v1/content").await.json().await.unwrap();
     assert_eq!(list[0]["title"], "During the stall");
@@ -490,21 +756,46 @@ async fn writes_while_redis_was_never_reached_are_flushed_before_it_is_used() {
     let redis = OwnRedis::start_on(free_port()).await;
     let first = app_on(&redis).await;
     let user = first.new_user().await;
-    let id = first.create_content(&user, "Cached before start", "A body long enough.").await["id"]
+    let id = first
+        .create_content(&user, "Cached before start", "A body long enough.")
+        .await["id"]
         .as_i64()
         .unwrap();
     first.get(&format!("/api/v1/content/{id}")).await;
 
     // A second instance starts while Redis stalls: it has never connected.
-    let mut admin = redis.client().get_multiplexed_async_connection().await.unwrap();
-    let _: () = redis::cmd("CLIENT").arg("PAUSE").arg(1500).arg("ALL").query_async(&mut admin).await.unwrap();
+    let mut admin = redis
+        .client()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(1500)
+        .arg("ALL")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
     let second = TestApp::start(first.settings.clone(), None).await;
     assert_eq!(readiness_cache(&second).await, "degraded");
-    assert_eq!(patch_content(&second, &user, id, json!({"title": "Written blind"})).await.status(), 200);
+    assert_eq!(
+        patch_content(&second, &user, id, json!({"title": "Written blind"}))
+            .await
+            .status(),
+        200
+    );
 
     await_cache_state(&second, "ok", Duration::from_secs(5)).await;
     for app in [&first, &second] {
-        let item: Value = app.get(&format!("/api/v1/content/{id}")).await.json().await.unwrap();
-        assert_eq!(item["title"], "Written blind", "no stale read after the write was answered");
+        let item: Value = app
+            .get(&format!("/api/v1/content/{id}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            item["title"], "Written blind",
+            "no stale read after the write was answered"
+        );
     }
 }

@@ -19,7 +19,10 @@ async fn malformed_json_is_a_400_problem() {
         .await
         .unwrap();
     let body = problem(response, 400).await;
-    assert!(body["detail"].as_str().unwrap().starts_with("Malformed JSON"));
+    assert!(body["detail"]
+        .as_str()
+        .unwrap()
+        .starts_with("Malformed JSON"));
 }
 
 #[tokio::test]
@@ -40,7 +43,11 @@ async fn a_body_that_is_not_an_object_is_a_400_problem() {
 #[tokio::test]
 async fn a_wrong_content_type_is_a_415_problem() {
     let app = TestApp::spawn().await;
-    for content_type in [Some("text/plain"), Some("application/x-www-form-urlencoded"), None] {
+    for content_type in [
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        None,
+    ] {
         let mut request = app
             .request(Method::POST, "/api/v1/signup")
             .body(signup_body().to_string());
@@ -108,7 +115,12 @@ async fn wrong_methods_are_405_problems_with_allow() {
 async fn request_ids_are_echoed_when_sane_and_replaced_otherwise() {
     let app = TestApp::spawn().await;
     let sane = "abc-123_X.y";
-    let response = app.request(Method::GET, "/").header("x-request-id", sane).send().await.unwrap();
+    let response = app
+        .request(Method::GET, "/")
+        .header("x-request-id", sane)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.headers()["x-request-id"], sane);
 
     for insane in ["has space", "semi;colon", &"a".repeat(129)] {
@@ -174,10 +186,16 @@ async fn postgres_unreachable_is_a_503_within_two_seconds() {
             request = request.json(&body);
         }
         let response = request.send().await.unwrap();
-        assert!(started.elapsed() < Duration::from_secs(2), "{path} answered fast");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{path} answered fast"
+        );
         assert_eq!(response.headers()["retry-after"], "2");
         let body = problem(response, 503).await;
-        assert!(!body.to_string().contains("127.0.0.1"), "no connection details");
+        assert!(
+            !body.to_string().contains("127.0.0.1"),
+            "no connection details"
+        );
     }
     // The process itself still serves.
     assert_eq!(app.get("/health/live").await.status(), 200);
@@ -187,12 +205,24 @@ async fn postgres_unreachable_is_a_503_within_two_seconds() {
 async fn head_is_answered_like_get_without_a_body() {
     let app = TestApp::spawn().await;
     let user = app.new_user().await;
-    let id = app.create_content(&user, "Headed item", "A body long enough.").await["id"].as_i64().unwrap();
-    for path in ["/".to_owned(), "/api/v1/users".to_owned(), format!("/api/v1/content/{id}")] {
+    let id = app
+        .create_content(&user, "Headed item", "A body long enough.")
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    for path in [
+        "/".to_owned(),
+        "/api/v1/users".to_owned(),
+        format!("/api/v1/content/{id}"),
+    ] {
         let get = app.get(&path).await;
         let head = app.request(Method::HEAD, &path).send().await.unwrap();
         assert_eq!(head.status(), 200, "{path}");
-        assert_eq!(head.headers().get("etag"), get.headers().get("etag"), "{path}");
+        assert_eq!(
+            head.headers().get("etag"),
+            get.headers().get("etag"),
+            "{path}"
+        );
         assert!(head.bytes().await.unwrap().is_empty(), "{path}");
     }
 }

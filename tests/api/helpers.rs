@@ -3,8 +3,8 @@
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -19,7 +19,8 @@ use serde_json::{json, Value};
 pub const TEST_JWT_SECRET: &str = "integration-test-secret-0123456789abcdef";
 
 fn server_url() -> String {
-    std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+    std::env::var("TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
 }
 
 fn database_url(name: &str) -> String {
@@ -27,7 +28,8 @@ fn database_url(name: &str) -> String {
 }
 
 fn maintenance_connection() -> PgConnection {
-    PgConnection::establish(&database_url("postgres")).expect("PostgreSQL answers on TEST_POSTGRES_URL")
+    PgConnection::establish(&database_url("postgres"))
+        .expect("PostgreSQL answers on TEST_POSTGRES_URL")
 }
 
 /// The template is named after a hash of the migrations, so a changed
@@ -45,7 +47,9 @@ fn template() -> &'static str {
         }
         let name = format!("content_api_tpl_{:016x}", hasher.finish());
         let mut conn = maintenance_connection();
-        diesel::sql_query("SELECT pg_advisory_lock(8675309)").execute(&mut conn).unwrap();
+        diesel::sql_query("SELECT pg_advisory_lock(8675309)")
+            .execute(&mut conn)
+            .unwrap();
         let exists: bool = diesel::select(diesel::dsl::sql::<diesel::sql_types::Bool>(&format!(
             "EXISTS (SELECT 1 FROM pg_database WHERE datname = '{name}')"
         )))
@@ -62,7 +66,9 @@ fn template() -> &'static str {
                 .execute(&mut conn)
                 .unwrap();
         }
-        diesel::sql_query("SELECT pg_advisory_unlock(8675309)").execute(&mut conn).unwrap();
+        diesel::sql_query("SELECT pg_advisory_unlock(8675309)")
+            .execute(&mut conn)
+            .unwrap();
         name
     })
 }
@@ -128,7 +134,8 @@ impl Drop for TestDatabase {
         // an async test): FORCE ends the pool's sessions.
         let _ = std::thread::spawn(move || {
             let mut conn = maintenance_connection();
-            diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn)
+            diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&mut conn)
         })
         .join();
     }
@@ -193,7 +200,11 @@ impl TestApp {
         Self::start_with_hooks(settings, database, Hooks::default()).await
     }
 
-    async fn start_with_hooks(settings: Settings, database: Option<TestDatabase>, hooks: Hooks) -> TestApp {
+    async fn start_with_hooks(
+        settings: Settings,
+        database: Option<TestDatabase>,
+        hooks: Hooks,
+    ) -> TestApp {
         let app = Application::build_with_hooks(settings.clone(), hooks)
             .await
             .expect("the application builds");
@@ -211,7 +222,8 @@ impl TestApp {
     }
 
     pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
-        self.client.request(method, format!("{}{path}", self.address))
+        self.client
+            .request(method, format!("{}{path}", self.address))
     }
 
     pub async fn get(&self, path: &str) -> Response {
@@ -219,11 +231,19 @@ impl TestApp {
     }
 
     pub async fn get_as(&self, path: &str, token: &str) -> Response {
-        self.request(Method::GET, path).bearer_auth(token).send().await.unwrap()
+        self.request(Method::GET, path)
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn post_json(&self, path: &str, body: &Value) -> Response {
-        self.request(Method::POST, path).json(body).send().await.unwrap()
+        self.request(Method::POST, path)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn signup(&self, body: &Value) -> Response {
@@ -231,8 +251,11 @@ impl TestApp {
     }
 
     pub async fn login(&self, email: &str, password: &str) -> Response {
-        self.post_json("/api/v1/login", &json!({"email": email, "password": password}))
-            .await
+        self.post_json(
+            "/api/v1/login",
+            &json!({"email": email, "password": password}),
+        )
+        .await
     }
 
     /// Signs up a fresh user and logs in.
@@ -255,8 +278,16 @@ impl TestApp {
     /// A fresh user promoted to admin (there is no API for that, by design).
     pub async fn new_admin(&self) -> TestUser {
         let user = self.new_user().await;
-        self.sql(&format!("UPDATE users SET role = 'admin' WHERE id = {}", user.id));
-        let login: Value = self.login(&user.email, &user.password).await.json().await.unwrap();
+        self.sql(&format!(
+            "UPDATE users SET role = 'admin' WHERE id = {}",
+            user.id
+        ));
+        let login: Value = self
+            .login(&user.email, &user.password)
+            .await
+            .json()
+            .await
+            .unwrap();
         TestUser {
             token: login["access_token"].as_str().unwrap().to_owned(),
             ..user
@@ -289,7 +320,11 @@ pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
 impl TestApp {
     /// A connection to the Redis this app uses.
     pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
-        let url = self.settings.redis_url.as_deref().expect("this app uses Redis");
+        let url = self
+            .settings
+            .redis_url
+            .as_deref()
+            .expect("this app uses Redis");
         redis::Client::open(url)
             .unwrap()
             .get_multiplexed_async_connection()
@@ -320,10 +355,12 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         let prefix = &self.settings.cache_key_prefix;
         if let (Some(url), false) = (&self.settings.redis_url, prefix.is_empty()) {
-            if let Ok(mut conn) = redis::Client::open(url.as_str()).and_then(|c| c.get_connection()) {
-                let keys: Vec<String> = redis::Commands::scan_match(&mut conn, format!("{prefix}*"))
-                    .map(|keys| keys.filter_map(Result::ok).collect())
-                    .unwrap_or_default();
+            if let Ok(mut conn) = redis::Client::open(url.as_str()).and_then(|c| c.get_connection())
+            {
+                let keys: Vec<String> =
+                    redis::Commands::scan_match(&mut conn, format!("{prefix}*"))
+                        .map(|keys| keys.filter_map(Result::ok).collect())
+                        .unwrap_or_default();
                 if !keys.is_empty() {
                     let _: redis::RedisResult<()> = redis::cmd("UNLINK").arg(keys).query(&mut conn);
                 }
@@ -391,7 +428,11 @@ pub fn invalid_fields(problem: &Value) -> Vec<String> {
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A Redis of this test's own, so that stopping it harms nobody else.
@@ -403,14 +444,31 @@ pub struct OwnRedis {
 impl OwnRedis {
     pub async fn start_on(port: u16) -> Self {
         let process = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server is installed");
-        let redis = Self { port, process: Some(process) };
+        let redis = Self {
+            port,
+            process: Some(process),
+        };
         // Bounded wait for the process to accept connections.
         let deadline = Instant::now() + Duration::from_secs(5);
-        while redis.client().get_multiplexed_async_connection().await.is_err() {
+        while redis
+            .client()
+            .get_multiplexed_async_connection()
+            .await
+            .is_err()
+        {
             assert!(Instant::now() < deadline, "redis-server did not start");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -439,10 +497,14 @@ impl Drop for OwnRedis {
     }
 }
 
-
 /// An object's keys, sorted, to compare a response's shape.
 pub fn sorted_keys(value: &Value) -> Vec<String> {
-    let mut keys: Vec<String> = value.as_object().expect("an object").keys().cloned().collect();
+    let mut keys: Vec<String> = value
+        .as_object()
+        .expect("an object")
+        .keys()
+        .cloned()
+        .collect();
     keys.sort();
     keys
 }

@@ -6,10 +6,19 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::helpers::{TestApp, invalid_fields, problem, signup_body, sorted, sorted_keys, unique_email};
+use crate::helpers::{
+    invalid_fields, problem, signup_body, sorted, sorted_keys, unique_email, TestApp,
+};
 
-const PRIVATE_KEYS: [&str; 7] = ["id", "name", "email", "phone_number", "country", "state", "created_at"];
-
+const PRIVATE_KEYS: [&str; 7] = [
+    "id",
+    "name",
+    "email",
+    "phone_number",
+    "country",
+    "state",
+    "created_at",
+];
 
 #[tokio::test]
 async fn login_answers_a_bearer_token_and_the_private_view() {
@@ -18,7 +27,10 @@ async fn login_answers_a_bearer_token_and_the_private_view() {
     let created: Value = app.signup(&body).await.json().await.unwrap();
 
     let response = app
-        .login(body["email"].as_str().unwrap(), body["password"].as_str().unwrap())
+        .login(
+            body["email"].as_str().unwrap(),
+            body["password"].as_str().unwrap(),
+        )
         .await;
     assert_eq!(response.status(), 200);
     assert!(response.headers()["content-type"]
@@ -36,7 +48,11 @@ async fn login_answers_a_bearer_token_and_the_private_view() {
     assert_eq!(login["expires_in"], 3600, "the default JWT_TTL_SECONDS");
 
     let user = &login["user"];
-    assert_eq!(sorted_keys(user), sorted(&PRIVATE_KEYS), "no password fields: {user}");
+    assert_eq!(
+        sorted_keys(user),
+        sorted(&PRIVATE_KEYS),
+        "no password fields: {user}"
+    );
     assert_eq!(user, &created, "the same private view as signup");
     assert_eq!(user["email"], body["email"]);
     assert_eq!(user["phone_number"], body["phone_number"]);
@@ -51,7 +67,10 @@ async fn expires_in_follows_the_configured_ttl() {
     let body = signup_body();
     assert_eq!(app.signup(&body).await.status(), 201);
     let login: Value = app
-        .login(body["email"].as_str().unwrap(), body["password"].as_str().unwrap())
+        .login(
+            body["email"].as_str().unwrap(),
+            body["password"].as_str().unwrap(),
+        )
         .await
         .json()
         .await
@@ -63,7 +82,9 @@ async fn expires_in_follows_the_configured_ttl() {
     let payload = token.split('.').nth(1).unwrap();
     use base64::Engine;
     let claims: Value = serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap(),
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
     )
     .unwrap();
     let lifetime = claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap();
@@ -79,7 +100,10 @@ async fn the_email_is_matched_ignoring_case() {
     let created: Value = app.signup(&body).await.json().await.unwrap();
 
     let response = app
-        .login(&format!("MIXED.{}@example.COM", local.to_uppercase()), "correct horse battery")
+        .login(
+            &format!("MIXED.{}@example.COM", local.to_uppercase()),
+            "correct horse battery",
+        )
         .await;
     assert_eq!(response.status(), 200);
     let login: Value = response.json().await.unwrap();
@@ -116,18 +140,26 @@ async fn missing_fields_are_a_422_listing_both() {
     let app = TestApp::spawn().await;
     let body = problem(app.post_json("/api/v1/login", &json!({})).await, 422).await;
     assert_eq!(invalid_fields(&body), ["email", "password"]);
-    assert!(body["errors"].as_array().unwrap().iter().all(|e| e["code"] == "required"));
+    assert!(body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["code"] == "required"));
 
     let body = problem(
-        app.post_json("/api/v1/login", &json!({"email": "a@example.com"})).await,
+        app.post_json("/api/v1/login", &json!({"email": "a@example.com"}))
+            .await,
         422,
     )
     .await;
     assert_eq!(invalid_fields(&body), ["password"]);
 
     let body = problem(
-        app.post_json("/api/v1/login", &json!({"email": null, "password": 12345678}))
-            .await,
+        app.post_json(
+            "/api/v1/login",
+            &json!({"email": null, "password": 12345678}),
+        )
+        .await,
         422,
     )
     .await;
@@ -140,7 +172,10 @@ async fn the_login_token_opens_a_protected_endpoint() {
     let body = signup_body();
     let created: Value = app.signup(&body).await.json().await.unwrap();
     let login: Value = app
-        .login(body["email"].as_str().unwrap(), body["password"].as_str().unwrap())
+        .login(
+            body["email"].as_str().unwrap(),
+            body["password"].as_str().unwrap(),
+        )
         .await
         .json()
         .await

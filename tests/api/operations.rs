@@ -42,10 +42,20 @@ async fn openapi_document_covers_every_endpoint() {
         ("/api/v1/content/{id}", &["get", "put", "patch", "delete"]),
     ] {
         for method in methods {
-            assert!(doc["paths"][path][method].is_object(), "{method} {path} is documented");
+            assert!(
+                doc["paths"][path][method].is_object(),
+                "{method} {path} is documented"
+            );
         }
     }
-    for schema in ["User", "PublicUser", "UserWithContents", "Content", "ContentWithUser", "LoginResponse"] {
+    for schema in [
+        "User",
+        "PublicUser",
+        "UserWithContents",
+        "Content",
+        "ContentWithUser",
+        "LoginResponse",
+    ] {
         assert!(doc["components"]["schemas"][schema].is_object(), "{schema}");
     }
     assert!(doc["components"]["schemas"]["Problem"].is_object());
@@ -62,7 +72,11 @@ async fn swagger_ui_is_served_without_other_hosts() {
     assert_eq!(page.status(), 200);
     let html = page.text().await.unwrap();
     assert!(html.contains("swagger-ui"));
-    for asset in ["/docs/swagger-ui.css", "/docs/swagger-ui-bundle.js", "/docs/swagger-initializer.js"] {
+    for asset in [
+        "/docs/swagger-ui.css",
+        "/docs/swagger-ui-bundle.js",
+        "/docs/swagger-initializer.js",
+    ] {
         let response = app.get(asset).await;
         assert_eq!(response.status(), 200, "{asset} is served locally");
         let text = response.text().await.unwrap();
@@ -76,11 +90,13 @@ async fn swagger_ui_is_served_without_other_hosts() {
     }
 }
 
-
 async fn metrics_text(app: &TestApp) -> String {
     let response = app.get("/metrics").await;
     assert_eq!(response.status(), 200);
-    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
     response.text().await.unwrap()
 }
 
@@ -102,33 +118,58 @@ async fn metrics_count_requests_by_route_template_with_latency_histograms() {
     app.get("/no/such/route").await;
     let text = metrics_text(&app).await;
     assert_eq!(
-        sample(&text, r#"http_requests_total{method="GET",route="/api/v1/users/{id}",status="404"}"#),
+        sample(
+            &text,
+            r#"http_requests_total{method="GET",route="/api/v1/users/{id}",status="404"}"#
+        ),
         3.0,
         "ids are folded into the template"
     );
-    assert_eq!(sample(&text, r#"http_requests_total{method="GET",route="unmatched",status="404"}"#), 1.0);
+    assert_eq!(
+        sample(
+            &text,
+            r#"http_requests_total{method="GET",route="unmatched",status="404"}"#
+        ),
+        1.0
+    );
     assert!(text.contains(r#"http_request_duration_seconds_bucket{method="GET",route="/api/v1/users/{id}",le="0.005"}"#));
     assert_eq!(sample(&text, r#"db_pool_connections{state="max"}"#), 8.0);
-    assert_eq!(sample(&text, "cache_redis_circuit_open"), 1.0, "no Redis configured");
+    assert_eq!(
+        sample(&text, "cache_redis_circuit_open"),
+        1.0,
+        "no Redis configured"
+    );
 }
 
 #[tokio::test]
 async fn metrics_count_cache_hits_misses_and_invalidations_by_family() {
     let app = TestApp::spawn_with_redis().await;
     let user = app.new_user().await;
-    let id = app.create_content(&user, "Counted item", "A body long enough.").await["id"].as_i64().unwrap();
+    let id = app
+        .create_content(&user, "Counted item", "A body long enough.")
+        .await["id"]
+        .as_i64()
+        .unwrap();
     for _ in 0..3 {
         app.get(&format!("/api/v1/content/{id}")).await;
         app.get("/api/v1/content").await;
     }
     let text = metrics_text(&app).await;
     for family in ["item", "listing"] {
-        let series = |result: &str| format!(r#"cache_requests_total{{family="{family}",layer="redis",result="{result}"}}"#);
+        let series = |result: &str| {
+            format!(r#"cache_requests_total{{family="{family}",layer="redis",result="{result}"}}"#)
+        };
         assert_eq!(sample(&text, &series("miss")), 1.0, "{family}");
         assert_eq!(sample(&text, &series("hit")), 2.0, "{family}");
     }
-    assert_eq!(sample(&text, r#"cache_invalidations_total{result="done"}"#), 1.0);
-    assert_eq!(sample(&text, "cache_invalidation_duration_seconds_count"), 1.0);
+    assert_eq!(
+        sample(&text, r#"cache_invalidations_total{result="done"}"#),
+        1.0
+    );
+    assert_eq!(
+        sample(&text, "cache_invalidation_duration_seconds_count"),
+        1.0
+    );
     assert_eq!(sample(&text, "cache_redis_circuit_open"), 0.0);
 }
 
@@ -138,12 +179,22 @@ async fn signup_and_login_share_a_per_client_limit_with_retry_after() {
     for _ in 0..2 {
         assert_eq!(app.signup(&signup_body()).await.status(), 201);
     }
-    assert_eq!(app.login("nobody@example.com", "whatever1").await.status(), 401);
+    assert_eq!(
+        app.login("nobody@example.com", "whatever1").await.status(),
+        401
+    );
     let limited = app.signup(&signup_body()).await;
-    let retry_after: u64 = limited.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry_after: u64 = limited.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=60).contains(&retry_after), "{retry_after}");
     let body = problem(limited, 429).await;
-    assert!(body["detail"].as_str().unwrap().starts_with("Too many requests"));
+    assert!(body["detail"]
+        .as_str()
+        .unwrap()
+        .starts_with("Too many requests"));
     problem(app.login("nobody@example.com", "whatever1").await, 429).await;
     // Reads are not limited.
     assert_eq!(app.get("/api/v1/users").await.status(), 200);
@@ -154,7 +205,8 @@ async fn writes_are_limited_per_client() {
     let app = TestApp::spawn_with(|s| s.rate_limit_writes_per_minute = 2).await;
     let user = app.new_user().await;
     for n in 0..2 {
-        app.create_content(&user, &format!("Write {n}"), "A body long enough.").await;
+        app.create_content(&user, &format!("Write {n}"), "A body long enough.")
+            .await;
     }
     let response = app
         .request(Method::POST, "/api/v1/post-content")
@@ -190,7 +242,13 @@ async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_limit() {
     assert_eq!(signup_from("203.0.113.7").await.unwrap().status(), 429);
     assert_eq!(signup_from("203.0.113.8").await.unwrap().status(), 201);
     // The right-most untrusted entry counts; what the client wrote before it does not.
-    assert_eq!(signup_from("198.51.100.1, 203.0.113.7").await.unwrap().status(), 429);
+    assert_eq!(
+        signup_from("198.51.100.1, 203.0.113.7")
+            .await
+            .unwrap()
+            .status(),
+        429
+    );
 }
 
 #[tokio::test]
@@ -221,7 +279,12 @@ async fn every_response_carries_the_security_headers() {
     ];
     for response in responses {
         let headers = response.headers();
-        assert_eq!(headers["x-content-type-options"], "nosniff", "{}", response.url());
+        assert_eq!(
+            headers["x-content-type-options"],
+            "nosniff",
+            "{}",
+            response.url()
+        );
         assert_eq!(headers["referrer-policy"], "no-referrer");
         assert_eq!(headers["x-frame-options"], "DENY");
     }
@@ -231,7 +294,10 @@ async fn preflight(app: &TestApp, origin: &str) -> reqwest::Response {
     app.request(Method::OPTIONS, "/api/v1/content")
         .header("origin", origin)
         .header("access-control-request-method", "POST")
-        .header("access-control-request-headers", "authorization, content-type")
+        .header(
+            "access-control-request-headers",
+            "authorization, content-type",
+        )
         .send()
         .await
         .unwrap()
@@ -241,24 +307,39 @@ async fn preflight(app: &TestApp, origin: &str) -> reqwest::Response {
 async fn without_configured_origins_no_cross_origin_access_is_granted() {
     let app = TestApp::spawn().await;
     let response = preflight(&app, "https://app.example.com").await;
-    assert!(!response.headers().contains_key("access-control-allow-origin"));
+    assert!(!response
+        .headers()
+        .contains_key("access-control-allow-origin"));
     let response = app
         .request(Method::GET, "/api/v1/content")
         .header("origin", "https://app.example.com")
         .send()
         .await
         .unwrap();
-    assert!(!response.headers().contains_key("access-control-allow-origin"));
+    assert!(!response
+        .headers()
+        .contains_key("access-control-allow-origin"));
 }
 
 #[tokio::test]
 async fn configured_origins_and_only_those_are_granted() {
-    let app = TestApp::spawn_with(|s| s.cors_allowed_origins = vec!["https://app.example.com".into()]).await;
+    let app =
+        TestApp::spawn_with(|s| s.cors_allowed_origins = vec!["https://app.example.com".into()])
+            .await;
     let response = preflight(&app, "https://app.example.com").await;
     assert_eq!(response.status(), 200);
-    assert_eq!(response.headers()["access-control-allow-origin"], "https://app.example.com");
-    let methods = response.headers()["access-control-allow-methods"].to_str().unwrap().to_owned();
-    assert!(methods.contains("POST") && methods.contains("PATCH"), "{methods}");
+    assert_eq!(
+        response.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    let methods = response.headers()["access-control-allow-methods"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        methods.contains("POST") && methods.contains("PATCH"),
+        "{methods}"
+    );
 
     let response = app
         .request(Method::GET, "/api/v1/content")
@@ -266,18 +347,30 @@ async fn configured_origins_and_only_those_are_granted() {
         .send()
         .await
         .unwrap();
-    assert_eq!(response.headers()["access-control-allow-origin"], "https://app.example.com");
-    let exposed = response.headers()["access-control-expose-headers"].to_str().unwrap().to_lowercase();
-    assert!(exposed.contains("etag") && exposed.contains("x-request-id"), "{exposed}");
+    assert_eq!(
+        response.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    let exposed = response.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .to_lowercase();
+    assert!(
+        exposed.contains("etag") && exposed.contains("x-request-id"),
+        "{exposed}"
+    );
 
     let response = preflight(&app, "https://evil.example.com").await;
-    assert!(!response.headers().contains_key("access-control-allow-origin"));
+    assert!(!response
+        .headers()
+        .contains_key("access-control-allow-origin"));
 }
 
 #[tokio::test]
 async fn readiness_is_503_while_postgres_is_unreachable() {
     let port = crate::helpers::free_port();
-    let mut settings = crate::helpers::base_settings(format!("postgres://postgres@127.0.0.1:{port}/x"));
+    let mut settings =
+        crate::helpers::base_settings(format!("postgres://postgres@127.0.0.1:{port}/x"));
     use_redis(&mut settings);
     let app = TestApp::start(settings, None).await;
     let response = app.get("/health/ready").await;

@@ -14,19 +14,39 @@ async fn signup_answers_201_with_the_private_view_and_location() {
     let location = response.headers()["location"].to_str().unwrap().to_owned();
     let user: Value = response.json().await.unwrap();
     assert_eq!(location, format!("/api/v1/users/{}", user["id"]));
-    let keys: Vec<&str> = user.as_object().unwrap().keys().map(String::as_str).collect();
+    let keys: Vec<&str> = user
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
     assert_eq!(keys.len(), 7);
-    for key in ["id", "name", "email", "phone_number", "country", "state", "created_at"] {
+    for key in [
+        "id",
+        "name",
+        "email",
+        "phone_number",
+        "country",
+        "state",
+        "created_at",
+    ] {
         assert!(keys.contains(&key), "{key}");
     }
     assert_eq!(user["email"], body["email"]);
     assert_eq!(user["phone_number"], body["phone_number"]);
     // RFC 3339 UTC with microseconds.
     let created = user["created_at"].as_str().unwrap();
-    assert_eq!(created.len(), "2026-11-22T10:04:05.123456Z".len(), "{created}");
+    assert_eq!(
+        created.len(),
+        "2026-11-22T10:04:05.123456Z".len(),
+        "{created}"
+    );
     assert!(created.ends_with('Z'));
     // Only an Argon2id hash is stored.
-    let hash = app.sql_text(&format!("(SELECT password_hash FROM users WHERE id = {})", user["id"]));
+    let hash = app.sql_text(&format!(
+        "(SELECT password_hash FROM users WHERE id = {})",
+        user["id"]
+    ));
     assert!(hash.starts_with("$argon2id$"));
     assert!(!hash.contains("correct horse"));
 }
@@ -37,10 +57,21 @@ async fn an_empty_object_lists_every_required_field() {
     let body = problem(app.signup(&json!({})).await, 422).await;
     assert_eq!(
         invalid_fields(&body),
-        ["name", "email", "phone_number", "country", "state", "password"]
+        [
+            "name",
+            "email",
+            "phone_number",
+            "country",
+            "state",
+            "password"
+        ]
     );
     assert_eq!(body["detail"], "6 fields are invalid");
-    assert!(body["errors"].as_array().unwrap().iter().all(|e| e["code"] == "required"));
+    assert!(body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["code"] == "required"));
 }
 
 #[tokio::test]
@@ -59,7 +90,12 @@ async fn every_invalid_field_is_reported_at_once() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|e| (e["field"].as_str().unwrap().into(), e["code"].as_str().unwrap().into()))
+        .map(|e| {
+            (
+                e["field"].as_str().unwrap().into(),
+                e["code"].as_str().unwrap().into(),
+            )
+        })
         .collect();
     let expected = [
         ("name", "letter"),
@@ -73,7 +109,12 @@ async fn every_invalid_field_is_reported_at_once() {
         errors,
         expected.map(|(f, c)| (f.to_owned(), c.to_owned())).to_vec()
     );
-    let messages: Vec<&str> = problem["errors"].as_array().unwrap().iter().map(|e| e["message"].as_str().unwrap()).collect();
+    let messages: Vec<&str> = problem["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["message"].as_str().unwrap())
+        .collect();
     assert_eq!(messages[1], "value is not a valid email address");
     assert_eq!(messages[2], "Phone number is not a valid number");
 }
@@ -187,7 +228,10 @@ async fn fifty_concurrent_same_email_signups_give_one_201_and_49_400s() {
                 let body = problem(response, 400).await;
                 assert_eq!(body["detail"], "Email already registered");
             }
-            other => panic!("unexpected status {other}: {}", response.text().await.unwrap()),
+            other => panic!(
+                "unexpected status {other}: {}",
+                response.text().await.unwrap()
+            ),
         }
     }
     assert_eq!(created, 1);

@@ -18,13 +18,21 @@ fn claims(user_id: i64, iat: i64, exp: i64) -> Value {
 }
 
 fn sign(algorithm: Algorithm, secret: &str, claims: &Value) -> String {
-    jsonwebtoken::encode(&Header::new(algorithm), claims, &EncodingKey::from_secret(secret.as_bytes()))
-        .unwrap()
+    jsonwebtoken::encode(
+        &Header::new(algorithm),
+        claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
 }
 
 /// A token valid for an hour, HS256, the server's secret.
 fn valid_token(user_id: i64) -> String {
-    sign(Algorithm::HS256, TEST_JWT_SECRET, &claims(user_id, now(), now() + 3600))
+    sign(
+        Algorithm::HS256,
+        TEST_JWT_SECRET,
+        &claims(user_id, now(), now() + 3600),
+    )
 }
 
 async fn patch_with(app: &TestApp, user_id: i64, authorization: Option<&str>) -> Response {
@@ -62,8 +70,15 @@ async fn no_authorization_header_is_401_not_authenticated() {
 async fn another_scheme_is_401() {
     let app = TestApp::spawn().await;
     let user = app.new_user().await;
-    let basic = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("a:b"));
-    for value in [basic.as_str(), &format!("Token {}", user.token), &user.token] {
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("a:b")
+    );
+    for value in [
+        basic.as_str(),
+        &format!("Token {}", user.token),
+        &user.token,
+    ] {
         unauthorized(patch_with(&app, user.id, Some(value)).await).await;
     }
     assert_eq!(state_of(&app, user.id), "Lagos");
@@ -84,8 +99,13 @@ async fn an_expired_token_is_401() {
     let app = TestApp::spawn().await;
     let user = app.new_user().await;
     // Expired a few seconds ago: no leeway is granted.
-    let expired = sign(Algorithm::HS256, TEST_JWT_SECRET, &claims(user.id, now() - 3600, now() - 5));
-    let detail = unauthorized(patch_with(&app, user.id, Some(&format!("Bearer {expired}"))).await).await;
+    let expired = sign(
+        Algorithm::HS256,
+        TEST_JWT_SECRET,
+        &claims(user.id, now() - 3600, now() - 5),
+    );
+    let detail =
+        unauthorized(patch_with(&app, user.id, Some(&format!("Bearer {expired}"))).await).await;
     assert_eq!(detail, "Invalid or expired token");
     assert_eq!(state_of(&app, user.id), "Lagos");
 }
@@ -103,7 +123,8 @@ async fn a_token_signed_with_another_secret_is_401() {
 
     // A real token whose payload was swapped (admin role) keeps the old signature.
     let mut parts: Vec<String> = user.token.split('.').map(str::to_owned).collect();
-    let mut payload: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(&parts[1]).unwrap()).unwrap();
+    let mut payload: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(&parts[1]).unwrap()).unwrap();
     payload["role"] = json!("admin");
     parts[1] = URL_SAFE_NO_PAD.encode(payload.to_string());
     let tampered = parts.join(".");
@@ -129,7 +150,11 @@ async fn an_alg_none_token_is_401() {
 async fn an_hs512_token_with_the_right_secret_is_401() {
     let app = TestApp::spawn().await;
     let user = app.new_user().await;
-    let token = sign(Algorithm::HS512, TEST_JWT_SECRET, &claims(user.id, now(), now() + 3600));
+    let token = sign(
+        Algorithm::HS512,
+        TEST_JWT_SECRET,
+        &claims(user.id, now(), now() + 3600),
+    );
     unauthorized(patch_with(&app, user.id, Some(&format!("Bearer {token}"))).await).await;
     assert_eq!(state_of(&app, user.id), "Lagos");
 }
@@ -174,9 +199,17 @@ async fn an_optional_auth_endpoint_refuses_a_bad_token_but_not_its_absence() {
     let response = app.get_as("/api/v1/users", "garbage").await;
     unauthorized(response).await;
 
-    let expired = sign(Algorithm::HS256, TEST_JWT_SECRET, &claims(user.id, now() - 3600, now() - 5));
+    let expired = sign(
+        Algorithm::HS256,
+        TEST_JWT_SECRET,
+        &claims(user.id, now() - 3600, now() - 5),
+    );
     unauthorized(app.get_as("/api/v1/users", &expired).await).await;
-    unauthorized(app.get_as(&format!("/api/v1/users/{}", user.id), "garbage").await).await;
+    unauthorized(
+        app.get_as(&format!("/api/v1/users/{}", user.id), "garbage")
+            .await,
+    )
+    .await;
 
     let response = app.get_as("/api/v1/users", &valid_token(user.id)).await;
     assert_eq!(response.status(), 200);

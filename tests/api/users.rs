@@ -6,7 +6,9 @@ use std::collections::HashSet;
 use reqwest::{Method, Response};
 use serde_json::{json, Value};
 
-use crate::helpers::{TestApp, TestUser, invalid_fields, problem, signup_body, sorted, sorted_keys};
+use crate::helpers::{
+    invalid_fields, problem, signup_body, sorted, sorted_keys, TestApp, TestUser,
+};
 
 const PUBLIC_KEYS: [&str; 6] = ["id", "name", "country", "state", "created_at", "contents"];
 const PRIVATE_KEYS: [&str; 8] = [
@@ -19,15 +21,30 @@ const PRIVATE_KEYS: [&str; 8] = [
     "created_at",
     "contents",
 ];
-const CONTENT_KEYS: [&str; 7] = ["id", "title", "image", "content", "user_id", "created_at", "updated_at"];
-
+const CONTENT_KEYS: [&str; 7] = [
+    "id",
+    "title",
+    "image",
+    "content",
+    "user_id",
+    "created_at",
+    "updated_at",
+];
 
 fn assert_public(user: &Value) {
-    assert_eq!(sorted_keys(user), sorted(&PUBLIC_KEYS), "public view: {user}");
+    assert_eq!(
+        sorted_keys(user),
+        sorted(&PUBLIC_KEYS),
+        "public view: {user}"
+    );
 }
 
 fn assert_private(user: &Value) {
-    assert_eq!(sorted_keys(user), sorted(&PRIVATE_KEYS), "private view: {user}");
+    assert_eq!(
+        sorted_keys(user),
+        sorted(&PRIVATE_KEYS),
+        "private view: {user}"
+    );
 }
 
 /// Inserts `count` items for `user_id`, the i-th created `i` minutes after
@@ -104,7 +121,10 @@ async fn the_user_and_admins_see_the_private_view() {
     let created: Value = app.signup(&body).await.json().await.unwrap();
     let id = created["id"].as_i64().unwrap();
     let login: Value = app
-        .login(body["email"].as_str().unwrap(), body["password"].as_str().unwrap())
+        .login(
+            body["email"].as_str().unwrap(),
+            body["password"].as_str().unwrap(),
+        )
         .await
         .json()
         .await
@@ -155,7 +175,12 @@ async fn an_unknown_user_is_a_404_with_the_old_message() {
     let unknown = user.id + 1000;
     let body = problem(app.get(&format!("/api/v1/users/{unknown}")).await, 404).await;
     assert_eq!(body["detail"], format!("User with id {unknown} not found"));
-    let body = problem(app.get_as(&format!("/api/v1/users/{unknown}"), &user.token).await, 404).await;
+    let body = problem(
+        app.get_as(&format!("/api/v1/users/{unknown}"), &user.token)
+            .await,
+        404,
+    )
+    .await;
     assert_eq!(body["detail"], format!("User with id {unknown} not found"));
 }
 
@@ -173,7 +198,10 @@ async fn contents_are_the_newest_twenty_newest_first() {
     let got_ids: Vec<i64> = contents.iter().map(|c| c["id"].as_i64().unwrap()).collect();
     let expected: Vec<i64> = ids.iter().rev().take(20).copied().collect();
     assert_eq!(got_ids, expected, "newest first");
-    let created: Vec<&str> = contents.iter().map(|c| c["created_at"].as_str().unwrap()).collect();
+    let created: Vec<&str> = contents
+        .iter()
+        .map(|c| c["created_at"].as_str().unwrap())
+        .collect();
     assert_eq!(created[0], "2026-01-01T00:24:00.000000Z");
     assert!(created.windows(2).all(|w| w[0] > w[1]), "{created:?}");
 
@@ -227,7 +255,10 @@ async fn each_listed_user_carries_their_own_contents() {
     let list = json_ok(app.get("/api/v1/users?limit=2").await).await;
     assert_eq!(list.as_array().unwrap().len(), 2);
     for (user, items, label) in [(&alice, &alice_items, "alice"), (&bob, &bob_items, "bob")] {
-        let contents = entry(&list, user.id)["contents"].as_array().unwrap().clone();
+        let contents = entry(&list, user.id)["contents"]
+            .as_array()
+            .unwrap()
+            .clone();
         let ids: Vec<i64> = contents.iter().map(|c| c["id"].as_i64().unwrap()).collect();
         let expected: Vec<i64> = items.iter().rev().copied().collect();
         assert_eq!(ids, expected, "{label}");
@@ -241,7 +272,10 @@ async fn each_listed_user_carries_their_own_contents() {
     let list = json_ok(app.get("/api/v1/users?contents_limit=1").await).await;
     assert_eq!(entry(&list, alice.id)["contents"][0]["id"], alice_items[1]);
     assert_eq!(entry(&list, bob.id)["contents"][0]["id"], bob_items[2]);
-    assert_eq!(entry(&list, bob.id)["contents"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        entry(&list, bob.id)["contents"].as_array().unwrap().len(),
+        1
+    );
 }
 
 // ---- pagination ------------------------------------------------------------
@@ -272,12 +306,20 @@ async fn following_next_links_visits_every_user_once_in_id_order() {
         assert_eq!(response.status(), 200, "{path}");
         next = next_link(&response, &app.address);
         let page: Value = response.json().await.unwrap();
-        let ids: Vec<i64> = page.as_array().unwrap().iter().map(|u| u["id"].as_i64().unwrap()).collect();
+        let ids: Vec<i64> = page
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["id"].as_i64().unwrap())
+            .collect();
         page_sizes.push(ids.len());
         seen.extend(ids);
     }
     assert_eq!(page_sizes, [2, 2, 1]);
-    assert!(seen.windows(2).all(|w| w[0] < w[1]), "strictly ascending: {seen:?}");
+    assert!(
+        seen.windows(2).all(|w| w[0] < w[1]),
+        "strictly ascending: {seen:?}"
+    );
     let unique: HashSet<i64> = seen.iter().copied().collect();
     assert_eq!(unique.len(), 5);
     created.sort();
@@ -317,8 +359,16 @@ async fn invalid_limits_and_cursors_are_422() {
 
 // ---- updates ---------------------------------------------------------------
 
-async fn update(app: &TestApp, method: Method, id: i64, token: Option<&str>, body: &Value) -> Response {
-    let mut request = app.request(method, &format!("/api/v1/users/{id}")).json(body);
+async fn update(
+    app: &TestApp,
+    method: Method,
+    id: i64,
+    token: Option<&str>,
+    body: &Value,
+) -> Response {
+    let mut request = app
+        .request(method, &format!("/api/v1/users/{id}"))
+        .json(body);
     if let Some(token) = token {
         request = request.bearer_auth(token);
     }
@@ -338,11 +388,26 @@ async fn a_user_renames_themself_with_patch_or_put() {
     let before = private_view(&app, &user).await;
 
     for (method, name) in [(Method::PATCH, "Ọlá Bankole"), (Method::PUT, "Jörg Müller")] {
-        let response = update(&app, method.clone(), user.id, Some(&user.token), &json!({"name": format!("  {name} ")})).await;
+        let response = update(
+            &app,
+            method.clone(),
+            user.id,
+            Some(&user.token),
+            &json!({"name": format!("  {name} ")}),
+        )
+        .await;
         let updated = json_ok(response).await;
         assert_eq!(
             sorted_keys(&updated),
-            sorted(&["id", "name", "email", "phone_number", "country", "state", "created_at"]),
+            sorted(&[
+                "id",
+                "name",
+                "email",
+                "phone_number",
+                "country",
+                "state",
+                "created_at"
+            ]),
             "{method}: the private User view"
         );
         assert_eq!(updated["name"], name, "{method}: trimmed");
@@ -365,13 +430,27 @@ async fn another_user_may_not_update_but_an_admin_may() {
     let admin = app.new_admin().await;
 
     for method in [Method::PATCH, Method::PUT] {
-        let response = update(&app, method, victim.id, Some(&other.token), &json!({"name": "Mallory"})).await;
+        let response = update(
+            &app,
+            method,
+            victim.id,
+            Some(&other.token),
+            &json!({"name": "Mallory"}),
+        )
+        .await;
         problem(response, 403).await;
     }
     assert_eq!(get_user(&app, victim.id, None).await["name"], "Chloé Adé");
 
     for (method, state) in [(Method::PATCH, "Kaduna"), (Method::PUT, "Borno")] {
-        let response = update(&app, method, victim.id, Some(&admin.token), &json!({"state": state})).await;
+        let response = update(
+            &app,
+            method,
+            victim.id,
+            Some(&admin.token),
+            &json!({"state": state}),
+        )
+        .await;
         let updated = json_ok(response).await;
         assert_eq!(updated["id"], victim.id);
         assert_eq!(updated["state"], state);
@@ -387,7 +466,14 @@ async fn updating_an_unknown_user_is_404_for_admins_and_403_for_others() {
     let admin = app.new_admin().await;
     let unknown = admin.id + 1000;
 
-    let response = update(&app, Method::PATCH, unknown, Some(&admin.token), &json!({"name": "Ghost"})).await;
+    let response = update(
+        &app,
+        Method::PATCH,
+        unknown,
+        Some(&admin.token),
+        &json!({"name": "Ghost"}),
+    )
+    .await;
     let body = problem(response, 404).await;
     assert_eq!(body["detail"], format!("User with id {unknown} not found"));
     // Also with nothing to change.
@@ -395,7 +481,14 @@ async fn updating_an_unknown_user_is_404_for_admins_and_403_for_others() {
     let body = problem(response, 404).await;
     assert_eq!(body["detail"], format!("User with id {unknown} not found"));
 
-    let response = update(&app, Method::PATCH, unknown, Some(&user.token), &json!({"name": "Ghost"})).await;
+    let response = update(
+        &app,
+        Method::PATCH,
+        unknown,
+        Some(&user.token),
+        &json!({"name": "Ghost"}),
+    )
+    .await;
     problem(response, 403).await;
 }
 
@@ -417,7 +510,14 @@ async fn taking_another_users_email_in_other_case_is_a_400() {
     let me = app.new_user().await;
     let other = app.new_user().await;
     for method in [Method::PATCH, Method::PUT] {
-        let response = update(&app, method, me.id, Some(&me.token), &json!({"email": other.email.to_uppercase()})).await;
+        let response = update(
+            &app,
+            method,
+            me.id,
+            Some(&me.token),
+            &json!({"email": other.email.to_uppercase()}),
+        )
+        .await;
         let body = problem(response, 400).await;
         assert_eq!(body["detail"], "Email already registered");
     }
@@ -429,12 +529,25 @@ async fn taking_another_users_phone_in_national_format_is_a_400() {
     let app = TestApp::spawn().await;
     let me = app.new_user().await;
     let other = app.new_user().await;
-    let other_phone = private_view(&app, &other).await["phone_number"].as_str().unwrap().to_owned();
+    let other_phone = private_view(&app, &other).await["phone_number"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let national = other_phone.replace("+234", "0");
-    let response = update(&app, Method::PATCH, me.id, Some(&me.token), &json!({"phone_number": national})).await;
+    let response = update(
+        &app,
+        Method::PATCH,
+        me.id,
+        Some(&me.token),
+        &json!({"phone_number": national}),
+    )
+    .await;
     let body = problem(response, 400).await;
     assert_eq!(body["detail"], "Phone number already registered");
-    assert_ne!(private_view(&app, &me).await["phone_number"], other_phone.as_str());
+    assert_ne!(
+        private_view(&app, &me).await["phone_number"],
+        other_phone.as_str()
+    );
 }
 
 #[tokio::test]
@@ -446,16 +559,37 @@ async fn resubmitting_ones_own_phone_or_email_in_another_form_is_fine() {
     let national = phone.replace("+234", "0");
     assert!(national.starts_with("0803"), "{national}");
 
-    let response = update(&app, Method::PATCH, me.id, Some(&me.token), &json!({"phone_number": national})).await;
+    let response = update(
+        &app,
+        Method::PATCH,
+        me.id,
+        Some(&me.token),
+        &json!({"phone_number": national}),
+    )
+    .await;
     let updated = json_ok(response).await;
-    assert_eq!(updated["phone_number"], phone.as_str(), "stored in E.164 again");
+    assert_eq!(
+        updated["phone_number"],
+        phone.as_str(),
+        "stored in E.164 again"
+    );
 
     let shouted = me.email.to_uppercase();
-    let response = update(&app, Method::PUT, me.id, Some(&me.token), &json!({"email": shouted})).await;
+    let response = update(
+        &app,
+        Method::PUT,
+        me.id,
+        Some(&me.token),
+        &json!({"email": shouted}),
+    )
+    .await;
     let updated = json_ok(response).await;
     let email = updated["email"].as_str().unwrap();
     assert_eq!(email.to_lowercase(), me.email.to_lowercase());
-    assert!(email.ends_with("@example.com"), "domain lower-cased: {email}");
+    assert!(
+        email.ends_with("@example.com"),
+        "domain lower-cased: {email}"
+    );
 
     // Still logs in, with either spelling.
     assert_eq!(app.login(&me.email, &me.password).await.status(), 200);
@@ -480,7 +614,14 @@ async fn every_invalid_field_of_an_update_is_reported() {
         assert_eq!(body["detail"], "3 fields are invalid");
     }
     let body = problem(
-        update(&app, Method::PATCH, me.id, Some(&me.token), &json!({"country": "X", "state": 7})).await,
+        update(
+            &app,
+            Method::PATCH,
+            me.id,
+            Some(&me.token),
+            &json!({"country": "X", "state": 7}),
+        )
+        .await,
         422,
     )
     .await;
