@@ -113,7 +113,7 @@ type Job = Box<dyn FnOnce() + Send>;
 /// Why not the blocking pool: a signup storm there runs one 19 MiB hash per
 /// request at once (memory grew to 2.7 GiB in the benchmark) and takes every
 /// core from the HTTP workers (read p99 ×78). Here at most one hash per core
-/// runs, `nice 10` lets reads pre-empt hashing (a storm only queues signups
+/// runs, `nice 19` lets reads pre-empt hashing (a storm only queues signups
 /// and logins), and each thread hashes in one buffer it keeps: a fresh
 /// 19 MiB allocation per hash made glibc's arenas grow to 340 MiB.
 pub struct Passwords {
@@ -121,7 +121,7 @@ pub struct Passwords {
 }
 
 /// Scheduling priority of the hashing threads (0 is normal, 19 lowest).
-const HASHING_NICE: i32 = 10;
+const HASHING_NICE: i32 = 19;
 
 impl Passwords {
     pub fn new(threads: usize) -> Self {
