@@ -5,6 +5,7 @@
 //! actix-governor, whose GPL-3.0 licence does not suit this service.
 
 use std::future::{ready, Ready};
+use std::marker::PhantomData;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 
@@ -82,41 +83,47 @@ impl RateLimits {
     }
 }
 
-fn limits(req: &HttpRequest) -> &RateLimits {
-    req.app_data::<web::Data<RateLimits>>()
-        .expect("RateLimits is registered by the app builder")
+/// Which budget a request counts against.
+pub trait Budget {
+    fn limiter(limits: &RateLimits) -> Option<&DefaultKeyedRateLimiter<IpAddr>>;
 }
 
-/// Counts against the signup/login limit.
-pub struct AuthRateLimit;
+/// Signup and login.
+pub struct Auth;
 
-impl FromRequest for AuthRateLimit {
-    type Error = AppError;
-    type Future = Ready<Result<Self, AppError>>;
+/// Content and user writes.
+pub struct Writes;
 
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let limits = limits(req);
-        ready(
-            limits
-                .check(limits.auth.as_ref(), req)
-                .map(|()| AuthRateLimit),
-        )
+impl Budget for Auth {
+    fn limiter(limits: &RateLimits) -> Option<&DefaultKeyedRateLimiter<IpAddr>> {
+        limits.auth.as_ref()
     }
 }
 
-/// Counts against the write limit.
-pub struct WriteRateLimit;
+impl Budget for Writes {
+    fn limiter(limits: &RateLimits) -> Option<&DefaultKeyedRateLimiter<IpAddr>> {
+        limits.writes.as_ref()
+    }
+}
 
-impl FromRequest for WriteRateLimit {
+/// An extractor that counts the request against budget `B`.
+pub struct RateLimited<B>(PhantomData<B>);
+
+pub type AuthRateLimit = RateLimited<Auth>;
+pub type WriteRateLimit = RateLimited<Writes>;
+
+impl<B: Budget> FromRequest for RateLimited<B> {
     type Error = AppError;
     type Future = Ready<Result<Self, AppError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let limits = limits(req);
+        let limits = req
+            .app_data::<web::Data<RateLimits>>()
+            .expect("RateLimits is registered by the app builder");
         ready(
             limits
-                .check(limits.writes.as_ref(), req)
-                .map(|()| WriteRateLimit),
+                .check(B::limiter(limits), req)
+                .map(|()| RateLimited(PhantomData)),
         )
     }
 }

@@ -104,11 +104,7 @@ async fn an_empty_listing_is_cached() {
 async fn a_hit_is_served_without_touching_postgres() {
     let app = TestApp::spawn_with_redis().await;
     let user = app.new_user().await;
-    let id = app
-        .create_content(&user, "Original title", "A body long enough.")
-        .await["id"]
-        .as_i64()
-        .unwrap();
+    let id = app.post_item(&user, "Original title").await;
     let first_item = body_of(app.get(&format!("/api/v1/content/{id}")).await).await;
     let first_list = body_of(app.get("/api/v1/content").await).await;
 
@@ -143,11 +139,7 @@ async fn a_repeated_item_read_keeps_its_author() {
     // Defect 6.1: the old cache entry lacked the author and the second read was a 500.
     let app = TestApp::spawn_with_redis().await;
     let user = app.new_user().await;
-    let id = app
-        .create_content(&user, "Twice read", "A body long enough.")
-        .await["id"]
-        .as_i64()
-        .unwrap();
+    let id = app.post_item(&user, "Twice read").await;
     let first: Value = app
         .get(&format!("/api/v1/content/{id}"))
         .await
@@ -195,11 +187,7 @@ async fn listing_keys(app: &TestApp) -> Vec<String> {
 async fn a_create_deletes_every_listing_and_the_reserved_key_but_no_item() {
     let app = TestApp::spawn_with_redis().await;
     let user = app.new_user().await;
-    let id = app
-        .create_content(&user, "First item", "A body long enough.")
-        .await["id"]
-        .as_i64()
-        .unwrap();
+    let id = app.post_item(&user, "First item").await;
     warm(&app, &[id]).await;
     assert_eq!(listing_keys(&app).await.len(), 3);
 
@@ -226,16 +214,8 @@ async fn a_create_deletes_every_listing_and_the_reserved_key_but_no_item() {
 async fn an_update_deletes_its_item_and_every_listing() {
     let app = TestApp::spawn_with_redis().await;
     let user = app.new_user().await;
-    let id = app
-        .create_content(&user, "Before edit", "A body long enough.")
-        .await["id"]
-        .as_i64()
-        .unwrap();
-    let other = app
-        .create_content(&user, "Untouched", "A body long enough.")
-        .await["id"]
-        .as_i64()
-        .unwrap();
+    let id = app.post_item(&user, "Before edit").await;
+    let other = app.post_item(&user, "Untouched").await;
     warm(&app, &[id, other]).await;
 
     assert_eq!(
@@ -268,11 +248,7 @@ async fn an_update_deletes_its_item_and_every_listing() {
 async fn a_delete_deletes_its_item_and_every_listing() {
     let app = TestApp::spawn_with_redis().await;
     let user = app.new_user().await;
-    let id = app
-        .create_content(&user, "Doomed item", "A body long enough.")
-        .await["id"]
-        .as_i64()
-        .unwrap();
+    let id = app.post_item(&user, "Doomed item").await;
     warm(&app, &[id]).await;
 
     let response = app
@@ -294,16 +270,8 @@ async fn a_user_update_shows_at_once_in_items_and_listings() {
     let app = TestApp::spawn_with_redis().await;
     let author = app.new_user().await;
     let bystander = app.new_user().await;
-    let mine = app
-        .create_content(&author, "Author's item", "A body long enough.")
-        .await["id"]
-        .as_i64()
-        .unwrap();
-    let theirs = app
-        .create_content(&bystander, "Other item", "A body long enough.")
-        .await["id"]
-        .as_i64()
-        .unwrap();
+    let mine = app.post_item(&author, "Author's item").await;
+    let theirs = app.post_item(&bystander, "Other item").await;
     warm(&app, &[mine, theirs]).await;
 
     let response = app
@@ -382,11 +350,7 @@ async fn a_reader_that_raced_an_update_does_not_store_its_old_value() {
     let (hooks, mut gate) = store_gate();
     let app = Arc::new(TestApp::spawn_with_hooks(use_redis, hooks).await);
     let user = app.new_user().await;
-    let id = app
-        .create_content(&user, "Old title", "A body long enough.")
-        .await["id"]
-        .as_i64()
-        .unwrap();
+    let id = app.post_item(&user, "Old title").await;
     let key = format!("content:{id}");
     *gate.target.lock().unwrap() = Some(app.key(&key));
 
@@ -470,11 +434,7 @@ async fn a_listing_reader_that_raced_a_create_does_not_store_its_old_page() {
 async fn etags_give_304_without_a_body_and_change_with_the_content() {
     let app = TestApp::spawn_with_redis().await;
     let user = app.new_user().await;
-    let id = app
-        .create_content(&user, "Tagged item", "A body long enough.")
-        .await["id"]
-        .as_i64()
-        .unwrap();
+    let id = app.post_item(&user, "Tagged item").await;
     let path = format!("/api/v1/content/{id}");
 
     for path in [path.as_str(), "/api/v1/content"] {
@@ -547,11 +507,7 @@ async fn content_round_trip(app: &TestApp, max_each: Duration) {
         );
     };
     let started = Instant::now();
-    let id = app
-        .create_content(&user, "Outage item", "A body long enough.")
-        .await["id"]
-        .as_i64()
-        .unwrap();
+    let id = app.post_item(&user, "Outage item").await;
     timed(started, "create");
     for _ in 0..2 {
         let started = Instant::now();
@@ -646,11 +602,7 @@ async fn redis_stopped_mid_test_then_back_is_picked_up_within_five_seconds() {
     let app = app_on(&redis).await;
     assert_eq!(readiness_cache(&app).await, "ok");
     let user = app.new_user().await;
-    let id = app
-        .create_content(&user, "Survives outages", "A body long enough.")
-        .await["id"]
-        .as_i64()
-        .unwrap();
+    let id = app.post_item(&user, "Survives outages").await;
     app.get(&format!("/api/v1/content/{id}")).await;
     let mut conn = redis
         .client()
@@ -692,11 +644,7 @@ async fn a_slow_redis_is_bypassed_and_stale_entries_are_flushed_on_recovery() {
     let redis = OwnRedis::start_on(free_port()).await;
     let app = app_on(&redis).await;
     let user = app.new_user().await;
-    let id = app
-        .create_content(&user, "Before the stall", "A body long enough.")
-        .await["id"]
-        .as_i64()
-        .unwrap();
+    let id = app.post_item(&user, "Before the stall").await;
     app.get(&format!("/api/v1/content/{id}")).await;
     app.get("/api/v1/content").await;
     let mut admin = redis
@@ -756,11 +704,7 @@ async fn writes_while_redis_was_never_reached_are_flushed_before_it_is_used() {
     let redis = OwnRedis::start_on(free_port()).await;
     let first = app_on(&redis).await;
     let user = first.new_user().await;
-    let id = first
-        .create_content(&user, "Cached before start", "A body long enough.")
-        .await["id"]
-        .as_i64()
-        .unwrap();
+    let id = first.post_item(&user, "Cached before start").await;
     first.get(&format!("/api/v1/content/{id}")).await;
 
     // A second instance starts while Redis stalls: it has never connected.

@@ -205,11 +205,7 @@ async fn postgres_unreachable_is_a_503_within_two_seconds() {
 async fn head_is_answered_like_get_without_a_body() {
     let app = TestApp::spawn().await;
     let user = app.new_user().await;
-    let id = app
-        .create_content(&user, "Headed item", "A body long enough.")
-        .await["id"]
-        .as_i64()
-        .unwrap();
+    let id = app.post_item(&user, "Headed item").await;
     for path in [
         "/".to_owned(),
         "/api/v1/users".to_owned(),

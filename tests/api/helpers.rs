@@ -337,6 +337,14 @@ impl TestApp {
         format!("{}{name}", self.settings.cache_key_prefix)
     }
 
+    /// Posts an item with a valid body as `user`; returns its id.
+    pub async fn post_item(&self, user: &TestUser, title: &str) -> i64 {
+        self.create_content(user, title, "A body long enough.")
+            .await["id"]
+            .as_i64()
+            .unwrap()
+    }
+
     /// Posts an item as `user` and returns the created `Content`.
     pub async fn create_content(&self, user: &TestUser, title: &str, content: &str) -> Value {
         let response = self

@@ -145,11 +145,7 @@ async fn metrics_count_requests_by_route_template_with_latency_histograms() {
 async fn metrics_count_cache_hits_misses_and_invalidations_by_family() {
     let app = TestApp::spawn_with_redis().await;
     let user = app.new_user().await;
-    let id = app
-        .create_content(&user, "Counted item", "A body long enough.")
-        .await["id"]
-        .as_i64()
-        .unwrap();
+    let id = app.post_item(&user, "Counted item").await;
     for _ in 0..3 {
         app.get(&format!("/api/v1/content/{id}")).await;
         app.get("/api/v1/content").await;
