@@ -125,12 +125,7 @@ async fn a_hit_is_served_without_touching_postgres() {
         .del(app.key(&format!("content:{id}")))
         .await
         .unwrap();
-    let fresh: Value = app
-        .get(&format!("/api/v1/content/{id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let fresh: Value = app.get_json(&format!("/api/v1/content/{id}")).await;
     assert_eq!(fresh["title"], "Changed behind");
 }
 
@@ -140,12 +135,7 @@ async fn a_repeated_item_read_keeps_its_author() {
     let app = TestApp::spawn_with_redis().await;
     let user = app.new_user().await;
     let id = app.post_item(&user, "Twice read").await;
-    let first: Value = app
-        .get(&format!("/api/v1/content/{id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let first: Value = app.get_json(&format!("/api/v1/content/{id}")).await;
     let second = app.get(&format!("/api/v1/content/{id}")).await;
     assert_eq!(second.status(), 200);
     let second: Value = second.json().await.unwrap();
@@ -203,7 +193,7 @@ async fn a_create_deletes_every_listing_and_the_reserved_key_but_no_item() {
         "items are untouched"
     );
 
-    let list: Value = app.get("/api/v1/content").await.json().await.unwrap();
+    let list: Value = app.get_json("/api/v1/content").await;
     assert_eq!(
         list[0]["title"], "Second item",
         "no stale listing after the 201"
@@ -229,14 +219,9 @@ async fn an_update_deletes_its_item_and_every_listing() {
     assert!(listing_keys(&app).await.is_empty());
     assert!(cached(&app, "all_contents").await.is_none());
 
-    let item: Value = app
-        .get(&format!("/api/v1/content/{id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let item: Value = app.get_json(&format!("/api/v1/content/{id}")).await;
     assert_eq!(item["title"], "After edit");
-    let list: Value = app.get("/api/v1/content").await.json().await.unwrap();
+    let list: Value = app.get_json("/api/v1/content").await;
     assert!(list
         .as_array()
         .unwrap()
@@ -286,14 +271,9 @@ async fn a_user_update_shows_at_once_in_items_and_listings() {
     assert!(cached(&app, &format!("content:{theirs}")).await.is_some());
     assert!(listing_keys(&app).await.is_empty());
 
-    let item: Value = app
-        .get(&format!("/api/v1/content/{mine}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let item: Value = app.get_json(&format!("/api/v1/content/{mine}")).await;
     assert_eq!(item["user"]["name"], "Renamed Author");
-    let list: Value = app.get("/api/v1/content").await.json().await.unwrap();
+    let list: Value = app.get_json("/api/v1/content").await;
     let shown = list
         .as_array()
         .unwrap()
@@ -388,12 +368,7 @@ async fn a_reader_that_raced_an_update_does_not_store_its_old_value() {
         cached(&app, &key).await.is_none(),
         "the old value was not stored"
     );
-    let after: Value = app
-        .get(&format!("/api/v1/content/{id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let after: Value = app.get_json(&format!("/api/v1/content/{id}")).await;
     assert_eq!(after["title"], "New title");
 }
 
@@ -426,7 +401,7 @@ async fn a_listing_reader_that_raced_a_create_does_not_store_its_old_page() {
     assert_eq!(reader.await.unwrap().as_array().unwrap().len(), 1);
 
     assert!(cached(&app, "content_with_user:all").await.is_none());
-    let list: Value = app.get("/api/v1/content").await.json().await.unwrap();
+    let list: Value = app.get_json("/api/v1/content").await;
     assert_eq!(list.as_array().unwrap().len(), 2);
 }
 
@@ -511,15 +486,10 @@ async fn content_round_trip(app: &TestApp, max_each: Duration) {
     timed(started, "create");
     for _ in 0..2 {
         let started = Instant::now();
-        let item: Value = app
-            .get(&format!("/api/v1/content/{id}"))
-            .await
-            .json()
-            .await
-            .unwrap();
+        let item: Value = app.get_json(&format!("/api/v1/content/{id}")).await;
         timed(started, "get");
         assert_eq!(item["title"], "Outage item");
-        let list: Value = app.get("/api/v1/content").await.json().await.unwrap();
+        let list: Value = app.get_json("/api/v1/content").await;
         assert_eq!(list[0]["id"], id);
     }
     let started = Instant::now();
@@ -530,14 +500,9 @@ async fn content_round_trip(app: &TestApp, max_each: Duration) {
         200
     );
     timed(started, "update");
-    let item: Value = app
-        .get(&format!("/api/v1/content/{id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let item: Value = app.get_json(&format!("/api/v1/content/{id}")).await;
     assert_eq!(item["title"], "Edited in outage");
-    let list: Value = app.get("/api/v1/content").await.json().await.unwrap();
+    let list: Value = app.get_json("/api/v1/content").await;
     assert_eq!(list[0]["title"], "Edited in outage");
 }
 
@@ -673,12 +638,7 @@ async fn a_slow_redis_is_bypassed_and_stale_entries_are_flushed_on_recovery() {
             .status(),
         200
     );
-    let item: Value = app
-        .get(&format!("/api/v1/content/{id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let item: Value = app.get_json(&format!("/api/v1/content/{id}")).await;
     assert_eq!(item["title"], "During the stall");
     assert!(
         started.elapsed() < Duration::from_millis(1000),
@@ -688,14 +648,9 @@ async fn a_slow_redis_is_bypassed_and_stale_entries_are_flushed_on_recovery() {
 
     // After the pause, the stale entries left from before must not be served.
     await_cache_state(&app, "ok", Duration::from_secs(5)).await;
-    let item: Value = app
-        .get(&format!("/api/v1/content/{id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let item: Value = app.get_json(&format!("/api/v1/content/{id}")).await;
     assert_eq!(item["title"], "During the stall");
-    let list: Value = app.get("/api/v1/content").await.json().await.unwrap();
+    let list: Value = app.get_json("/api/v1/content").await;
     assert_eq!(list[0]["title"], "During the stall");
 }
 
@@ -731,12 +686,7 @@ async fn writes_while_redis_was_never_reached_are_flushed_before_it_is_used() {
 
     await_cache_state(&second, "ok", Duration::from_secs(5)).await;
     for app in [&first, &second] {
-        let item: Value = app
-            .get(&format!("/api/v1/content/{id}"))
-            .await
-            .json()
-            .await
-            .unwrap();
+        let item: Value = app.get_json(&format!("/api/v1/content/{id}")).await;
         assert_eq!(
             item["title"], "Written blind",
             "no stale read after the write was answered"

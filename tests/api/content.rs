@@ -737,11 +737,8 @@ async fn user_id_filters_by_author_across_pages() {
     assert_eq!(seen.len(), 7);
 
     let bobs: Vec<Value> = app
-        .get(&format!("/api/v1/content?user_id={}", bob.id))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/api/v1/content?user_id={}", bob.id))
+        .await;
     assert_eq!(bobs.len(), 4);
     assert!(bobs.iter().all(|item| item["user_id"] == bob.id));
 
@@ -780,12 +777,7 @@ async fn search_combines_with_user_id() {
     assert_eq!(response.status(), 200);
     let items: Vec<Value> = response.json().await.unwrap();
     assert_eq!(ids(&items), [alices["id"].as_i64().unwrap()]);
-    let everyone: Vec<Value> = app
-        .get("/api/v1/content?q=rust")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let everyone: Vec<Value> = app.get_json("/api/v1/content?q=rust").await;
     assert_eq!(everyone.len(), 2);
 }
 
@@ -1125,7 +1117,7 @@ async fn the_owner_deletes_and_the_item_is_gone() {
 
     let body = problem(app.get(&format!("/api/v1/content/{id}")).await, 404).await;
     assert_eq!(body["detail"], format!("Content with id {id} not found"));
-    let listing: Vec<Value> = app.get("/api/v1/content").await.json().await.unwrap();
+    let listing: Vec<Value> = app.get_json("/api/v1/content").await;
     assert!(listing.is_empty());
 
     // §7: writing to what no longer exists is 404 with the same detail.
@@ -1298,7 +1290,7 @@ async fn create_read_update_delete_round_trip(app: &TestApp) {
         assert_eq!(fetched["title"], "Round trip, revised");
         assert_eq!(fetched["image"], Value::Null);
         assert_eq!(fetched["updated_at"], updated["updated_at"]);
-        let listed: Vec<Value> = app.get("/api/v1/content").await.json().await.unwrap();
+        let listed: Vec<Value> = app.get_json("/api/v1/content").await;
         assert_eq!(listed.len(), 1);
         assert_eq!(listed[0]["title"], "Round trip, revised");
     }
@@ -1440,20 +1432,10 @@ async fn search_matches_stems_ranks_and_pages(app: &TestApp) {
     for item in &items {
         assert_content_with_user(item);
     }
-    let upper: Vec<Value> = app
-        .get("/api/v1/content?q=RUST")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let upper: Vec<Value> = app.get_json("/api/v1/content?q=RUST").await;
     assert_eq!(ids(&upper), ids(&items), "case-insensitive");
 
-    let stemmed: Vec<Value> = app
-        .get("/api/v1/content?q=servers")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let stemmed: Vec<Value> = app.get_json("/api/v1/content?q=servers").await;
     assert_eq!(
         ids(&stemmed),
         ids(std::slice::from_ref(&server)),
@@ -1465,12 +1447,7 @@ async fn search_matches_stems_ranks_and_pages(app: &TestApp) {
     assert!(next_link(&none).is_none());
     assert_eq!(none.text().await.unwrap(), "[]");
 
-    let pasta: Vec<Value> = app
-        .get("/api/v1/content?q=pasta")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let pasta: Vec<Value> = app.get_json("/api/v1/content?q=pasta").await;
     assert_eq!(ids(&pasta), ids(&[unrelated]));
 
     // Paging a search: ties in rank included (identical texts).
@@ -1497,12 +1474,7 @@ async fn search_matches_stems_ranks_and_pages(app: &TestApp) {
         "every match exactly once: {seen:?}"
     );
     assert_eq!(seen.iter().copied().collect::<HashSet<_>>(), matches);
-    let one_page: Vec<Value> = app
-        .get("/api/v1/content?q=kettle&limit=100")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let one_page: Vec<Value> = app.get_json("/api/v1/content?q=kettle&limit=100").await;
     assert_eq!(ids(&one_page), seen, "paging keeps the ranked order");
     assert_eq!(
         one_page[0]["title"], "Kettle reviews",

@@ -172,6 +172,8 @@ async fn postgres_unreachable_is_a_503_within_two_seconds() {
     let requests = [
         (Method::GET, "/api/v1/users", None),
         (Method::GET, "/api/v1/users/1", None),
+        (Method::GET, "/api/v1/content", None),
+        (Method::GET, "/api/v1/content/1", None),
         (Method::POST, "/api/v1/signup", Some(signup_body())),
         (
             Method::POST,

@@ -230,6 +230,13 @@ impl TestApp {
         self.request(Method::GET, path).send().await.unwrap()
     }
 
+    /// `GET` that must answer 200 with JSON; returns the body.
+    pub async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> T {
+        let response = self.get(path).await;
+        assert_eq!(response.status(), 200, "GET {path}");
+        response.json().await.unwrap()
+    }
+
     pub async fn get_as(&self, path: &str, token: &str) -> Response {
         self.request(Method::GET, path)
             .bearer_auth(token)
