@@ -232,6 +232,8 @@ class Wrk:
         cmd = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration}s",
                "--timeout", "10s", "--latency", "-s", self.script(script),
                f"http://127.0.0.1:{port}{path}"]
+        if self.args.wrk_cpu is not None:
+            cmd = ["taskset", "-c", str(self.args.wrk_cpu)] + cmd
         if script_args:
             cmd += ["--", *map(str, script_args)]
         env = dict(os.environ, BENCH_PAUSE_MS=str(pause_ms), BENCH_STATUS="1" if statuses else "0")
@@ -312,6 +314,14 @@ def cursor_for_page(database_url, page, limit):
     return content_cursor(int(micros), int(content_id))
 
 
+def default_wrk_cpu():
+    """wrk is pinned to one CPU so that it cannot take turns with the
+    server's workers on every core: on 2 cores an unpinned 2-thread wrk added
+    its own scheduling delays to the p99 it measured."""
+    cpus = sorted(os.sched_getaffinity(0))
+    return str(cpus[-1]) if len(cpus) > 1 else None
+
+
 # ---------------------------------------------------------------- main
 
 def main():
@@ -321,12 +331,17 @@ def main():
     parser.add_argument("--contents", type=int, help="override the number of seeded contents")
     parser.add_argument("--duration", type=int, default=8, help="seconds per row (default 8)")
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="wrk threads (default 1)")
+    parser.add_argument("--wrk-cpu", default=default_wrk_cpu(),
+                        help="CPU wrk is pinned to with taskset (default: the last one when there are "
+                             "several); 'none' leaves it unpinned")
     parser.add_argument("--rust-log", default="warn", help="RUST_LOG of the server (default warn)")
     parser.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "content-api"))
     parser.add_argument("--output", default=os.path.join(BENCH, "results", "latest.json"))
     parser.add_argument("--keep-logs", action="store_true", help="keep the server logs (path printed)")
     args = parser.parse_args()
+    if args.wrk_cpu in ("none", ""):
+        args.wrk_cpu = None
 
     started_at = float(os.environ.get("BENCH_STARTED_AT") or time.time())
     bench_started = time.time()
@@ -334,7 +349,7 @@ def main():
     users = args.users
     if users < 2 or contents < HOT_IDS:
         raise SystemExit(f"need at least 2 users and {HOT_IDS} contents")
-    for tool in ("wrk", "redis-server", "redis-cli", "psql"):
+    for tool in ("wrk", "redis-server", "redis-cli", "psql") + (("taskset",) if args.wrk_cpu is not None else ()):
         if not shutil.which(tool):
             raise SystemExit(f"{tool} is not on PATH (bench/run installs what is missing)")
     if not os.access(args.binary, os.X_OK):
@@ -541,7 +556,8 @@ def main():
         "dataset": {"users": users, "contents": contents, "hot_ids": HOT_IDS,
                     "deep_page": deep_page, "deep_page_limit": deep_limit, "seed_seconds": seed_seconds},
         "load": {"tool": "wrk", "duration_s": args.duration, "connections": args.connections,
-                 "threads": args.threads, "server_workers": "one per core (WORKERS=0)",
+                 "threads": args.threads, "wrk_pinned_to_cpu": args.wrk_cpu,
+                 "server_workers": "one per core (WORKERS=0), not pinned",
                  "server_rust_log": args.rust_log,
                  "rate_limits": "RATE_LIMIT_AUTH_PER_MINUTE=0, RATE_LIMIT_WRITES_PER_MINUTE=0"},
         "rows": rows,
@@ -554,8 +570,10 @@ def main():
             "is cached per canonical query.",
             "Read probe: wrk with 8 connections, 1 thread, each connection pausing 5 ms between requests "
             "(latency excludes the pause); the signup storm is a second wrk with 16 connections.",
-            "wrk runs on the same 2-core machine as the server, PostgreSQL and Redis, so the baseline is "
-            "the ceiling of this setup, not of the service.",
+            "wrk runs on the same machine as the server, PostgreSQL and Redis, so the baseline is "
+            "the ceiling of this setup, not of the service. wrk runs with one thread pinned to one CPU "
+            "(taskset) so that it competes with the server for that CPU only; the server, PostgreSQL and "
+            "Redis are not pinned.",
         ],
         "bench_seconds": round(finished - bench_started, 1),
         "total_seconds_including_build": round(finished - started_at, 1),
@@ -584,7 +602,9 @@ def markdown(result):
     lines = [
         f"{result['date']} · `{result['command']}` · {m['nproc']} cores ({m['cpu_model']}), "
         f"{m['ram_mb'] / 1024:.1f} GiB RAM · {d['users']:,} users, {d['contents']:,} contents · "
-        f"wrk {result['load']['threads']} threads, {result['load']['connections']} connections, "
+        f"wrk {result['load']['threads']} thread(s)"
+        + (f" pinned to CPU {result['load']['wrk_pinned_to_cpu']}" if result['load']['wrk_pinned_to_cpu'] is not None else "")
+        + f", {result['load']['connections']} connections, "
         f"{result['load']['duration_s']} s per row",
         "",
         "| row | conns | req/s | p50 ms | p99 ms | errors | × baseline | peak RSS MiB |",

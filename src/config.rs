@@ -31,6 +31,8 @@ pub struct Settings {
     pub port: u16,
     /// Actix worker threads; 0 means one per core.
     pub workers: usize,
+    /// Argon2 threads; 0 means one per core but one (at least one).
+    pub password_hashing_threads: usize,
     pub cache_ttl_seconds: u64,
     pub cache_key_prefix: String,
     /// A Redis call slower than this counts as a failure (default 50 ms).
@@ -212,6 +214,7 @@ impl Settings {
             host: get("HOST").unwrap_or_else(|| "127.0.0.1".into()),
             port: parse_or(&get, "PORT", 8080u16)?,
             workers: parse_or(&get, "WORKERS", 0usize)?,
+            password_hashing_threads: parse_or(&get, "PASSWORD_HASHING_THREADS", 0usize)?,
             cache_ttl_seconds,
             cache_key_prefix: lookup("CACHE_KEY_PREFIX").unwrap_or_default(),
             redis_timeout,
@@ -335,6 +338,7 @@ mod tests {
         assert!(s.trusted_proxies.is_empty());
         assert!(s.cors_allowed_origins.is_empty());
         assert_eq!(s.shutdown_timeout, Duration::from_secs(30));
+        assert_eq!(s.password_hashing_threads, 0);
     }
 
     #[test]
@@ -346,6 +350,7 @@ mod tests {
             ("LOG_FORMAT", "xml"),
             ("RUN_MIGRATIONS", "maybe"),
             ("DB_POOL_SIZE", "0"),
+            ("PASSWORD_HASHING_THREADS", "some"),
             ("JWT_SECRET", "short"),
             ("DATABASE_URL", "mysql://x"),
             ("REDIS_URL", "http://x"),

@@ -112,10 +112,11 @@ type Job = Box<dyn FnOnce() + Send>;
 ///
 /// Why not the blocking pool: a signup storm there runs one 19 MiB hash per
 /// request at once (memory grew to 2.7 GiB in the benchmark) and takes every
-/// core from the HTTP workers (read p99 ×78). Here at most one hash per core
-/// runs, `nice 19` lets reads pre-empt hashing (a storm only queues signups
-/// and logins), and each thread hashes in one buffer it keeps: a fresh
-/// 19 MiB allocation per hash made glibc's arenas grow to 340 MiB.
+/// core from the HTTP workers (read p99 ×78). Here a fixed number of hashes
+/// run (`PASSWORD_HASHING_THREADS`), `nice 19` lets reads pre-empt hashing (a
+/// storm only queues signups and logins), and each thread hashes in one
+/// buffer it keeps: a fresh 19 MiB allocation per hash made glibc's arenas
+/// grow to 340 MiB.
 pub struct Passwords {
     jobs: std::sync::mpsc::Sender<Job>,
 }
