@@ -337,9 +337,12 @@ def main():
                              "several); 'none' leaves it unpinned")
     parser.add_argument("--rust-log", default="warn", help="RUST_LOG of the server (default warn)")
     parser.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "content-api"))
-    parser.add_argument("--output", default=os.path.join(BENCH, "results", "latest.json"))
+    parser.add_argument("--output", help="result file (default bench/results/latest.json, "
+                                         "with --large bench/results/latest-large.json)")
     parser.add_argument("--keep-logs", action="store_true", help="keep the server logs (path printed)")
     args = parser.parse_args()
+    if args.output is None:
+        args.output = os.path.join(BENCH, "results", "latest-large.json" if args.large else "latest.json")
     if args.wrk_cpu in ("none", ""):
         args.wrk_cpu = None
 
