@@ -73,8 +73,8 @@ impl AppContext {
 
 /// One core is left free of hashing by default: with a hash running on every
 /// core, cached-read p99 during a signup storm was 1.7–3.5 × idle in the
-/// benchmark (seven of nine runs over 2 ×), against 1.4–2.5 × with one core
-/// left free (three of twelve over 2 ×); signups/s on 2 cores: 110 → 65.
+/// benchmark (seven of nine runs over 2 ×), against 1.2–2.5 × with one core
+/// left free (four of twenty over 2 ×); signups/s on 2 cores: 110 → 65.
 fn hashing_threads(configured: usize) -> usize {
     if configured > 0 {
         return configured;
