@@ -15,53 +15,22 @@ Usage: python3 bench/invalidation.py [--keys 1000,1000000] [--samples 200] [--bi
 import argparse
 import json
 import os
-import signal
-import socket
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PG = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432")
+from bench import PG, ROOT, Server, expect, free_port, redis_cli, wait_port
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, limit=30.0):
-    deadline = time.time() + limit
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"nothing listens on {port}")
-
-
-def request(port, method, path, body=None, token=None):
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method=method)
-    if data is not None:
-        req.add_header("content-type", "application/json")
-    if token:
-        req.add_header("authorization", f"Bearer {token}")
+def timed(port, method, path, status, body=None, token=None):
+    """`expect`, with its duration in seconds."""
     started = time.perf_counter()
-    with urllib.request.urlopen(req) as response:
-        payload = response.read()
+    _, payload = expect(port, method, path, status, body, token)
     return time.perf_counter() - started, payload
-
-
-def redis_cli(port, *args):
-    return subprocess.run(["redis-cli", "-p", str(port), *args], check=True,
-                          capture_output=True, text=True).stdout.strip()
 
 
 def percentile(values, p):
@@ -70,53 +39,50 @@ def percentile(values, p):
 
 
 def measure(binary, keys, samples):
-    redis_port, app_port = free_port(), free_port()
+    redis_port = free_port()
     redis = subprocess.Popen(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1",
                               "--save", "", "--appendonly", "no", "--enable-debug-command", "yes"],
                              stdout=subprocess.DEVNULL)
     database = f"content_api_bench_{uuid.uuid4().hex[:12]}"
-    log = tempfile.NamedTemporaryFile(prefix="invalidation-", suffix=".log", delete=False)
+    logdir = tempfile.mkdtemp(prefix="invalidation-")
     server = None
     try:
-        wait_port(redis_port)
+        wait_port(redis_port, redis)
         redis_cli(redis_port, "DEBUG", "POPULATE", str(keys), "unrelated")
         assert int(redis_cli(redis_port, "DBSIZE")) == keys
         started = time.perf_counter()
         redis_cli(redis_port, "--scan", "--pattern", "content_with_user:*")
         scan_walk = time.perf_counter() - started
 
-        env = dict(os.environ, DATABASE_URL=f"{PG}/{database}", REDIS_URL=f"redis://127.0.0.1:{redis_port}",
-                   PORT=str(app_port), HOST="127.0.0.1", LOG_FORMAT="json", RUN_MIGRATIONS="true",
-                   RUST_LOG="warn,content_api::cache=debug", CACHE_KEY_PREFIX="",
-                   JWT_SECRET="benchmark-secret-benchmark-secret-0123")
-        server = subprocess.Popen([binary, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tempfile.gettempdir())
-        wait_port(app_port)
+        server = Server(binary, f"{PG}/{database}", f"redis://127.0.0.1:{redis_port}", logdir, "server",
+                        "warn,content_api::cache=debug")
+        app_port = server.port
         email = f"bench-{uuid.uuid4().hex[:8]}@example.com"
-        request(app_port, "POST", "/api/v1/signup", {"name": "Bench Mark", "email": email,
-                "phone_number": "+2348030000099", "country": "Nigeria", "state": "Lagos",
-                "password": "benchmark-password"})
-        _, payload = request(app_port, "POST", "/api/v1/login", {"email": email, "password": "benchmark-password"})
+        expect(app_port, "POST", "/api/v1/signup", 201, {"name": "Bench Mark", "email": email,
+               "phone_number": "+2348030000099", "country": "Nigeria", "state": "Lagos",
+               "password": "benchmark-password"})
+        _, payload = expect(app_port, "POST", "/api/v1/login", 200,
+                            {"email": email, "password": "benchmark-password"})
         token = json.loads(payload)["access_token"]
 
         posts = []
         for i in range(samples):
             for limit in (1, 2, 5, 20):
-                request(app_port, "GET", f"/api/v1/content?limit={limit}")
-            took, _ = request(app_port, "POST", "/api/v1/post-content",
-                              {"title": f"Sample {i}", "content": "A body that is long enough."}, token)
+                expect(app_port, "GET", f"/api/v1/content?limit={limit}", 200)
+            took, _ = timed(app_port, "POST", "/api/v1/post-content", 201,
+                            {"title": f"Sample {i}", "content": "A body that is long enough."}, token)
             posts.append(took)
         listing_keys = int(redis_cli(redis_port, "DBSIZE")) - keys
     finally:
         if server:
-            server.send_signal(signal.SIGTERM)
-            server.wait(timeout=30)
+            server.stop()
         redis.terminate()
         redis.wait()
         subprocess.run(["psql", f"{PG}/postgres", "-qc", f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"],
                        check=False, capture_output=True)
 
     invalidations = []
-    with open(log.name) as lines:
+    with open(server.log_path) as lines:
         for line in lines:
             try:
                 event = json.loads(line)
@@ -124,7 +90,7 @@ def measure(binary, keys, samples):
                 continue
             if event.get("message") == "cache invalidated":
                 invalidations.append(event["elapsed_us"] / 1000)
-    os.unlink(log.name)
+    shutil.rmtree(logdir, ignore_errors=True)
     if len(invalidations) < samples:
         raise SystemExit(f"expected {samples} invalidations in the log, found {len(invalidations)}")
     return {

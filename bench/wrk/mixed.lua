@@ -4,13 +4,6 @@
 -- args: lo hi token
 local items = {}
 local listing, write
-thread_no = 0  -- global: set per thread by setup() through thread:set
-local counter = 0
-
-function setup(thread)
-  counter = counter + 1
-  thread:set("thread_no", counter)
-end
 
 function init(args)
   local lo, hi, token = tonumber(args[1]), tonumber(args[2]), args[3]

@@ -5,13 +5,6 @@
 -- full speed); wrk's latency excludes the pause.
 local requests = {}
 local pause = tonumber(os.getenv("BENCH_PAUSE_MS") or "0")
-thread_no = 0  -- global: set per thread by setup() through thread:set
-local counter = 0
-
-function setup(thread)
-  counter = counter + 1
-  thread:set("thread_no", counter)
-end
 
 function init(args)
   local prefix, lo, hi = args[1], tonumber(args[2]), tonumber(args[3])

@@ -2,12 +2,13 @@
 -- JSON that bench.py parses (latencies in microseconds; "status" counts
 -- non-2xx/3xx responses, the others are socket errors). With BENCH_STATUS=1
 -- (the low-rate signup rows) it also tallies error statuses and keeps the
--- first error body, so a failing row says why.
+-- first error body, so a failing row says why. Every thread also gets a
+-- global `thread_no` (0, 1, ...) that the scripts use to seed or to keep
+-- their generated values apart.
 local bench_threads = {}
-local bench_user_setup = setup
 function setup(thread)
+  thread:set("thread_no", #bench_threads)
   bench_threads[#bench_threads + 1] = thread
-  if bench_user_setup then bench_user_setup(thread) end
 end
 
 if os.getenv("BENCH_STATUS") == "1" then

@@ -6,13 +6,6 @@
 --   the seeded users use 0000001..0001000)
 local counter = 0
 local run, base = "0", 0
-thread_no = 0  -- global: set per thread by setup() through thread:set
-
-function setup(thread)
-  counter = counter + 1
-  thread:set("thread_no", counter - 1)
-end
-
 function init(args)
   run, base = args[1], tonumber(args[2])
   counter = 0

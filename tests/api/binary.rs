@@ -100,6 +100,29 @@ fn migrate_creates_the_database_and_seed_is_idempotent() {
     assert_eq!(admins, 1);
 }
 
+#[test]
+fn every_command_fails_fast_and_says_so_while_postgres_is_unreachable() {
+    let url = format!(
+        "postgres://postgres@127.0.0.1:{}/content_api_nowhere",
+        free_port()
+    );
+    for command in ["migrate", "seed", "serve"] {
+        let started = Instant::now();
+        let output = run(&[command], &base_vars(&url));
+        assert_eq!(output.status.code(), Some(1), "{command}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{command} took {:?}",
+            started.elapsed()
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(&format!("{command} failed: connecting to")),
+            "{command}: {stderr}"
+        );
+    }
+}
+
 /// `content-api serve` as a child process on a free port.
 struct ServerProcess {
     port: u16,
