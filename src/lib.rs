@@ -74,6 +74,7 @@ impl Application {
                 .context("CACHE_CONTROL")?,
         });
         let rate_limits = web::Data::new(http::rate_limit::RateLimits::new(&settings));
+        let openapi = http::openapi::document(&context.phones);
         let cors_origins = settings.cors_allowed_origins.clone();
         let cors_enabled = !cors_origins.is_empty();
         let listener = TcpListener::bind((settings.host.as_str(), settings.port))
@@ -86,7 +87,7 @@ impl Application {
                 .app_data(read_policy.clone())
                 .app_data(rate_limits.clone())
                 .app_data(web::PayloadConfig::new(http::extract::MAX_BODY_BYTES))
-                .configure(http::routes)
+                .configure(http::routes(openapi.clone()))
                 .wrap(ErrorHandlers::new().default_handler(http::problem::problem_for_other_errors))
                 .wrap(Condition::new(cors_enabled, http::cors(&cors_origins)))
                 .wrap(http::security_headers())

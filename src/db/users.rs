@@ -26,7 +26,13 @@ pub fn find(conn: &mut PgConnection, id: i64) -> Result<Option<UserRow>, DbError
         .optional()?)
 }
 
+/// An address holding U+0000 matches nobody (PostgreSQL text cannot hold
+/// one, so no stored email does) and is not sent, since PostgreSQL would
+/// refuse the parameter.
 pub fn find_by_email(conn: &mut PgConnection, email: &str) -> Result<Option<UserRow>, DbError> {
+    if email.contains('\0') {
+        return Ok(None);
+    }
     Ok(users::table
         .filter(lower(users::email).eq(lower(email)))
         .select(UserRow::as_select())

@@ -4,30 +4,34 @@ use serde_json::{Map, Value};
 use validator::ValidateUrl;
 
 use super::error::AppError;
-use super::validation::{trimmed, Fields, Patch, Rule};
+use super::rules::{self, BODY_CHARS, TITLE_CHARS, URL_MAX_CHARS};
+use super::validation::{Fields, Patch, Rule};
 use crate::db::models::ContentChanges;
 
 pub fn parse_title(raw: String) -> Result<String, Rule> {
-    trimmed(&raw, 3, 200)
+    if !rules::TITLE.matches(&raw) {
+        return Err(Rule::length(&TITLE_CHARS));
+    }
+    Ok(raw.trim().to_owned())
 }
 
 /// Kept as written (not trimmed), but blank text does not count.
 pub fn parse_body(raw: String) -> Result<String, Rule> {
-    let len = raw.chars().count();
-    if !(10..=100_000).contains(&len) {
-        return Err(Rule::length(10, 100_000));
+    if !BODY_CHARS.contains(&raw.chars().count()) {
+        return Err(Rule::length(&BODY_CHARS));
     }
-    if raw.trim().is_empty() {
+    if !rules::NOT_BLANK.matches(&raw) {
         return Err(Rule::new("blank", "value must not be blank"));
     }
     Ok(raw)
 }
 
+/// The pattern decides; the URL parser is asked too, so that what is
+/// stored is always a URL a browser can load.
 pub fn parse_image(raw: String) -> Result<String, Rule> {
     let url = raw.trim();
-    let lower = url.to_ascii_lowercase();
-    let http = lower.starts_with("http://") || lower.starts_with("https://");
-    if url.chars().count() > 2048 || !http || !url.validate_url() {
+    if raw.chars().count() > URL_MAX_CHARS || !rules::HTTP_URL.matches(&raw) || !url.validate_url()
+    {
         return Err(Rule::new(
             "url",
             "value must be an absolute http(s) URL of at most 2048 characters",

@@ -10,15 +10,14 @@ use serde_json::{Map, Value};
 use super::auth::Principal;
 use super::content_input::NewContent;
 use super::pagination::{self, DEFAULT_LIMIT, MAX_LIMIT};
-use super::validation::{Fields, Rule};
+use super::rules::SEARCH_MAX_CHARS;
+use super::validation::{digits, Fields, Rule};
 use super::views::{Content, ContentWithUser};
 use super::{AppContext, AppError};
 use crate::cache::{keys::DEFAULT_LISTING, CachedPage, Lookup};
 use crate::db::contents::{After, ListFilter};
 use crate::db::models::{ContentChanges, ListingRow, NewContentRow};
 use crate::db::{self, DbError};
-
-const MAX_SEARCH_CHARS: usize = 200;
 
 /// `?limit=&cursor=&user_id=&q=` of `GET /content`, normalised so that
 /// equal queries share one cache key.
@@ -31,51 +30,38 @@ pub struct ContentListQuery {
 }
 
 fn parse_user_id(raw: String) -> Result<i64, Rule> {
-    raw.trim()
-        .parse::<i64>()
-        .ok()
+    digits(&raw)
         .filter(|id| *id > 0)
         .ok_or_else(|| Rule::new("id", "value is not a positive integer id"))
 }
 
-/// Whitespace collapsed and lower-cased (the search is case-insensitive);
-/// blank means no search.
+/// At most `SEARCH_MAX_CHARS` as sent; then whitespace collapsed and
+/// lower-cased (the search is case-insensitive). Blank means no search.
 fn parse_search(raw: String) -> Result<Option<String>, Rule> {
+    if raw.chars().count() > SEARCH_MAX_CHARS {
+        return Err(Rule::new(
+            "length",
+            format!("ensure this value has at most {SEARCH_MAX_CHARS} characters"),
+        ));
+    }
     let normalised = raw
         .split_whitespace()
         .collect::<Vec<_>>()
         .join(" ")
         .to_lowercase();
-    if normalised.chars().count() > MAX_SEARCH_CHARS {
-        return Err(Rule::new(
-            "length",
-            format!("ensure this value has at most {MAX_SEARCH_CHARS} characters"),
-        ));
-    }
     Ok(Some(normalised).filter(|q| !q.is_empty()))
 }
 
 impl ContentListQuery {
     pub fn parse(params: Map<String, Value>) -> Result<Self, AppError> {
         let mut fields = Fields::new(params);
-        let limit = fields.optional("limit", |raw| {
-            pagination::bounded(Some(&raw), DEFAULT_LIMIT, 1, MAX_LIMIT)
-        });
+        let limit = fields.optional("limit", |raw| pagination::bounded(&raw, 1, MAX_LIMIT));
         let user_id = fields.optional("user_id", parse_user_id);
         let search = fields.optional("q", parse_search).flatten();
         let searching = search.is_some();
         let cursor = fields.optional("cursor", |raw| {
-            let after = pagination::decode_content_cursor(&raw)?;
-            // A cursor only continues the kind of listing it came from.
-            match (after, searching) {
-                (After::Time(..), false) | (After::Rank(..), true) => {
-                    Ok((raw.trim().to_owned(), after))
-                }
-                _ => Err(Rule::new(
-                    "cursor",
-                    "cursor is not valid; use the one from the Link header",
-                )),
-            }
+            let after = pagination::decode_content_cursor(&raw, searching)?;
+            Ok((raw, after))
         });
         fields.finish()?;
         Ok(Self {

@@ -6,6 +6,7 @@ pub mod contents;
 pub mod error;
 pub mod health;
 pub mod pagination;
+pub mod rules;
 pub mod seed;
 pub mod user_input;
 pub mod users;
@@ -48,10 +49,10 @@ impl AppContext {
         metrics: Arc<Metrics>,
         hooks: Hooks,
     ) -> anyhow::Result<Self> {
-        let phones = PhonePolicy {
-            allowed: settings.phone_regions.clone(),
-            default_region: settings.default_phone_region,
-        };
+        let phones = PhonePolicy::new(
+            settings.phone_regions.clone(),
+            settings.default_phone_region,
+        );
         phones.warm_up();
         let passwords = Passwords::new(hashing_threads(settings.password_hashing_threads));
         let dummy_password_hash = passwords

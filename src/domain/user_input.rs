@@ -2,42 +2,102 @@
 
 use std::fmt;
 
+use super::error::AppError;
+use super::rules::{self, Pattern, EMAIL_MAX_CHARS, NAME_CHARS, PASSWORD_CHARS, PLACE_CHARS};
+use super::validation::{Fields, Rule};
+use crate::db::models::UserChanges;
 use phonenumber::{country, Mode};
 use serde_json::{Map, Value};
-use validator::ValidateEmail;
-
-use super::error::AppError;
-use super::validation::{trimmed, Fields, Rule};
-use crate::db::models::UserChanges;
 
 /// Which phone numbers are accepted and how national forms are read.
-#[derive(Debug, Clone)]
 pub struct PhonePolicy {
-    pub allowed: Vec<country::Id>,
-    pub default_region: country::Id,
+    allowed: Vec<country::Id>,
+    default_region: country::Id,
+    /// The spellings accepted, published as the OpenAPI `pattern`.
+    spelling: Pattern,
+    /// E.164 holds at most 15 digits (some metadata allows longer ones).
+    digits: Pattern,
 }
 
+/// The most digits of an E.164 number, country code included.
+const E164_MAX_DIGITS: usize = 15;
+
+/// What may stand between two digits of a number (one at a time).
+const SEPARATOR: &str = "[ -]?";
+
 impl PhonePolicy {
-    /// Parses, validates and formats as E.164.
+    /// For each allowed region its E.164 form (`+234…`), for the default
+    /// region also its national forms (`0…`, or without the prefix), each
+    /// built from libphonenumber's own patterns of the region's valid number
+    /// types, with a space or dash allowed after every digit.
+    pub fn new(allowed: Vec<country::Id>, default_region: country::Id) -> Self {
+        let mut spellings = Vec::new();
+        let mut lengths = Vec::new();
+        for region in &allowed {
+            let Some(metadata) = phonenumber::metadata::DATABASE.by_id(region.as_ref()) else {
+                continue;
+            };
+            let code = metadata.country_code();
+            let prefix = match (region == &default_region, metadata.national_prefix()) {
+                (true, Some(national)) => {
+                    format!(r"(?:\+{code}{SEPARATOR}|{national}{SEPARATOR})?")
+                }
+                (true, None) => format!(r"(?:\+{code}{SEPARATOR})?"),
+                (false, _) => format!(r"\+{code}{SEPARATOR}"),
+            };
+            let national_digits = E164_MAX_DIGITS - code.to_string().len();
+            spellings.push(format!("{prefix}{}", valid_national_numbers(metadata)));
+            lengths.push(format!(
+                "{prefix}(?:[0-9]{SEPARATOR}){{1,{national_digits}}}"
+            ));
+        }
+        Self {
+            allowed,
+            default_region,
+            spelling: Pattern::new(rules::padded(&spellings.join("|"))),
+            digits: Pattern::new(rules::padded(&lengths.join("|"))),
+        }
+    }
+
+    /// The sources of the patterns an accepted number matches, both.
+    pub fn patterns(&self) -> [&str; 2] {
+        [&self.spelling.source, &self.digits.source]
+    }
+
+    /// Parses, validates and formats as E.164. A valid number of a region
+    /// that is not allowed is told apart from an invalid one.
     pub fn normalise(&self, raw: &str) -> Result<String, Rule> {
         let invalid = || Rule::new("phone", "Phone number is not a valid number");
+        // The separators go first: the parser misreads some of them
+        // (`+234706-3162858` overflows it).
+        let compact: String = raw
+            .trim()
+            .chars()
+            .filter(|c| !matches!(c, ' ' | '-'))
+            .collect();
         let number =
-            phonenumber::parse(Some(self.default_region), raw.trim()).map_err(|_| invalid())?;
+            phonenumber::parse(Some(self.default_region), &compact).map_err(|_| invalid())?;
         if !number.is_valid() {
             return Err(invalid());
         }
         match number.country().id() {
-            Some(region) if self.allowed.contains(&region) => {
-                Ok(number.format().mode(Mode::E164).to_string())
+            Some(region) if self.allowed.contains(&region) => {}
+            region => {
+                return Err(Rule::new(
+                    "phone_region",
+                    format!(
+                        "Phone numbers from {} are not accepted",
+                        region.map_or_else(|| "this region".to_owned(), |r| format!("{r:?}"))
+                    ),
+                ))
             }
-            region => Err(Rule::new(
-                "phone_region",
-                format!(
-                    "Phone numbers from {} are not accepted",
-                    region.map_or_else(|| "this region".to_owned(), |r| format!("{r:?}"))
-                ),
-            )),
         }
+        // libphonenumber skips what it does not understand ("0801 234 5678 *"
+        // is read); only the published spellings are accepted.
+        if !self.spelling.matches(raw) || !self.digits.matches(raw) {
+            return Err(invalid());
+        }
+        Ok(number.format().mode(Mode::E164).to_string())
     }
 
     /// The first parse loads libphonenumber's metadata (slow); do it at
@@ -47,28 +107,87 @@ impl PhonePolicy {
     }
 }
 
+/// The union of the region's number types that `is_valid` accepts, without
+/// the metadata's layout whitespace and with `\d` spelled `[0-9]` (it means
+/// every Unicode digit to some engines).
+fn valid_national_numbers(metadata: &phonenumber::Metadata) -> String {
+    let types = metadata.descriptors();
+    let patterns: Vec<String> = [
+        types.fixed_line(),
+        types.mobile(),
+        types.toll_free(),
+        types.premium_rate(),
+        types.shared_cost(),
+        types.personal_number(),
+        types.voip(),
+        types.pager(),
+        types.uan(),
+        types.voicemail(),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|descriptor| {
+        let source: String = descriptor
+            .national_number()
+            .as_str()
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect();
+        format!("(?:{})", with_separators(&source.replace(r"\d", "[0-9]")))
+    })
+    .collect();
+    format!("(?:{})", patterns.join("|"))
+}
+
+/// Every digit atom of a libphonenumber pattern (a literal digit or a
+/// class) followed by an optional `SEPARATOR`; quantifiers then repeat the
+/// pair.
+fn with_separators(pattern: &str) -> String {
+    let mut out = String::with_capacity(pattern.len() * 3);
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '[' => {
+                let class: String = chars.by_ref().take_while(|&d| d != ']').collect();
+                out.push_str(&format!("(?:[{class}]{SEPARATOR})"));
+            }
+            '{' => {
+                let bounds: String = chars.by_ref().take_while(|&d| d != '}').collect();
+                out.push_str(&format!("{{{bounds}}}"));
+            }
+            '0'..='9' => out.push_str(&format!("(?:{c}{SEPARATOR})")),
+            other => out.push(other),
+        }
+    }
+    out
+}
+
 pub fn parse_name(raw: String) -> Result<String, Rule> {
-    let name = trimmed(&raw, 2, 100)?;
-    if !name.chars().any(char::is_alphabetic) {
+    if !rules::NAME.matches(&raw) {
+        return Err(Rule::length(&NAME_CHARS));
+    }
+    if !rules::HAS_LETTER.matches(&raw) {
         return Err(Rule::new("letter", "name must contain at least one letter"));
     }
-    Ok(name)
+    Ok(raw.trim().to_owned())
 }
 
 /// Trims, checks the address and lower-cases the domain (the local part is
 /// kept as typed; uniqueness ignores case on the whole address).
 pub fn parse_email(raw: String) -> Result<String, Rule> {
     let invalid = || Rule::new("email", "value is not a valid email address");
-    let email = raw.trim();
-    if email.chars().count() > 254 || !email.validate_email() {
+    if raw.chars().count() > EMAIL_MAX_CHARS || !rules::EMAIL.matches(&raw) {
         return Err(invalid());
     }
-    let (local, domain) = email.rsplit_once('@').ok_or_else(invalid)?;
-    Ok(format!("{local}@{}", domain.to_lowercase()))
+    let (local, domain) = raw.trim().rsplit_once('@').ok_or_else(invalid)?;
+    Ok(format!("{local}@{}", domain.to_ascii_lowercase()))
 }
 
 pub fn parse_place(raw: String) -> Result<String, Rule> {
-    trimmed(&raw, 2, 100)
+    if !rules::PLACE.matches(&raw) {
+        return Err(Rule::length(&PLACE_CHARS));
+    }
+    Ok(raw.trim().to_owned())
 }
 
 /// A plain-text password: never printed, never serialised.
@@ -76,9 +195,8 @@ pub struct Password(String);
 
 impl Password {
     pub fn parse(raw: String) -> Result<Self, Rule> {
-        let len = raw.chars().count();
-        if !(8..=128).contains(&len) {
-            return Err(Rule::length(8, 128));
+        if !PASSWORD_CHARS.contains(&raw.chars().count()) {
+            return Err(Rule::length(&PASSWORD_CHARS));
         }
         Ok(Self(raw))
     }
@@ -142,12 +260,13 @@ pub struct Login {
 }
 
 impl Login {
-    /// Only presence is checked: a malformed email simply matches nobody,
-    /// which answers 401 like any other wrong login.
+    /// Only presence is checked: a malformed email (even one PostgreSQL
+    /// could not store) simply matches nobody, which answers 401 like any
+    /// other wrong login.
     pub fn parse(body: Map<String, Value>) -> Result<Self, AppError> {
         let mut fields = Fields::new(body);
-        let email = fields.required("email", |raw| Ok(raw.trim().to_owned()));
-        let password = fields.required("password", Ok);
+        let email = fields.required_any_text("email", |raw| Ok(raw.trim().to_owned()));
+        let password = fields.required_any_text("password", Ok);
         fields.finish()?;
         match (email, password) {
             (Some(email), Some(password)) => Ok(Self { email, password }),
@@ -178,10 +297,7 @@ mod tests {
     use super::*;
 
     fn nigeria() -> PhonePolicy {
-        PhonePolicy {
-            allowed: vec![country::Id::NG],
-            default_region: country::Id::NG,
-        }
+        PhonePolicy::new(vec![country::Id::NG], country::Id::NG)
     }
 
     #[test]
@@ -200,7 +316,14 @@ mod tests {
             parse_email(" Ann.B@Example.COM ".into()).unwrap(),
             "Ann.B@example.com"
         );
-        for bad in ["", "no-at", "a@", "@x.io", "a b@x.io"] {
+        for bad in [
+            "",
+            "no-at",
+            "a@",
+            "@x.io",
+            "a b@x.io",
+            &format!("a@{}.io", "x".repeat(250)),
+        ] {
             assert!(parse_email(bad.into()).is_err(), "{bad}");
         }
     }
@@ -219,11 +342,66 @@ mod tests {
             policy.normalise("+44 7400 123456").unwrap_err().code,
             "phone_region"
         );
-        let uk = PhonePolicy {
-            allowed: vec![country::Id::NG, country::Id::GB],
-            ..nigeria()
-        };
+        let uk = PhonePolicy::new(vec![country::Id::NG, country::Id::GB], country::Id::NG);
         assert_eq!(uk.normalise("+44 7400 123456").unwrap(), "+447400123456");
+    }
+
+    #[test]
+    fn the_published_phone_patterns_admit_only_accepted_numbers() {
+        let policy = nigeria();
+        let [spelling, digits] = policy
+            .patterns()
+            .map(|source| regex::Regex::new(source).unwrap());
+        let published = |number: &str| spelling.is_match(number) && digits.is_match(number);
+        let metadata = phonenumber::metadata::DATABASE.by_id("NG").unwrap();
+        let types = metadata.descriptors();
+        let examples: Vec<&str> = [
+            types.fixed_line(),
+            types.mobile(),
+            types.toll_free(),
+            types.uan(),
+        ]
+        .into_iter()
+        .flatten()
+        .filter_map(|descriptor| descriptor.example())
+        .collect();
+        assert_eq!(examples.len(), 4);
+        for example in examples {
+            let spaced: String = example.chars().flat_map(|d| [d, ' ']).collect();
+            for form in [
+                format!("+234{example}"),
+                format!("0{example}"),
+                format!(" {example} "),
+                format!("+234 {spaced}"),
+                format!("0-{}", spaced.trim_end().replace(' ', "-")),
+                format!("+234{}-{}", &example[..3], &example[3..]),
+            ] {
+                assert!(published(&form), "{form}");
+                assert!(policy.normalise(&form).is_ok(), "{form}");
+            }
+        }
+        for other in [
+            "+447400123456",
+            "12",
+            "+234123",
+            "0801 234 5678 *",
+            "+2340801234567",
+            "0801  2345678",
+        ] {
+            assert!(!published(other), "{other}");
+            assert!(policy.normalise(other).is_err(), "{other}");
+        }
+        // Every number the patterns admit is accepted, whatever its prefix.
+        for prefix in 200..=999 {
+            for tail in ["1234567", "12345678901"] {
+                let number = format!("+234{prefix}{tail}");
+                assert_eq!(
+                    published(&number),
+                    policy.normalise(&number).is_ok(),
+                    "{number}"
+                );
+            }
+        }
     }
 
     #[test]

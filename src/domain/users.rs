@@ -13,7 +13,8 @@ use super::{AppContext, AppError};
 use crate::db::models::{NewUserRow, UserChanges};
 use crate::db::{self, models::UserRow};
 
-const DEFAULT_CONTENTS_LIMIT: i64 = 20;
+pub const DEFAULT_CONTENTS_LIMIT: i64 = 20;
+pub const MAX_CONTENTS_LIMIT: i64 = 100;
 
 pub struct Page<T> {
     pub items: Vec<T>,
@@ -30,9 +31,7 @@ pub struct UserListQuery {
 impl UserListQuery {
     pub fn parse(params: Map<String, Value>) -> Result<Self, AppError> {
         let mut fields = Fields::new(params);
-        let limit = fields.optional("limit", |raw| {
-            pagination::bounded(Some(&raw), DEFAULT_LIMIT, 1, MAX_LIMIT)
-        });
+        let limit = fields.optional("limit", |raw| pagination::bounded(&raw, 1, MAX_LIMIT));
         let after_id = fields.optional("cursor", |raw| pagination::decode_id_cursor(&raw));
         let contents_limit = fields.optional("contents_limit", |raw| parse_contents_limit(&raw));
         fields.finish()?;
@@ -57,7 +56,7 @@ pub fn parse_contents_limit_param(params: Map<String, Value>) -> Result<i64, App
 }
 
 fn parse_contents_limit(raw: &str) -> Result<i64, super::validation::Rule> {
-    pagination::bounded(Some(raw), DEFAULT_CONTENTS_LIMIT, 0, 100)
+    pagination::bounded(raw, 0, MAX_CONTENTS_LIMIT)
 }
 
 fn private_for(viewer: Option<Principal>, user_id: i64) -> bool {

@@ -21,10 +21,14 @@ impl Rule {
         }
     }
 
-    pub fn length(min: usize, max: usize) -> Self {
+    pub fn length(chars: &std::ops::RangeInclusive<usize>) -> Self {
         Self::new(
             "length",
-            format!("ensure this value has between {min} and {max} characters"),
+            format!(
+                "ensure this value has between {} and {} characters",
+                chars.start(),
+                chars.end()
+            ),
         )
     }
 }
@@ -65,7 +69,22 @@ impl Fields {
         });
     }
 
+    /// The field's value; a text PostgreSQL cannot store (U+0000) fails
+    /// here, before any rule of the field runs.
     fn take(&mut self, field: &str) -> Option<Raw> {
+        match self.take_any(field)? {
+            Raw::Text(text) if text.contains('\0') => {
+                self.fail(
+                    field,
+                    Rule::new("characters", "must not contain the NUL character"),
+                );
+                None
+            }
+            raw => Some(raw),
+        }
+    }
+
+    fn take_any(&mut self, field: &str) -> Option<Raw> {
         match self.object.remove(field) {
             None => Some(Raw::Absent),
             Some(Value::Null) => Some(Raw::Null),
@@ -98,7 +117,28 @@ impl Fields {
         field: &str,
         parse: impl FnOnce(String) -> Result<T, Rule>,
     ) -> Option<T> {
-        match self.take(field)? {
+        let raw = self.take(field)?;
+        self.required_raw(field, raw, parse)
+    }
+
+    /// Like `required`, but any text is passed on, even one PostgreSQL
+    /// cannot store: for credentials that are compared, never stored.
+    pub fn required_any_text<T>(
+        &mut self,
+        field: &str,
+        parse: impl FnOnce(String) -> Result<T, Rule>,
+    ) -> Option<T> {
+        let raw = self.take_any(field)?;
+        self.required_raw(field, raw, parse)
+    }
+
+    fn required_raw<T>(
+        &mut self,
+        field: &str,
+        raw: Raw,
+        parse: impl FnOnce(String) -> Result<T, Rule>,
+    ) -> Option<T> {
+        match raw {
             Raw::Absent | Raw::Null => {
                 self.fail(field, Rule::new("required", "field required"));
                 None
@@ -129,7 +169,7 @@ impl Fields {
     pub fn optional_id(&mut self, field: &str) -> Option<i64> {
         match self.take(field)? {
             Raw::Absent | Raw::Null => None,
-            Raw::Number(number) => match number.as_i64().filter(|id| *id > 0) {
+            Raw::Number(number) => match integer(&number).filter(|id| *id > 0) {
                 Some(id) => Some(id),
                 None => {
                     self.fail(field, Rule::new("id", "value is not a positive integer id"));
@@ -169,14 +209,29 @@ impl Fields {
     }
 }
 
-/// Trims and checks a length in characters (not bytes).
-pub fn trimmed(text: &str, min: usize, max: usize) -> Result<String, Rule> {
-    let trimmed = text.trim();
-    let len = trimmed.chars().count();
-    if len < min || len > max {
-        return Err(Rule::length(min, max));
+/// A JSON number that is an integer in JSON Schema's sense (`7` or `7.0`)
+/// and fits in an `i64`.
+fn integer(number: &serde_json::Number) -> Option<i64> {
+    // 2^63 is exact as a float; every integral float below it converts exactly.
+    const BEYOND_I64: f64 = 9_223_372_036_854_775_808.0;
+    number.as_i64().or_else(|| {
+        number
+            .as_f64()
+            .filter(|value| value.fract() == 0.0 && value.abs() < BEYOND_I64)
+            .map(|value| value as i64)
+    })
+}
+
+/// A non-negative integer in a query string or path: ASCII digits, with
+/// an all-zero fraction allowed (`7.0` is an integer to JSON Schema), no
+/// sign, spaces or exponent, within `i64`.
+pub fn digits(text: &str) -> Option<i64> {
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, "0"));
+    let all_digits = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
+    if !all_digits(whole) || !all_digits(fraction) || fraction.bytes().any(|b| b != b'0') {
+        return None;
     }
-    Ok(trimmed.to_owned())
+    whole.parse().ok()
 }
 
 #[cfg(test)]
@@ -193,12 +248,65 @@ mod tests {
         let mut f = fields(json!({"a": 1, "c": "x"}));
         assert!(f.required("a", Ok).is_none());
         assert!(f.required("b", Ok).is_none());
-        assert!(f.required("c", |t| trimmed(&t, 2, 5)).is_none());
+        assert!(f
+            .required("c", |_| Err::<(), _>(Rule::length(&(2..=5))))
+            .is_none());
         let AppError::Validation(errors) = f.finish().unwrap_err() else {
             panic!("not a validation error")
         };
         let codes: Vec<_> = errors.iter().map(|e| (e.field.as_str(), e.code)).collect();
         assert_eq!(codes, [("a", "type"), ("b", "required"), ("c", "length")]);
+    }
+
+    #[test]
+    fn text_postgresql_cannot_store_is_refused_before_any_rule() {
+        let mut f = fields(json!({"a": "x\0y", "b": "p\0w", "c": null}));
+        assert!(f.required("a", Ok).is_none());
+        assert_eq!(f.required_any_text("b", Ok).as_deref(), Some("p\0w"));
+        assert_eq!(f.nullable("c", Ok), Patch::Clear);
+        let AppError::Validation(errors) = f.finish().unwrap_err() else {
+            panic!("not a validation error")
+        };
+        assert_eq!(errors.len(), 1);
+        assert_eq!(
+            (errors[0].field.as_str(), errors[0].code),
+            ("a", "characters")
+        );
+    }
+
+    #[test]
+    fn ids_are_integers_in_the_json_schema_sense() {
+        let mut f =
+            fields(json!({"a": 7, "b": 7.0, "c": 7.5, "d": 9223372036854775808u64, "e": -1}));
+        assert_eq!(f.optional_id("a"), Some(7));
+        assert_eq!(f.optional_id("b"), Some(7));
+        for field in ["c", "d", "e"] {
+            assert_eq!(f.optional_id(field), None, "{field}");
+        }
+        let AppError::Validation(errors) = f.finish().unwrap_err() else {
+            panic!("not a validation error")
+        };
+        assert_eq!(errors.len(), 3);
+    }
+
+    #[test]
+    fn query_integers_are_plain_digits() {
+        assert_eq!(digits("42"), Some(42));
+        assert_eq!(digits("007"), Some(7));
+        assert_eq!(digits("7.00"), Some(7));
+        for bad in [
+            "",
+            "+5",
+            " 5",
+            "-1",
+            "1e3",
+            "5.5",
+            "5.",
+            ".0",
+            "9223372036854775808",
+        ] {
+            assert_eq!(digits(bad), None, "{bad}");
+        }
     }
 
     #[test]
@@ -208,11 +316,5 @@ mod tests {
         assert_eq!(f.nullable("b", Ok), Patch::Clear);
         assert_eq!(f.nullable("c", Ok), Patch::Set("v".to_owned()));
         assert!(f.finish().is_ok());
-    }
-
-    #[test]
-    fn lengths_count_characters_after_trimming() {
-        assert_eq!(trimmed("  Ọlá ", 2, 3).unwrap(), "Ọlá");
-        assert!(trimmed("   a   ", 2, 3).is_err());
     }
 }

@@ -60,15 +60,9 @@ fn cached_read(req: &HttpRequest, body: Bytes, link: Option<String>) -> HttpResp
 /// Post an item as yourself (admins may name another `user_id`).
 #[utoipa::path(
     post, path = "/api/v1/post-content", tag = "content",
-    request_body = super::openapi::NewContentRequest,
     responses(
         (status = 201, body = Content, headers(("Location" = String, description = "/api/v1/content/{id}"))),
-        (status = 401, body = super::problem::Problem),
-        (status = 403, description = "`user_id` is not yours", body = super::problem::Problem),
-        (status = 404, description = "An admin named an unknown `user_id`", body = super::problem::Problem),
-        (status = 422, body = super::problem::Problem),
     ),
-    security(("bearer" = []))
 )]
 pub async fn create(
     ctx: Ctx,
@@ -86,14 +80,9 @@ pub async fn create(
 /// The same as `POST /api/v1/post-content`.
 #[utoipa::path(
     post, path = "/api/v1/content", tag = "content",
-    request_body = super::openapi::NewContentRequest,
     responses(
         (status = 201, body = Content, headers(("Location" = String))),
-        (status = 401, body = super::problem::Problem),
-        (status = 403, body = super::problem::Problem),
-        (status = 422, body = super::problem::Problem),
     ),
-    security(("bearer" = []))
 )]
 pub async fn create_alias(
     ctx: Ctx,
@@ -107,11 +96,9 @@ pub async fn create_alias(
 /// One item with its author (cached).
 #[utoipa::path(
     get, path = "/api/v1/content/{id}", tag = "content",
-    params(("id" = i64, Path), ("If-None-Match" = Option<String>, Header)),
     responses(
         (status = 200, body = ContentWithUser, headers(("ETag" = String), ("Cache-Control" = String))),
         (status = 304, description = "`If-None-Match` matched the current `ETag`"),
-        (status = 404, description = "`Content with id {id} not found`", body = super::problem::Problem),
     )
 )]
 pub async fn get(ctx: Ctx, req: HttpRequest, id: PathId) -> Result<HttpResponse, AppError> {
@@ -123,18 +110,10 @@ pub async fn get(ctx: Ctx, req: HttpRequest, id: PathId) -> Result<HttpResponse,
 /// keyset-paginated (cached per query).
 #[utoipa::path(
     get, path = "/api/v1/content", tag = "content",
-    params(
-        ("limit" = Option<i64>, Query, description = "1–100, default 20"),
-        ("cursor" = Option<String>, Query, description = "From the previous page's `Link: rel=\"next\"`"),
-        ("user_id" = Option<i64>, Query, description = "Only this author's items"),
-        ("q" = Option<String>, Query, description = "Full-text search over title and body (web search syntax), ranked"),
-        ("If-None-Match" = Option<String>, Header),
-    ),
     responses(
         (status = 200, body = Vec<ContentWithUser>,
             headers(("ETag" = String), ("Link" = String, description = "`<…>; rel=\"next\"` when there is a next page"))),
         (status = 304, description = "`If-None-Match` matched the current `ETag`"),
-        (status = 422, body = super::problem::Problem),
     )
 )]
 pub async fn list(
@@ -154,16 +133,9 @@ pub async fn list(
 /// `image: null` clears the image.
 #[utoipa::path(
     method(put, patch), path = "/api/v1/content/{id}", tag = "content",
-    params(("id" = i64, Path)),
-    request_body = super::openapi::ContentUpdateRequest,
     responses(
         (status = 200, body = Content),
-        (status = 401, body = super::problem::Problem),
-        (status = 403, body = super::problem::Problem),
-        (status = 404, body = super::problem::Problem),
-        (status = 422, body = super::problem::Problem),
     ),
-    security(("bearer" = []))
 )]
 pub async fn update(
     ctx: Ctx,
@@ -179,14 +151,9 @@ pub async fn update(
 /// Delete an item (owner or admin).
 #[utoipa::path(
     delete, path = "/api/v1/content/{id}", tag = "content",
-    params(("id" = i64, Path)),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, body = super::problem::Problem),
-        (status = 403, body = super::problem::Problem),
-        (status = 404, body = super::problem::Problem),
     ),
-    security(("bearer" = []))
 )]
 pub async fn delete(
     ctx: Ctx,

@@ -1,14 +1,17 @@
 //! Extractors that turn a request into validated inputs or an `AppError`.
 
+use std::fmt;
 use std::future::{ready, Future, Ready};
 use std::pin::Pin;
 
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
+use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
 use crate::domain::auth::Principal;
+use crate::domain::validation::digits;
 use crate::domain::{AppContext, AppError};
 
 /// Largest accepted request body (§1).
@@ -25,6 +28,66 @@ fn is_json(req: &HttpRequest) -> bool {
                 && (mime.subtype() == "json" || mime.suffix().is_some_and(|s| s == "json"))
         }
         _ => false,
+    }
+}
+
+/// A JSON document read as an object whose keys are unique, or as any
+/// other value. A repeated key is malformed JSON here: parsers disagree on
+/// which copy wins (RFC 8259 §4), so none is picked silently.
+enum Body {
+    Object(Map<String, Value>),
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Body {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct BodyVisitor;
+
+        impl<'de> Visitor<'de> for BodyVisitor {
+            type Value = Body;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON value")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Body, A::Error> {
+                let mut object = Map::new();
+                while let Some(key) = access.next_key::<String>()? {
+                    if object.contains_key(&key) {
+                        return Err(de::Error::custom(format_args!("duplicate key `{key}`")));
+                    }
+                    let value = access.next_value::<Value>()?;
+                    object.insert(key, value);
+                }
+                Ok(Body::Object(object))
+            }
+
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut access: A) -> Result<Body, A::Error> {
+                while access.next_element::<de::IgnoredAny>()?.is_some() {}
+                Ok(Body::Other)
+            }
+
+            fn visit_bool<E>(self, _: bool) -> Result<Body, E> {
+                Ok(Body::Other)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Body, E> {
+                Ok(Body::Other)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Body, E> {
+                Ok(Body::Other)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Body, E> {
+                Ok(Body::Other)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Body, E> {
+                Ok(Body::Other)
+            }
+            fn visit_unit<E>(self) -> Result<Body, E> {
+                Ok(Body::Other)
+            }
+        }
+
+        deserializer.deserialize_any(BodyVisitor)
     }
 }
 
@@ -51,9 +114,9 @@ impl FromRequest for JsonObject {
                     AppError::BadRequest("The request body could not be read".into())
                 }
             })?;
-            match serde_json::from_slice::<Value>(&bytes) {
-                Ok(Value::Object(object)) => Ok(JsonObject(object)),
-                Ok(_) => Err(AppError::BadRequest(
+            match serde_json::from_slice::<Body>(&bytes) {
+                Ok(Body::Object(object)) => Ok(JsonObject(object)),
+                Ok(Body::Other) => Err(AppError::BadRequest(
                     "The request body must be a JSON object".into(),
                 )),
                 Err(err) => Err(AppError::BadRequest(format!("Malformed JSON: {err}"))),
@@ -98,7 +161,7 @@ impl FromRequest for PathId {
         ready(
             req.match_info()
                 .get("id")
-                .and_then(|raw| raw.parse::<i64>().ok())
+                .and_then(digits)
                 .filter(|id| *id > 0)
                 .map(PathId)
                 .ok_or_else(|| route_not_found(req)),

@@ -15,7 +15,6 @@ use actix_cors::Cors;
 use actix_web::http::{header, Method};
 use actix_web::middleware::DefaultHeaders;
 use actix_web::{guard, web, HttpRequest, HttpResponse, Resource, Route};
-use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::domain::AppError;
@@ -72,7 +71,12 @@ async fn unknown_route(req: HttpRequest) -> Result<HttpResponse, AppError> {
     Err(extract::route_not_found(&req))
 }
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
+/// Every route; `openapi` is the document served at `/api/v1/openapi.json`.
+pub fn routes(openapi: serde_json::Value) -> impl Fn(&mut web::ServiceConfig) {
+    move |cfg| configure(cfg, openapi.clone())
+}
+
+fn configure(cfg: &mut web::ServiceConfig, openapi: serde_json::Value) {
     cfg.service(resource("/", "GET, HEAD").route(read().to(root::index)))
         .service(resource("/health/live", "GET, HEAD").route(read().to(root::live)))
         .service(resource("/health/ready", "GET, HEAD").route(read().to(root::ready)))
@@ -84,7 +88,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         })))
         // Before the /api/v1 scope, which would otherwise claim /api/v1/openapi.json.
         .service(
-            SwaggerUi::new("/docs/{_:.*}").url("/api/v1/openapi.json", openapi::ApiDoc::openapi()),
+            SwaggerUi::new("/docs/{_:.*}")
+                .external_urls_from_iter_unchecked([("/api/v1/openapi.json", openapi)]),
         )
         .service(
             web::scope("/api/v1")

@@ -1,89 +1,29 @@
-//! The OpenAPI 3.1 document, generated from the handlers' annotations.
-//! The request schemas below document bodies that the domain parses field
-//! by field (so that every invalid field is reported at once).
+//! The OpenAPI 3.1 document. The handlers' annotations give each operation
+//! its summary and success responses; this module adds what the extractors
+//! and the domain's rules decide, from the same constants and patterns the
+//! validators use: request bodies, parameters with their constraints,
+//! security, and every error an operation can answer.
 
-use serde::Deserialize;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use serde_json::{json, Map, Value};
+use utoipa::OpenApi;
 
-#[derive(Deserialize, ToSchema)]
-pub struct SignupRequest {
-    /// Trimmed; 2–100 characters; at least one letter (any script).
-    #[schema(example = "Chloé Adé")]
-    pub name: String,
-    /// Uniqueness ignores case.
-    #[schema(example = "chloe@example.com")]
-    pub email: String,
-    /// A valid number of an allowed region (default NG); national forms
-    /// are read in the default region. Stored as E.164.
-    #[schema(example = "0801 234 5678")]
-    pub phone_number: String,
-    /// Trimmed; 2–100 characters.
-    pub country: String,
-    /// Trimmed; 2–100 characters.
-    pub state: String,
-    /// 8–128 characters.
-    pub password: String,
-}
-
-#[derive(Deserialize, ToSchema)]
-pub struct LoginRequest {
-    pub email: String,
-    pub password: String,
-}
-
-/// Every field optional; same rules as signup.
-#[derive(Deserialize, ToSchema)]
-pub struct UserUpdateRequest {
-    pub name: Option<String>,
-    pub email: Option<String>,
-    pub phone_number: Option<String>,
-    pub country: Option<String>,
-    pub state: Option<String>,
-}
-
-#[derive(Deserialize, ToSchema)]
-pub struct NewContentRequest {
-    /// Trimmed; 3–200 characters.
-    pub title: String,
-    /// 10–100 000 characters, not blank.
-    pub content: String,
-    /// `null` or an absolute http(s) URL of at most 2048 characters.
-    pub image: Option<String>,
-    /// Defaults to the caller; only an admin may name another user.
-    pub user_id: Option<i64>,
-}
-
-/// Every field optional; `image: null` clears the image.
-#[derive(Deserialize, ToSchema)]
-pub struct ContentUpdateRequest {
-    pub title: Option<String>,
-    pub content: Option<String>,
-    pub image: Option<String>,
-}
-
-struct BearerAuth;
-
-impl Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .build(),
-            ),
-        );
-    }
-}
+use super::extract::MAX_BODY_BYTES;
+use super::problem::PROBLEM_CONTENT_TYPE;
+use crate::domain::pagination::{DEFAULT_LIMIT, MAX_LIMIT};
+use crate::domain::rules::{
+    self, BODY_CHARS, EMAIL_MAX_CHARS, PASSWORD_CHARS, SEARCH_MAX_CHARS, STORABLE_TEXT,
+    URL_MAX_CHARS,
+};
+use crate::domain::user_input::PhonePolicy;
+use crate::domain::users::{DEFAULT_CONTENTS_LIMIT, MAX_CONTENTS_LIMIT};
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "Content API",
-        description = "Users, auth and cached content. Errors are RFC 9457 problem+json."
+        description = "Users, auth and cached content. Errors are RFC 9457 problem+json. \
+            Text fields never hold U+0000 (PostgreSQL cannot store it): such input is a 422 \
+            with code `characters`."
     ),
     paths(
         super::root::index,
@@ -102,11 +42,567 @@ impl Modify for BearerAuth {
         super::contents::update,
         super::contents::delete,
     ),
-    modifiers(&BearerAuth),
+    components(schemas(super::problem::Problem)),
     tags(
         (name = "users", description = "Accounts, login and profiles (§2)"),
         (name = "content", description = "Content items and listings, cached in Redis (§3)"),
         (name = "operations", description = "Service info, liveness and readiness"),
     )
 )]
-pub struct ApiDoc;
+struct Annotated;
+
+/// What an operation's extractors and use case can answer besides success.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Trait {
+    /// A JSON object body (`JsonObject`): 400, 413, 415, 422.
+    Body(&'static str),
+    /// A bearer token is required (`Auth`): 401.
+    Bearer,
+    /// A bearer token may be sent and must then be valid (`MaybeAuth`): 401.
+    OptionalBearer,
+    /// An `{id}` path segment (`PathId`): 404 for anything but a positive id.
+    PathId,
+    /// Validated query parameters (`QueryParams`): 422.
+    Query(&'static [Param]),
+    /// Counted against a per-client budget: 429.
+    RateLimited,
+    /// Reads or writes PostgreSQL: 503 while it is unreachable, 500.
+    Database,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Param {
+    Limit,
+    ContentCursor,
+    UserCursor,
+    UserId,
+    Search,
+    ContentsLimit,
+    IfNoneMatch,
+}
+
+struct Operation {
+    method: &'static str,
+    path: &'static str,
+    traits: &'static [Trait],
+    /// Statuses particular to the operation, or a more precise description
+    /// of a shared one.
+    specific: &'static [(u16, &'static str)],
+}
+
+use Param::*;
+use Trait::*;
+
+const CONTENT_LISTING: &[Param] = &[Limit, ContentCursor, UserId, Search, IfNoneMatch];
+const USER_LISTING: &[Param] = &[Limit, UserCursor, ContentsLimit];
+const DUPLICATE: (u16, &str) = (
+    400,
+    "Malformed JSON, a repeated key or not an object; or `Email already registered` / \
+     `Phone number already registered`",
+);
+const NOT_YOURS: (u16, &str) = (403, "Not the owner (and not an admin)");
+
+const OPERATIONS: &[Operation] = &[
+    Operation {
+        method: "get",
+        path: "/",
+        traits: &[],
+        specific: &[],
+    },
+    Operation {
+        method: "get",
+        path: "/health/live",
+        traits: &[],
+        specific: &[],
+    },
+    Operation {
+        method: "get",
+        path: "/health/ready",
+        traits: &[Database],
+        specific: &[(503, "PostgreSQL unreachable")],
+    },
+    Operation {
+        method: "get",
+        path: "/metrics",
+        traits: &[],
+        specific: &[],
+    },
+    Operation {
+        method: "post",
+        path: "/api/v1/signup",
+        traits: &[Body("SignupRequest"), RateLimited, Database],
+        specific: &[DUPLICATE],
+    },
+    Operation {
+        method: "post",
+        path: "/api/v1/login",
+        traits: &[Body("LoginRequest"), RateLimited, Database],
+        specific: &[(401, "`Invalid email or password`")],
+    },
+    Operation {
+        method: "get",
+        path: "/api/v1/users",
+        traits: &[OptionalBearer, Query(USER_LISTING), Database],
+        specific: &[],
+    },
+    Operation {
+        method: "get",
+        path: "/api/v1/users/{id}",
+        traits: &[OptionalBearer, PathId, Query(&[ContentsLimit]), Database],
+        specific: &[(404, "`User with id {id} not found`")],
+    },
+    Operation {
+        method: "put",
+        path: "/api/v1/users/{id}",
+        traits: &[
+            Bearer,
+            PathId,
+            RateLimited,
+            Body("UserUpdateRequest"),
+            Database,
+        ],
+        specific: &[DUPLICATE, (403, "Not this user (and not an admin)")],
+    },
+    Operation {
+        method: "patch",
+        path: "/api/v1/users/{id}",
+        traits: &[
+            Bearer,
+            PathId,
+            RateLimited,
+            Body("UserUpdateRequest"),
+            Database,
+        ],
+        specific: &[DUPLICATE, (403, "Not this user (and not an admin)")],
+    },
+    Operation {
+        method: "post",
+        path: "/api/v1/post-content",
+        traits: &[Bearer, RateLimited, Body("NewContentRequest"), Database],
+        specific: &[
+            (403, "`user_id` is not yours (and you are not an admin)"),
+            (404, "An admin named an unknown `user_id`"),
+        ],
+    },
+    Operation {
+        method: "post",
+        path: "/api/v1/content",
+        traits: &[Bearer, RateLimited, Body("NewContentRequest"), Database],
+        specific: &[
+            (403, "`user_id` is not yours (and you are not an admin)"),
+            (404, "An admin named an unknown `user_id`"),
+        ],
+    },
+    Operation {
+        method: "get",
+        path: "/api/v1/content",
+        traits: &[Query(CONTENT_LISTING), Database],
+        specific: &[],
+    },
+    Operation {
+        method: "get",
+        path: "/api/v1/content/{id}",
+        traits: &[PathId, Query(&[IfNoneMatch]), Database],
+        specific: &[(404, "`Content with id {id} not found`")],
+    },
+    Operation {
+        method: "put",
+        path: "/api/v1/content/{id}",
+        traits: &[
+            Bearer,
+            PathId,
+            RateLimited,
+            Body("ContentUpdateRequest"),
+            Database,
+        ],
+        specific: &[NOT_YOURS, (404, "`Content with id {id} not found`")],
+    },
+    Operation {
+        method: "patch",
+        path: "/api/v1/content/{id}",
+        traits: &[
+            Bearer,
+            PathId,
+            RateLimited,
+            Body("ContentUpdateRequest"),
+            Database,
+        ],
+        specific: &[NOT_YOURS, (404, "`Content with id {id} not found`")],
+    },
+    Operation {
+        method: "delete",
+        path: "/api/v1/content/{id}",
+        traits: &[Bearer, PathId, RateLimited, Database],
+        specific: &[NOT_YOURS, (404, "`Content with id {id} not found`")],
+    },
+];
+
+/// The largest id: PostgreSQL `BIGSERIAL`.
+const MAX_ID: i64 = i64::MAX;
+
+fn parameter(param: Param) -> Value {
+    let (name, location, description, schema) = match param {
+        Limit => (
+            "limit",
+            "query",
+            "Page size",
+            json!({"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT}),
+        ),
+        ContentCursor => (
+            "cursor",
+            "query",
+            "From the previous page's `Link: rel=\"next\"`; opaque to clients. Any value of the \
+             pattern is a position in the listing it is given to",
+            json!({"type": "string", "pattern": rules::CONTENT_CURSOR.source}),
+        ),
+        UserCursor => (
+            "cursor",
+            "query",
+            "From the previous page's `Link: rel=\"next\"`; opaque to clients",
+            json!({"type": "string", "pattern": rules::ID_CURSOR.source}),
+        ),
+        UserId => (
+            "user_id",
+            "query",
+            "Only this author's items",
+            json!({"type": "integer", "minimum": 1, "maximum": MAX_ID}),
+        ),
+        Search => (
+            "q",
+            "query",
+            "Full-text search over title and body (web search syntax), best match first; \
+             whitespace is collapsed and case ignored, blank means no search",
+            json!({"type": "string", "maxLength": SEARCH_MAX_CHARS, "pattern": STORABLE_TEXT}),
+        ),
+        ContentsLimit => (
+            "contents_limit",
+            "query",
+            "How many of each user's newest items to embed",
+            json!({"type": "integer", "minimum": 0, "maximum": MAX_CONTENTS_LIMIT, "default": DEFAULT_CONTENTS_LIMIT}),
+        ),
+        IfNoneMatch => (
+            "If-None-Match",
+            "header",
+            "An `ETag` of an earlier read: 304 if it is still current",
+            json!({"type": "string"}),
+        ),
+    };
+    json!({"name": name, "in": location, "required": false, "description": description, "schema": schema})
+}
+
+fn id_parameter() -> Value {
+    json!({
+        "name": "id", "in": "path", "required": true,
+        "description": "A positive id; anything else is a route that does not exist (404)",
+        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+    })
+}
+
+fn problem(description: &str) -> Value {
+    json!({
+        "description": description,
+        "content": {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    })
+}
+
+fn with_header(mut response: Value, name: &str, description: &str) -> Value {
+    response["headers"][name] =
+        json!({"description": description, "required": true, "schema": {"type": "string"}});
+    response
+}
+
+/// The shared error responses of an operation with these traits.
+fn errors(traits: &[Trait]) -> Vec<(u16, Value)> {
+    let mut out = vec![(
+        405,
+        with_header(
+            problem("Another method than the path's (listed in `Allow`)"),
+            "Allow",
+            "The methods of this path",
+        ),
+    )];
+    for item in traits {
+        match item {
+            Body(_) => out.extend([
+                (
+                    400,
+                    problem("Malformed JSON, a repeated key, or not a JSON object"),
+                ),
+                (413, problem(&format!("Body over {MAX_BODY_BYTES} bytes"))),
+                (415, problem("`Content-Type` is not JSON")),
+                (422, problem("Every invalid field, in `errors`")),
+            ]),
+            Bearer | OptionalBearer => out.push((
+                401,
+                with_header(
+                    problem("Missing, malformed, expired or forged bearer token"),
+                    "WWW-Authenticate",
+                    "`Bearer`",
+                ),
+            )),
+            PathId => out.push((
+                404,
+                problem("No such resource, or an id that is not positive"),
+            )),
+            Query(_) => out.push((422, problem("Every invalid parameter, in `errors`"))),
+            RateLimited => out.push((
+                429,
+                with_header(
+                    problem("Rate limit hit"),
+                    "Retry-After",
+                    "Seconds until the next request is allowed",
+                ),
+            )),
+            Database => out.extend([
+                (
+                    503,
+                    with_header(
+                        problem("PostgreSQL unreachable"),
+                        "Retry-After",
+                        "Seconds to wait",
+                    ),
+                ),
+                (
+                    500,
+                    problem("An unexpected error; it was logged, and nothing is revealed"),
+                ),
+            ]),
+        }
+    }
+    out
+}
+
+fn trimmed_text(pattern: &str, description: &str) -> Value {
+    json!({"type": "string", "pattern": pattern, "description": description})
+}
+
+/// Request bodies, from the rules the domain's parsers check.
+fn request_schemas(phones: &PhonePolicy) -> Map<String, Value> {
+    let user_fields = json!({
+        "name": {
+            "type": "string",
+            "pattern": rules::NAME.source,
+            "allOf": [{"pattern": rules::HAS_LETTER.source}],
+            "description": "Trimmed; 2–100 characters; at least one letter (any script)",
+            "examples": ["Chloé Adé"],
+        },
+        "email": {
+            "type": "string",
+            "maxLength": EMAIL_MAX_CHARS,
+            "pattern": rules::EMAIL.source,
+            "description": "Trimmed; stored with the domain lower-cased; uniqueness ignores case",
+            "examples": ["chloe@example.com"],
+        },
+        "phone_number": {
+            "type": "string",
+            "pattern": phones.patterns()[0],
+            "allOf": [{"pattern": phones.patterns()[1]}],
+            "description": "A valid number of an allowed region (at most 15 digits with the \
+                country code), stored as E.164; national forms are read in the default region; \
+                a space or dash may follow any digit",
+            "examples": ["+2348012345678"],
+        },
+        "country": trimmed_text(&rules::PLACE.source, "Trimmed; 2–100 characters"),
+        "state": trimmed_text(&rules::PLACE.source, "Trimmed; 2–100 characters"),
+    });
+    let mut signup_fields = user_fields.clone();
+    signup_fields["password"] = json!({
+        "type": "string",
+        "minLength": PASSWORD_CHARS.start(),
+        "maxLength": PASSWORD_CHARS.end(),
+        "pattern": STORABLE_TEXT,
+        "examples": ["correct horse battery"],
+    });
+    let content_fields = json!({
+        "title": trimmed_text(&rules::TITLE.source, "Trimmed; 3–200 characters"),
+        "content": {
+            "type": "string",
+            "minLength": BODY_CHARS.start(),
+            "maxLength": BODY_CHARS.end(),
+            "pattern": STORABLE_TEXT,
+            "allOf": [{"pattern": rules::NOT_BLANK.source}],
+            "description": "Kept as written; not blank",
+        },
+        "image": {
+            "type": ["string", "null"],
+            "maxLength": URL_MAX_CHARS,
+            "pattern": rules::HTTP_URL.source,
+            "description": "An absolute http(s) URL with a host name, trimmed; `null` clears it",
+            "examples": ["https://example.com/a.png"],
+        },
+    });
+    let mut new_content_fields = content_fields.clone();
+    new_content_fields["user_id"] = json!({
+        "type": ["integer", "null"],
+        "minimum": 1,
+        "maximum": MAX_ID,
+        "description": "Defaults to the caller; only an admin may name another user",
+    });
+    let object = |properties: Value, required: &[&str], description: &str| json!({"type": "object", "properties": properties, "required": required, "description": description});
+    let mut schemas = Map::new();
+    schemas.insert(
+        "SignupRequest".into(),
+        object(
+            signup_fields,
+            &[
+                "name",
+                "email",
+                "phone_number",
+                "country",
+                "state",
+                "password",
+            ],
+            "A new account",
+        ),
+    );
+    schemas.insert(
+        "LoginRequest".into(),
+        object(
+            json!({"email": {"type": "string"}, "password": {"type": "string"}}),
+            &["email", "password"],
+            "Any strings: a wrong pair is a 401",
+        ),
+    );
+    schemas.insert(
+        "UserUpdateRequest".into(),
+        object(
+            user_fields,
+            &[],
+            "Every field optional (absent = unchanged); same rules as signup",
+        ),
+    );
+    schemas.insert(
+        "NewContentRequest".into(),
+        object(new_content_fields, &["title", "content"], "A new item"),
+    );
+    schemas.insert(
+        "ContentUpdateRequest".into(),
+        object(
+            content_fields,
+            &[],
+            "Every field optional (absent = unchanged)",
+        ),
+    );
+    schemas
+}
+
+/// The whole document, as served at `/api/v1/openapi.json`.
+pub fn document(phones: &PhonePolicy) -> Value {
+    let mut doc = serde_json::to_value(Annotated::openapi()).expect("the document serialises");
+    doc["components"]["securitySchemes"]["bearer"] =
+        json!({"type": "http", "scheme": "bearer", "bearerFormat": "JWT"});
+    let schemas = doc["components"]["schemas"]
+        .as_object_mut()
+        .expect("the derive emits schemas");
+    schemas.extend(request_schemas(phones));
+    for operation in OPERATIONS {
+        let target = &mut doc["paths"][operation.path][operation.method];
+        assert!(
+            target.is_object(),
+            "{} {} is annotated",
+            operation.method,
+            operation.path
+        );
+        let mut parameters = Vec::new();
+        for item in operation.traits {
+            match item {
+                Body(schema) => {
+                    target["requestBody"] = json!({
+                        "required": true,
+                        "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}},
+                    });
+                }
+                Bearer => target["security"] = json!([{"bearer": []}]),
+                OptionalBearer => target["security"] = json!([{}, {"bearer": []}]),
+                PathId => parameters.push(id_parameter()),
+                Query(params) => parameters.extend(params.iter().copied().map(parameter)),
+                RateLimited | Database => {}
+            }
+        }
+        if !parameters.is_empty() {
+            target["parameters"] = Value::Array(parameters);
+        }
+        let responses = &mut target["responses"];
+        for (status, response) in errors(operation.traits) {
+            responses[status.to_string()] = response;
+        }
+        for (status, description) in operation.specific {
+            let key = status.to_string();
+            if responses[&key].is_null() {
+                responses[&key] = problem(description);
+            } else {
+                responses[&key]["description"] = json!(description);
+            }
+        }
+    }
+    doc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nigeria() -> PhonePolicy {
+        PhonePolicy::new(
+            vec![phonenumber::country::Id::NG],
+            phonenumber::country::Id::NG,
+        )
+    }
+
+    #[test]
+    fn every_annotated_operation_has_its_contract_and_no_other() {
+        let doc = document(&nigeria());
+        let mut annotated = Vec::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for method in item.as_object().unwrap().keys() {
+                annotated.push((method.clone(), path.clone()));
+            }
+        }
+        let mut described: Vec<_> = OPERATIONS
+            .iter()
+            .map(|op| (op.method.to_owned(), op.path.to_owned()))
+            .collect();
+        annotated.sort();
+        described.sort();
+        assert_eq!(annotated, described);
+    }
+
+    #[test]
+    fn every_error_is_a_problem_and_every_pattern_compiles() {
+        let doc = document(&nigeria());
+        for item in doc["paths"].as_object().unwrap().values() {
+            for operation in item.as_object().unwrap().values() {
+                for (status, response) in operation["responses"].as_object().unwrap() {
+                    if status.starts_with('4') || status.starts_with('5') {
+                        assert!(
+                            response["content"][PROBLEM_CONTENT_TYPE].is_object(),
+                            "{status}"
+                        );
+                    }
+                }
+            }
+        }
+        let mut patterns = Vec::new();
+        collect_patterns(&doc, &mut patterns);
+        for source in &patterns {
+            regex::Regex::new(source).unwrap();
+        }
+        let patterns = patterns.len();
+        assert!(patterns >= 12, "{patterns} patterns");
+    }
+
+    fn collect_patterns(value: &Value, out: &mut Vec<String>) {
+        match value {
+            Value::Object(object) => {
+                for (key, inner) in object {
+                    match (key.as_str(), inner) {
+                        ("pattern", Value::String(source)) => out.push(source.clone()),
+                        _ => collect_patterns(inner, out),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|item| collect_patterns(item, out)),
+            _ => {}
+        }
+    }
+}

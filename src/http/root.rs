@@ -23,7 +23,6 @@ pub async fn live() -> HttpResponse {
     get, path = "/health/ready", tag = "operations",
     responses(
         (status = 200, body = Readiness),
-        (status = 503, description = "PostgreSQL unreachable", body = super::problem::Problem),
     )
 )]
 pub async fn ready(ctx: web::Data<AppContext>) -> Result<HttpResponse, AppError> {

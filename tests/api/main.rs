@@ -6,6 +6,7 @@ mod binary;
 mod cache;
 mod content;
 mod errors;
+mod hostile;
 mod login;
 mod operations;
 mod signup;
