@@ -316,15 +316,9 @@ mod tests {
             parse_email(" Ann.B@Example.COM ".into()).unwrap(),
             "Ann.B@example.com"
         );
-        for bad in [
-            "",
-            "no-at",
-            "a@",
-            "@x.io",
-            "a b@x.io",
-            &format!("a@{}.io", "x".repeat(250)),
-        ] {
-            assert!(parse_email(bad.into()).is_err(), "{bad}");
+        // The address rule itself is tested with the pattern (rules.rs).
+        for bad in ["no-at".to_owned(), format!("a@{}.io", "x".repeat(250))] {
+            assert!(parse_email(bad.clone()).is_err(), "{bad}");
         }
     }
 

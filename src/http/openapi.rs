@@ -82,7 +82,8 @@ enum Param {
 }
 
 struct Operation {
-    method: &'static str,
+    /// Every method of `path` that shares this contract.
+    methods: &'static [&'static str],
     path: &'static str,
     traits: &'static [Trait],
     /// Statuses particular to the operation, or a more precise description
@@ -104,55 +105,55 @@ const NOT_YOURS: (u16, &str) = (403, "Not the owner (and not an admin)");
 
 const OPERATIONS: &[Operation] = &[
     Operation {
-        method: "get",
+        methods: &["get"],
         path: "/",
         traits: &[],
         specific: &[],
     },
     Operation {
-        method: "get",
+        methods: &["get"],
         path: "/health/live",
         traits: &[],
         specific: &[],
     },
     Operation {
-        method: "get",
+        methods: &["get"],
         path: "/health/ready",
         traits: &[Database],
         specific: &[(503, "PostgreSQL unreachable")],
     },
     Operation {
-        method: "get",
+        methods: &["get"],
         path: "/metrics",
         traits: &[],
         specific: &[],
     },
     Operation {
-        method: "post",
+        methods: &["post"],
         path: "/api/v1/signup",
         traits: &[Body("SignupRequest"), RateLimited, Database],
         specific: &[DUPLICATE],
     },
     Operation {
-        method: "post",
+        methods: &["post"],
         path: "/api/v1/login",
         traits: &[Body("LoginRequest"), RateLimited, Database],
         specific: &[(401, "`Invalid email or password`")],
     },
     Operation {
-        method: "get",
+        methods: &["get"],
         path: "/api/v1/users",
         traits: &[OptionalBearer, Query(USER_LISTING), Database],
         specific: &[],
     },
     Operation {
-        method: "get",
+        methods: &["get"],
         path: "/api/v1/users/{id}",
         traits: &[OptionalBearer, PathId, Query(&[ContentsLimit]), Database],
         specific: &[(404, "`User with id {id} not found`")],
     },
     Operation {
-        method: "put",
+        methods: &["put", "patch"],
         path: "/api/v1/users/{id}",
         traits: &[
             Bearer,
@@ -164,19 +165,7 @@ const OPERATIONS: &[Operation] = &[
         specific: &[DUPLICATE, (403, "Not this user (and not an admin)")],
     },
     Operation {
-        method: "patch",
-        path: "/api/v1/users/{id}",
-        traits: &[
-            Bearer,
-            PathId,
-            RateLimited,
-            Body("UserUpdateRequest"),
-            Database,
-        ],
-        specific: &[DUPLICATE, (403, "Not this user (and not an admin)")],
-    },
-    Operation {
-        method: "post",
+        methods: &["post"],
         path: "/api/v1/post-content",
         traits: &[Bearer, RateLimited, Body("NewContentRequest"), Database],
         specific: &[
@@ -185,7 +174,7 @@ const OPERATIONS: &[Operation] = &[
         ],
     },
     Operation {
-        method: "post",
+        methods: &["post"],
         path: "/api/v1/content",
         traits: &[Bearer, RateLimited, Body("NewContentRequest"), Database],
         specific: &[
@@ -194,19 +183,19 @@ const OPERATIONS: &[Operation] = &[
         ],
     },
     Operation {
-        method: "get",
+        methods: &["get"],
         path: "/api/v1/content",
         traits: &[Query(CONTENT_LISTING), Database],
         specific: &[],
     },
     Operation {
-        method: "get",
+        methods: &["get"],
         path: "/api/v1/content/{id}",
         traits: &[PathId, Query(&[IfNoneMatch]), Database],
         specific: &[(404, "`Content with id {id} not found`")],
     },
     Operation {
-        method: "put",
+        methods: &["put", "patch"],
         path: "/api/v1/content/{id}",
         traits: &[
             Bearer,
@@ -218,19 +207,7 @@ const OPERATIONS: &[Operation] = &[
         specific: &[NOT_YOURS, (404, "`Content with id {id} not found`")],
     },
     Operation {
-        method: "patch",
-        path: "/api/v1/content/{id}",
-        traits: &[
-            Bearer,
-            PathId,
-            RateLimited,
-            Body("ContentUpdateRequest"),
-            Database,
-        ],
-        specific: &[NOT_YOURS, (404, "`Content with id {id} not found`")],
-    },
-    Operation {
-        method: "delete",
+        methods: &["delete"],
         path: "/api/v1/content/{id}",
         traits: &[Bearer, PathId, RateLimited, Database],
         specific: &[NOT_YOURS, (404, "`Content with id {id} not found`")],
@@ -495,12 +472,16 @@ pub fn document(phones: &PhonePolicy) -> Value {
         .as_object_mut()
         .expect("the derive emits schemas");
     schemas.extend(request_schemas(phones));
-    for operation in OPERATIONS {
-        let target = &mut doc["paths"][operation.path][operation.method];
+    for (operation, method) in OPERATIONS.iter().flat_map(|operation| {
+        operation
+            .methods
+            .iter()
+            .map(move |method| (operation, method))
+    }) {
+        let target = &mut doc["paths"][operation.path][method];
         assert!(
             target.is_object(),
-            "{} {} is annotated",
-            operation.method,
+            "{method} {} is annotated",
             operation.path
         );
         let mut parameters = Vec::new();
@@ -560,7 +541,11 @@ mod tests {
         }
         let mut described: Vec<_> = OPERATIONS
             .iter()
-            .map(|op| (op.method.to_owned(), op.path.to_owned()))
+            .flat_map(|op| {
+                op.methods
+                    .iter()
+                    .map(|method| ((*method).to_owned(), op.path.to_owned()))
+            })
             .collect();
         annotated.sort();
         described.sort();

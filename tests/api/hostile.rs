@@ -9,6 +9,17 @@ use serde_json::{json, Value};
 
 use crate::helpers::{invalid_fields, signup_body, use_redis, TestApp, TestUser};
 
+/// The text fields of a signup; all but the password can be changed later.
+const SIGNUP_FIELDS: [&str; 6] = [
+    "name",
+    "email",
+    "phone_number",
+    "country",
+    "state",
+    "password",
+];
+const CONTENT_FIELDS: [&str; 3] = ["title", "content", "image"];
+
 /// One request and what it must answer.
 struct Row {
     name: String,
@@ -140,14 +151,7 @@ async fn hostile_input_gets_its_exact_status_and_changes_nothing() {
     let mut rows = Vec::new();
 
     // U+0000 in every stored text field: 422 naming the field, code `characters`.
-    for field in [
-        "name",
-        "email",
-        "phone_number",
-        "country",
-        "state",
-        "password",
-    ] {
+    for field in SIGNUP_FIELDS {
         let body = with(signup_body(), field, json!("a\u{0}b"));
         rows.push(
             Row::new(
@@ -160,7 +164,7 @@ async fn hostile_input_gets_its_exact_status_and_changes_nothing() {
             .invalid(&[field], Some("characters")),
         );
     }
-    for field in ["name", "email", "phone_number", "country", "state"] {
+    for &field in &SIGNUP_FIELDS[..5] {
         rows.push(
             Row::new(
                 format!("NUL in user {field}"),
@@ -173,7 +177,7 @@ async fn hostile_input_gets_its_exact_status_and_changes_nothing() {
             .invalid(&[field], Some("characters")),
         );
     }
-    for field in ["title", "content", "image"] {
+    for field in CONTENT_FIELDS {
         rows.push(
             Row::new(
                 format!("NUL in new content {field}"),
@@ -256,14 +260,7 @@ async fn hostile_input_gets_its_exact_status_and_changes_nothing() {
     );
 
     // Sizes: 1 MiB in each text field is over the body limit; just under it is read and judged.
-    for field in [
-        "name",
-        "email",
-        "phone_number",
-        "country",
-        "state",
-        "password",
-    ] {
+    for field in SIGNUP_FIELDS {
         rows.push(
             Row::new(
                 format!("1 MiB signup {field}"),
@@ -274,7 +271,7 @@ async fn hostile_input_gets_its_exact_status_and_changes_nothing() {
             .json(&with(signup_body(), field, json!(mebibyte()))),
         );
     }
-    for field in ["title", "content", "image"] {
+    for field in CONTENT_FIELDS {
         rows.push(
             Row::new(
                 format!("1 MiB content {field}"),
