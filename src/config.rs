@@ -27,6 +27,8 @@ pub enum LogFormat {
 pub struct Settings {
     pub database_url: String,
     pub redis_url: Option<String>,
+    /// `redis_url` is a comma-separated list of a Redis Cluster's seed nodes.
+    pub redis_cluster: bool,
     pub host: String,
     pub port: u16,
     /// Actix worker threads; 0 means one per core.
@@ -90,11 +92,23 @@ impl Settings {
             });
         }
         let redis_url = get("REDIS_URL");
-        if let Some(url) = &redis_url {
-            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+        let redis_cluster = parse_bool(&get, "REDIS_CLUSTER", false)?;
+        if let Some(urls) = &redis_url {
+            let mut nodes = urls.split(',').map(str::trim);
+            let valid = |url: &str| url.starts_with("redis://") || url.starts_with("rediss://");
+            if !nodes.all(valid) {
                 return Err(ConfigError {
                     var: "REDIS_URL",
-                    reason: "must start with redis:// or rediss://".into(),
+                    reason:
+                        "must start with redis:// or rediss:// (each seed node, with REDIS_CLUSTER)"
+                            .into(),
+                });
+            }
+            if !redis_cluster && urls.contains(',') {
+                return Err(ConfigError {
+                    var: "REDIS_URL",
+                    reason: "lists several nodes: set REDIS_CLUSTER=true for a Redis Cluster"
+                        .into(),
                 });
             }
         }
@@ -211,6 +225,7 @@ impl Settings {
         Ok(Self {
             database_url,
             redis_url,
+            redis_cluster,
             host: get("HOST").unwrap_or_else(|| "127.0.0.1".into()),
             port: parse_or(&get, "PORT", 8080u16)?,
             workers: parse_or(&get, "WORKERS", 0usize)?,

@@ -42,6 +42,7 @@ pub async fn prepare(settings: &Settings, hooks: Hooks) -> anyhow::Result<AppCon
     let cache = Cache::new(
         CacheSettings {
             redis_url: settings.redis_url.as_deref(),
+            redis_cluster: settings.redis_cluster,
             key_prefix: &settings.cache_key_prefix,
             ttl_seconds: settings.cache_ttl_seconds,
             timeout: settings.redis_timeout,

@@ -19,6 +19,7 @@ pub struct Metrics {
     cache_requests: IntCounterVec,
     cache_invalidations: IntCounterVec,
     cache_invalidation_duration: Histogram,
+    cache_coalesced: IntCounterVec,
     cache_circuit_open: IntGauge,
     db_pool: IntGaugeVec,
 }
@@ -71,6 +72,14 @@ impl Metrics {
             .buckets(LATENCY_BUCKETS.to_vec()),
         )
         .expect("valid metric");
+        let cache_coalesced = IntCounterVec::new(
+            Opts::new(
+                "cache_coalesced_loads_total",
+                "Misses that waited for the load of the same key already in flight",
+            ),
+            &["family"],
+        )
+        .expect("valid metric");
         let cache_circuit_open = IntGauge::new(
             "cache_redis_circuit_open",
             "1 while Redis is skipped (unreachable, slow or not configured)",
@@ -102,6 +111,9 @@ impl Metrics {
             .register(Box::new(cache_invalidation_duration.clone()))
             .expect("unique metric");
         registry
+            .register(Box::new(cache_coalesced.clone()))
+            .expect("unique metric");
+        registry
             .register(Box::new(cache_circuit_open.clone()))
             .expect("unique metric");
         registry
@@ -114,6 +126,7 @@ impl Metrics {
             cache_requests,
             cache_invalidations,
             cache_invalidation_duration,
+            cache_coalesced,
             cache_circuit_open,
             db_pool,
         }
@@ -132,6 +145,10 @@ impl Metrics {
         self.cache_requests
             .with_label_values(&["redis", family, result])
             .inc();
+    }
+
+    pub fn coalesced(&self, family: &str) {
+        self.cache_coalesced.with_label_values(&[family]).inc();
     }
 
     pub fn invalidation(&self, result: &str, elapsed: Option<Duration>) {

@@ -1,17 +1,22 @@
-//! The Redis cache of content items and listings.
+//! The Redis cache of content items and listings (one Redis or a Redis
+//! Cluster), and the single-flight of concurrent misses.
 //!
-//! * Values are the exact response bytes; keys come from [`keys::Keys`].
+//! * Values are the exact response bytes; keys come from [`keys::Keys`],
+//!   each guard in the hash slot of what it guards.
 //! * Listing keys are registered in a tag set when stored, so invalidating
 //!   `content_with_user:*` costs the number of listing keys, not a walk of
 //!   the keyspace.
-//! * Race guard: a lookup returns the current generation; the store script
-//!   writes only if the generation is unchanged, and every invalidation
-//!   bumps it atomically with its deletes.
+//! * Race guards, as narrow as the data: an item miss takes (or learns) the
+//!   item's lease and a fill must still find it there; a listing miss reads
+//!   the listing version and a fill must still find it unchanged. A write
+//!   deletes the leases of its items and replaces the listing version.
 //! * Degradation: every call has a short timeout; failures open a circuit
 //!   (Redis is skipped, reads go to PostgreSQL); a background probe closes
 //!   it once Redis answers again, after flushing the service's keys if an
-//!   invalidation was skipped or failed meanwhile.
+//!   invalidation was skipped or failed meanwhile, or a cluster's topology
+//!   changed.
 
+mod flight;
 pub mod keys;
 mod redis_store;
 
@@ -20,32 +25,32 @@ use std::time::Duration;
 
 use actix_web::web::Bytes;
 
+pub use flight::Flights;
 pub use keys::Keys;
-use redis_store::{Invalidation, RedisStore, Unavailable};
+use redis_store::{Invalidation, ItemLookup, ListingLookup, RedisStore, Unavailable};
 
 use crate::metrics::Metrics;
 
-/// What a store must carry to prove no invalidation happened since the
-/// lookup that missed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Generation(String);
+/// What a fill must carry to prove no invalidation happened since the
+/// lookup that missed: the item's lease or the listing version. Readers
+/// that carry the same guard may share one load.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Guard(String);
+
+impl Guard {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
 
 pub enum Lookup<T> {
     Hit(T),
     /// Missed; `Some` when the value may be stored afterwards.
-    Miss(Option<Generation>),
-}
-
-impl<T> Lookup<T> {
-    fn map_hit<U>(self, f: impl FnOnce(T) -> U) -> Lookup<U> {
-        match self {
-            Lookup::Hit(value) => Lookup::Hit(f(value)),
-            Lookup::Miss(generation) => Lookup::Miss(generation),
-        }
-    }
+    Miss(Option<Guard>),
 }
 
 /// A cached listing page: the body and its next-page cursor, if any.
+#[derive(Clone)]
 pub struct CachedPage {
     pub body: Bytes,
     pub next_cursor: Option<String>,
@@ -66,11 +71,13 @@ pub struct Cache {
 }
 
 /// Key families, as metrics label them.
-const ITEM: &str = "item";
-const LISTING: &str = "listing";
+pub const ITEM: &str = "item";
+pub const LISTING: &str = "listing";
 
 pub struct CacheSettings<'a> {
     pub redis_url: Option<&'a str>,
+    /// `redis_url` lists a Redis Cluster's seed nodes, comma-separated.
+    pub redis_cluster: bool,
     pub key_prefix: &'a str,
     pub ttl_seconds: u64,
     pub timeout: Duration,
@@ -84,7 +91,10 @@ impl Cache {
         let keys = Keys::new(settings.key_prefix);
         let redis = settings
             .redis_url
-            .map(|url| RedisStore::new(url, settings.timeout, keys.clone()).map(Arc::new))
+            .map(|url| {
+                RedisStore::new(url, settings.redis_cluster, settings.timeout, keys.clone())
+                    .map(Arc::new)
+            })
             .transpose()?;
         Ok(Self {
             keys,
@@ -114,32 +124,40 @@ impl Cache {
         }
     }
 
-    pub async fn lookup_item(&self, key: &str) -> Lookup<Bytes> {
-        self.lookup(ITEM, key, None)
-            .await
-            .map_hit(|(value, _)| value)
+    pub async fn lookup_item(&self, id: i64) -> Lookup<Bytes> {
+        let found = match &self.redis {
+            Some(redis) => redis.lookup_item(id).await,
+            None => Err(Unavailable::Skipped),
+        };
+        self.record(
+            ITEM,
+            found.map(|lookup| match lookup {
+                ItemLookup::Hit(value) => Lookup::Hit(value),
+                ItemLookup::Miss { lease } => Lookup::Miss(Some(Guard(lease))),
+            }),
+        )
     }
 
     pub async fn lookup_listing(&self, key: &str) -> Lookup<CachedPage> {
-        let next_key = self.keys.listing_next(key);
-        self.lookup(LISTING, key, Some(&next_key))
-            .await
-            .map_hit(|(body, next_cursor)| CachedPage { body, next_cursor })
-    }
-
-    async fn lookup(
-        &self,
-        family: &str,
-        key: &str,
-        companion: Option<&str>,
-    ) -> Lookup<(Bytes, Option<String>)> {
         let found = match &self.redis {
-            Some(redis) => redis.lookup(key, companion).await,
+            Some(redis) => redis.lookup_listing(key).await,
             None => Err(Unavailable::Skipped),
         };
+        self.record(
+            LISTING,
+            found.map(|lookup| match lookup {
+                ListingLookup::Hit(body, next_cursor) => {
+                    Lookup::Hit(CachedPage { body, next_cursor })
+                }
+                ListingLookup::Miss { version } => Lookup::Miss(Some(Guard(version))),
+            }),
+        )
+    }
+
+    fn record<T>(&self, family: &str, found: Result<Lookup<T>, Unavailable>) -> Lookup<T> {
         let (result, lookup) = match found {
-            Ok((Some(value), companion, _)) => ("hit", Lookup::Hit((value, companion))),
-            Ok((None, _, generation)) => ("miss", Lookup::Miss(Some(generation))),
+            Ok(Lookup::Hit(value)) => ("hit", Lookup::Hit(value)),
+            Ok(miss) => ("miss", miss),
             Err(Unavailable::Skipped) => ("skipped", Lookup::Miss(None)),
             Err(Unavailable::Failed) => ("error", Lookup::Miss(None)),
         };
@@ -147,37 +165,36 @@ impl Cache {
         lookup
     }
 
-    pub async fn store_item(&self, generation: Generation, key: &str, value: &Bytes) {
+    pub async fn store_item(&self, guard: &Guard, id: i64, value: &Bytes) {
         if let Some(redis) = &self.redis {
             redis
-                .store(generation, key, value, None, self.ttl_seconds)
+                .store_item(id, &guard.0, value, self.ttl_seconds)
                 .await;
         }
     }
 
-    pub async fn store_listing(
-        &self,
-        generation: Generation,
-        key: &str,
-        value: &Bytes,
-        next_cursor: Option<&str>,
-    ) {
+    pub async fn store_listing(&self, guard: &Guard, key: &str, page: &CachedPage) {
         if let Some(redis) = &self.redis {
             redis
-                .store(generation, key, value, Some(next_cursor), self.ttl_seconds)
+                .store_listing(
+                    &guard.0,
+                    key,
+                    &page.body,
+                    page.next_cursor.as_deref(),
+                    self.ttl_seconds,
+                )
                 .await;
         }
     }
 
-    /// Deletes `all_contents`, every listing, and the given items; bumps the
-    /// generation. Call after the database commit, before answering.
+    /// Deletes `all_contents`, every listing (replacing the listing
+    /// version), and the given items with their leases. Call after the
+    /// database commit, before answering.
     pub async fn invalidate(&self, item_ids: &[i64]) {
         let Some(redis) = &self.redis else {
             return;
         };
-        let mut direct = vec![self.keys.all_contents()];
-        direct.extend(item_ids.iter().map(|id| self.keys.item(*id)));
-        match redis.invalidate(&direct).await {
+        match redis.invalidate(item_ids).await {
             Invalidation::Done(elapsed) => self.metrics.invalidation("done", Some(elapsed)),
             Invalidation::Skipped => self.metrics.invalidation("skipped", None),
             Invalidation::Failed => self.metrics.invalidation("failed", None),

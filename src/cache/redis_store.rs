@@ -1,4 +1,11 @@
-//! Redis behind a short timeout and a circuit breaker.
+//! Redis — one server or a Redis Cluster, through one code path — behind a
+//! short timeout and a circuit breaker.
+//!
+//! Every command and script touches keys of one hash slot (see `keys.rs`),
+//! except the plain `UNLINK` of several items, which the cluster client
+//! splits by slot. So nothing here differs between the two kinds but how a
+//! connection is made, how the recovery flush finds every primary, and the
+//! topology watch of a cluster.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -8,56 +15,173 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix_web::web::Bytes;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{RedisResult, Script};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::{ClusterClient, ClusterConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Script, Value};
 use tokio::sync::Notify;
 
-use super::{Generation, Keys};
+use super::Keys;
 
 /// Consecutive failures (errors or timeouts) that open the circuit.
 const FAILURE_THRESHOLD: u32 = 3;
-/// How often an open circuit checks whether Redis is back.
+/// How often an open circuit checks whether Redis is back, and how often a
+/// cluster's topology is compared with the last one seen.
 const PROBE_INTERVAL: Duration = Duration::from_millis(500);
 /// Bound on each command of the recovery flush and of probes.
 const MAINTENANCE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a reader may take between its miss and its fill of an item.
+const LEASE_MS: u64 = 2_000;
 
-/// KEYS: generation, value key, and for a listing its next-cursor key and
-/// the tag set. ARGV: expected generation, value, ttl, [next cursor].
-/// Writes only if no invalidation happened since the reader's lookup.
-const STORE: &str = r#"
-local current = redis.call('GET', KEYS[1]) or '0'
-if current ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
-if #KEYS >= 4 then
-  redis.call('UNLINK', KEYS[3])
-  if ARGV[4] then redis.call('SET', KEYS[3], ARGV[4], 'EX', ARGV[3]) end
-  redis.call('SADD', KEYS[4], KEYS[2], KEYS[3])
-  redis.call('EXPIRE', KEYS[4], ARGV[3])
-end
+/// KEYS: item, lease. ARGV: a fresh token, lease ms. The value if cached;
+/// else the token of the lease on filling it, taken now unless another
+/// reader holds it (every reader of one lease may fill with it).
+const ITEM_LOOKUP: &str = r#"
+local value = redis.call('GET', KEYS[1])
+if value then return {value} end
+local holder = redis.call('GET', KEYS[2])
+if holder then return {false, holder} end
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+return {false, ARGV[1]}
+"#;
+
+/// KEYS: item, lease. ARGV: token, value, ttl. Writes only while the lease
+/// is the one taken at the miss: an invalidation deletes it.
+const ITEM_STORE: &str = r#"
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+redis.call('DEL', KEYS[2])
 return 1
 "#;
 
-/// KEYS: generation, tag set, then keys to delete directly.
-/// Atomic: no store can slip in between the bump and the deletes.
-const INVALIDATE: &str = r#"
-redis.call('INCR', KEYS[1])
+/// KEYS: listing version, listing, its next-cursor key, tag set. ARGV:
+/// version seen at the miss, value, ttl, [next cursor]. Writes only if no
+/// listing invalidation happened since.
+const LISTING_STORE: &str = r#"
+local current = redis.call('GET', KEYS[1]) or ''
+if current ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
+redis.call('UNLINK', KEYS[3])
+if ARGV[4] then redis.call('SET', KEYS[3], ARGV[4], 'EX', ARGV[3]) end
+redis.call('SADD', KEYS[4], KEYS[2], KEYS[3])
+redis.call('EXPIRE', KEYS[4], ARGV[3])
+return 1
+"#;
+
+/// KEYS: listing version, tag set. ARGV: a fresh version. Atomic: no
+/// listing store can slip in between the new version and the deletes. A
+/// version is never reused (unlike a counter, which a failover can set
+/// back), so a store that saw an old one is refused whatever happened since.
+const LISTING_INVALIDATE: &str = r#"
+redis.call('SET', KEYS[1], ARGV[1])
 local members = redis.call('SMEMBERS', KEYS[2])
 for i = 1, #members, 500 do
   redis.call('UNLINK', unpack(members, i, math.min(i + 499, #members)))
 end
-for i = 2, #KEYS do redis.call('UNLINK', KEYS[i]) end
+redis.call('UNLINK', KEYS[2])
 return #members
 "#;
+
+/// A fresh, never reused token.
+fn token() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// A connection to either kind of deployment; both multiplex, clone
+/// cheaply and reconnect by themselves.
+#[derive(Clone)]
+enum Connection {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Connection::Single(conn) => conn.req_packed_command(cmd),
+            Connection::Cluster(conn) => conn.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Connection::Single(conn) => conn.req_packed_commands(cmd, offset, count),
+            Connection::Cluster(conn) => conn.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Connection::Single(conn) => conn.get_db(),
+            Connection::Cluster(conn) => conn.get_db(),
+        }
+    }
+}
+
+/// How connections are made: a URL, or a cluster's seed nodes.
+enum Deployment {
+    Single {
+        client: redis::Client,
+        config: ConnectionManagerConfig,
+    },
+    Cluster(ClusterClient),
+}
+
+impl Deployment {
+    fn new(url: &str, cluster: bool) -> anyhow::Result<Self> {
+        if !cluster {
+            let config = ConnectionManagerConfig::new()
+                .set_number_of_retries(1)
+                .set_min_delay(Duration::from_millis(10))
+                .set_max_delay(Duration::from_millis(100))
+                .set_connection_timeout(Some(Duration::from_millis(500)))
+                .set_response_timeout(Some(MAINTENANCE_TIMEOUT));
+            return Ok(Deployment::Single {
+                client: redis::Client::open(url)?,
+                config,
+            });
+        }
+        let seeds: Vec<&str> = url.split(',').map(str::trim).collect();
+        let client = ClusterClient::builder(seeds)
+            .retries(2)
+            .min_retry_wait(10)
+            .max_retry_wait(100)
+            .connection_timeout(Duration::from_millis(500))
+            .response_timeout(MAINTENANCE_TIMEOUT)
+            .build()?;
+        Ok(Deployment::Cluster(client))
+    }
+
+    /// Connects in the background: no caller waits on a connect.
+    fn connect(&self) -> RedisResult<Connection> {
+        match self {
+            Deployment::Single { client, config } => {
+                ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
+                    .map(Connection::Single)
+            }
+            Deployment::Cluster(client) => Ok(Connection::Cluster(
+                client.get_pending_async_connection_with_config(ClusterConfig::new()),
+            )),
+        }
+    }
+}
 
 struct Circuit {
     /// Read on every call without locking.
     open: AtomicBool,
     failures: AtomicU32,
-    /// An invalidation was skipped (circuit open) or failed: Redis may hold
-    /// stale entries and must be flushed before the circuit closes. Taken
-    /// around every decision that involves it and the closing itself, so a
-    /// write either marks it before the probe's last check or sees the
-    /// circuit closed and invalidates Redis itself.
+    /// An invalidation was skipped (circuit open) or failed, or a cluster's
+    /// topology changed: Redis may hold stale entries and must be flushed
+    /// before the circuit closes. Taken around every decision that involves
+    /// it and the closing itself, so a write either marks it before the
+    /// probe's last check or sees the circuit closed and invalidates Redis
+    /// itself.
     missed_invalidation: Mutex<bool>,
     /// Bumped each time the circuit closes: workers then replace their
     /// connections, which may still hold a socket from before the outage.
@@ -105,7 +229,9 @@ impl Circuit {
         }
     }
 
-    fn invalidation_failed(&self, reason: &str) {
+    /// Redis may now hold entries that should be gone: nothing is served
+    /// from it until the recovery flush.
+    fn distrust(&self, reason: &str) {
         *self.missed_invalidation.lock().expect("circuit lock") = true;
         self.trip(reason);
     }
@@ -142,32 +268,40 @@ pub enum Invalidation {
     Failed,
 }
 
+/// An item lookup: the bytes, or the lease token a fill must carry.
+pub enum ItemLookup {
+    Hit(Bytes),
+    Miss { lease: String },
+}
+
+/// A listing lookup: the page and its next cursor, or the version a fill
+/// must carry.
+pub enum ListingLookup {
+    Hit(Bytes, Option<String>),
+    Miss { version: String },
+}
+
 pub struct RedisStore {
     /// Tells stores apart in the per-thread connection table (tests run
     /// several apps in one process).
     id: u64,
-    client: redis::Client,
-    config: ConnectionManagerConfig,
+    deployment: Deployment,
     timeout: Duration,
     keys: Keys,
     circuit: Arc<Circuit>,
-    store: Script,
-    invalidate: Script,
+    item_lookup: Script,
+    item_store: Script,
+    listing_store: Script,
+    listing_invalidate: Script,
 }
 
 impl RedisStore {
     /// Starts with the circuit open; the probe task connects, and closes
     /// it as soon as Redis answers (so no request waits on a connect).
-    pub fn new(url: &str, timeout: Duration, keys: Keys) -> anyhow::Result<Self> {
-        let client = redis::Client::open(url)?;
-        let config = ConnectionManagerConfig::new()
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(10))
-            .set_max_delay(Duration::from_millis(100))
-            .set_connection_timeout(Some(Duration::from_millis(500)))
-            .set_response_timeout(Some(MAINTENANCE_TIMEOUT));
-        let probe_connection =
-            ConnectionManager::new_lazy_with_config(client.clone(), config.clone())?;
+    /// `cluster`: `url` lists a Redis Cluster's seed nodes, comma-separated.
+    pub fn new(url: &str, cluster: bool, timeout: Duration, keys: Keys) -> anyhow::Result<Self> {
+        let deployment = Deployment::new(url, cluster)?;
+        let probe_connection = deployment.connect()?;
         let circuit = Arc::new(Circuit {
             open: AtomicBool::new(true),
             failures: AtomicU32::new(0),
@@ -176,18 +310,26 @@ impl RedisStore {
             wake_probe: Notify::new(),
             closed: Notify::new(),
         });
-        tokio::spawn(probe_loop(probe_connection, keys.clone(), circuit.clone()));
+        tokio::spawn(probe_loop(
+            probe_connection.clone(),
+            keys.clone(),
+            circuit.clone(),
+        ));
+        if cluster {
+            tokio::spawn(watch_topology(probe_connection, circuit.clone()));
+        }
         circuit.wake_probe.notify_one();
         static NEXT_ID: AtomicU64 = AtomicU64::new(0);
         Ok(Self {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            client,
-            config,
+            deployment,
             timeout,
             keys,
             circuit,
-            store: Script::new(STORE),
-            invalidate: Script::new(INVALIDATE),
+            item_lookup: Script::new(ITEM_LOOKUP),
+            item_store: Script::new(ITEM_STORE),
+            listing_store: Script::new(LISTING_STORE),
+            listing_invalidate: Script::new(LISTING_INVALIDATE),
         })
     }
 
@@ -195,9 +337,9 @@ impl RedisStore {
     /// own runtime: a shared one is driven on the main runtime, and every
     /// request's round trip then hops threads twice (A/B on this machine:
     /// cached item 0.37–0.47 × baseline shared, 0.51–0.58 × per worker).
-    fn connection(&self) -> Result<ConnectionManager, Unavailable> {
+    fn connection(&self) -> Result<Connection, Unavailable> {
         thread_local! {
-            static CONNECTIONS: RefCell<HashMap<u64, (u64, ConnectionManager)>> =
+            static CONNECTIONS: RefCell<HashMap<u64, (u64, Connection)>> =
                 RefCell::new(HashMap::new());
         }
         let closings = self.circuit.closings.load(Ordering::Acquire);
@@ -206,11 +348,7 @@ impl RedisStore {
             match connections.get(&self.id) {
                 Some((made_at, connection)) if *made_at == closings => Ok(connection.clone()),
                 _ => {
-                    let connection = ConnectionManager::new_lazy_with_config(
-                        self.client.clone(),
-                        self.config.clone(),
-                    )
-                    .map_err(|_| Unavailable::Failed)?;
+                    let connection = self.deployment.connect().map_err(|_| Unavailable::Failed)?;
                     connections.insert(self.id, (closings, connection.clone()));
                     Ok(connection)
                 }
@@ -254,128 +392,157 @@ impl RedisStore {
         }
     }
 
-    /// One round trip: the value, an optional companion key, and the
-    /// generation.
-    pub async fn lookup(
-        &self,
-        key: &str,
-        companion: Option<&str>,
-    ) -> Result<(Option<Bytes>, Option<String>, Generation), Unavailable> {
-        let mut cmd = redis::cmd("MGET");
-        cmd.arg(key);
-        if let Some(companion) = companion {
-            cmd.arg(companion);
-        }
-        cmd.arg(self.keys.generation());
+    /// One round trip: the item, or the lease its fill must carry.
+    pub async fn lookup_item(&self, id: i64) -> Result<ItemLookup, Unavailable> {
+        let mut invocation = self.item_lookup.prepare_invoke();
+        invocation
+            .key(self.keys.item(id))
+            .key(self.keys.item_lease(id))
+            .arg(token())
+            .arg(LEASE_MS);
         let mut conn = self.connection()?;
-        let mut values: Vec<Option<Vec<u8>>> = self.call(cmd.query_async(&mut conn)).await?;
-        let generation = values.pop().flatten().unwrap_or_else(|| b"0".to_vec());
-        let generation = Generation(String::from_utf8_lossy(&generation).into_owned());
-        let companion = if companion.is_some() {
-            values
-                .pop()
-                .flatten()
-                .map(|v| String::from_utf8_lossy(&v).into_owned())
-        } else {
-            None
-        };
-        let value = values.pop().flatten().map(Bytes::from);
-        Ok((value, companion, generation))
+        let mut found: Vec<Option<Vec<u8>>> = self.call(invocation.invoke_async(&mut conn)).await?;
+        match (found.first_mut().and_then(Option::take), found.get_mut(1)) {
+            (Some(value), _) => Ok(ItemLookup::Hit(Bytes::from(value))),
+            (None, Some(Some(lease))) => Ok(ItemLookup::Miss {
+                lease: String::from_utf8_lossy(lease).into_owned(),
+            }),
+            (None, _) => Err(Unavailable::Failed),
+        }
     }
 
-    /// Stores unless an invalidation happened since the lookup. A listing
-    /// passes `Some(next)`: its companion key and tag-set registration.
-    pub async fn store(
-        &self,
-        generation: Generation,
-        key: &str,
-        value: &Bytes,
-        listing_next: Option<Option<&str>>,
-        ttl_seconds: u64,
-    ) {
-        let mut invocation = self.store.prepare_invoke();
-        invocation.key(self.keys.generation()).key(key);
+    /// One round trip (one slot): the page, its cursor and the version.
+    pub async fn lookup_listing(&self, key: &str) -> Result<ListingLookup, Unavailable> {
+        let mut cmd = redis::cmd("MGET");
+        cmd.arg(key)
+            .arg(self.keys.listing_next(key))
+            .arg(self.keys.listing_version());
+        let mut conn = self.connection()?;
+        let values: Vec<Option<Vec<u8>>> = self.call(cmd.query_async(&mut conn)).await?;
+        let text = |value: &Option<Vec<u8>>| {
+            value
+                .as_deref()
+                .map(|bytes| String::from_utf8_lossy(bytes).into_owned())
+        };
+        match values.as_slice() {
+            [Some(body), next, _] => Ok(ListingLookup::Hit(Bytes::from(body.clone()), text(next))),
+            [None, _, version] => Ok(ListingLookup::Miss {
+                version: text(version).unwrap_or_default(),
+            }),
+            _ => Err(Unavailable::Failed),
+        }
+    }
+
+    /// Fills an item unless it was invalidated since the miss.
+    pub async fn store_item(&self, id: i64, lease: &str, value: &Bytes, ttl_seconds: u64) {
+        let mut invocation = self.item_store.prepare_invoke();
         invocation
-            .arg(generation.0)
+            .key(self.keys.item(id))
+            .key(self.keys.item_lease(id))
+            .arg(lease)
             .arg(value.as_ref())
             .arg(ttl_seconds);
-        if let Some(cursor) = listing_next {
-            invocation
-                .key(self.keys.listing_next(key))
-                .key(self.keys.listing_tags());
-            if let Some(cursor) = cursor {
-                invocation.arg(cursor);
-            }
+        self.store(invocation).await;
+    }
+
+    /// Fills a listing (and its next cursor) unless listings were
+    /// invalidated since the miss.
+    pub async fn store_listing(
+        &self,
+        version: &str,
+        key: &str,
+        value: &Bytes,
+        next_cursor: Option<&str>,
+        ttl_seconds: u64,
+    ) {
+        let mut invocation = self.listing_store.prepare_invoke();
+        invocation
+            .key(self.keys.listing_version())
+            .key(key)
+            .key(self.keys.listing_next(key))
+            .key(self.keys.listing_tags())
+            .arg(version)
+            .arg(value.as_ref())
+            .arg(ttl_seconds);
+        if let Some(cursor) = next_cursor {
+            invocation.arg(cursor);
         }
+        self.store(invocation).await;
+    }
+
+    async fn store(&self, invocation: redis::ScriptInvocation<'_>) {
         let Ok(mut conn) = self.connection() else {
             return;
         };
         let stored: Result<i64, Unavailable> = self.call(invocation.invoke_async(&mut conn)).await;
         if stored == Ok(0) {
-            tracing::debug!(key, "store skipped: invalidated since the lookup");
+            tracing::debug!("store skipped: invalidated since the lookup");
         }
     }
 
-    /// Skipped while the circuit is open (marking the cache for a flush);
-    /// a failure opens the circuit at once: until the recovery flush,
-    /// nothing may be served from Redis.
-    pub async fn invalidate(&self, direct_keys: &[String]) -> Invalidation {
+    /// Every listing, `all_contents`, and the given items with their
+    /// leases: the listing script and one `UNLINK` (split by slot on a
+    /// cluster), sent together. Skipped while the circuit is open (marking
+    /// the cache for a flush); a failure distrusts Redis at once: until the
+    /// recovery flush, nothing may be served from it.
+    pub async fn invalidate(&self, item_ids: &[i64]) -> Invalidation {
         if self.circuit.skip_invalidation() {
             return Invalidation::Skipped;
         }
-        let mut invocation = self.invalidate.prepare_invoke();
-        invocation
-            .key(self.keys.generation())
-            .key(self.keys.listing_tags());
-        for key in direct_keys {
-            invocation.key(key);
-        }
-        let Ok(mut conn) = self.connection() else {
-            self.circuit.invalidation_failed("no connection");
+        let Ok(conn) = self.connection() else {
+            self.circuit.distrust("no connection");
             return Invalidation::Failed;
         };
+        let mut listings = self.listing_invalidate.prepare_invoke();
+        listings
+            .key(self.keys.listing_version())
+            .key(self.keys.listing_tags())
+            .arg(token());
+        let mut unlink = redis::cmd("UNLINK");
+        unlink.arg(self.keys.all_contents());
+        for id in item_ids {
+            unlink
+                .arg(self.keys.item(*id))
+                .arg(self.keys.item_lease(*id));
+        }
         let started = std::time::Instant::now();
-        let reason =
-            match tokio::time::timeout(self.timeout, invocation.invoke_async::<i64>(&mut conn))
-                .await
-            {
-                Ok(Ok(deleted)) => {
-                    self.circuit.succeeded();
-                    let elapsed = started.elapsed();
-                    tracing::debug!(
-                        deleted_listing_keys = deleted,
-                        elapsed_us = elapsed.as_micros() as u64,
-                        "cache invalidated"
-                    );
-                    return Invalidation::Done(elapsed);
-                }
-                Ok(Err(err)) => err.to_string(),
-                Err(_) => "timed out".to_owned(),
-            };
-        self.circuit.invalidation_failed(&reason);
+        let (mut listing_conn, mut item_conn) = (conn.clone(), conn);
+        let both = async {
+            tokio::try_join!(
+                listings.invoke_async::<i64>(&mut listing_conn),
+                unlink.query_async::<i64>(&mut item_conn),
+            )
+        };
+        let reason = match tokio::time::timeout(self.timeout, both).await {
+            Ok(Ok((deleted, _))) => {
+                self.circuit.succeeded();
+                let elapsed = started.elapsed();
+                tracing::debug!(
+                    deleted_listing_keys = deleted,
+                    elapsed_us = elapsed.as_micros() as u64,
+                    "cache invalidated"
+                );
+                return Invalidation::Done(elapsed);
+            }
+            Ok(Err(err)) => err.to_string(),
+            Err(_) => "timed out".to_owned(),
+        };
+        self.circuit.distrust(&reason);
         Invalidation::Failed
     }
 }
 
-/// Sleeps until the circuit opens, then probes until Redis answers, flushes
-/// if an invalidation was missed, and closes the circuit. Logs each
-/// transition once.
-async fn probe_loop(manager: ConnectionManager, keys: Keys, circuit: Arc<Circuit>) {
+/// Sleeps until the circuit opens, then probes until Redis answers (every
+/// primary of a cluster), flushes if an invalidation was missed, and closes
+/// the circuit. Logs each transition once.
+async fn probe_loop(connection: Connection, keys: Keys, circuit: Arc<Circuit>) {
     let mut first_connect = true;
     loop {
         circuit.wake_probe.notified().await;
         let mut flushed = false;
         loop {
-            let mut conn = manager.clone();
-            let answered = matches!(
-                tokio::time::timeout(
-                    MAINTENANCE_TIMEOUT,
-                    redis::cmd("PING").query_async::<String>(&mut conn)
-                )
-                .await,
-                Ok(Ok(_))
-            );
-            if answered {
+            let mut conn = connection.clone();
+            if bounded(ping(&mut conn)).await.is_ok() {
                 if circuit.close_unless_missed() {
                     if first_connect {
                         tracing::info!(flushed, "redis connected");
@@ -401,40 +568,251 @@ async fn probe_loop(manager: ConnectionManager, keys: Keys, circuit: Arc<Circuit
     }
 }
 
-/// Bumps the generation and deletes every key of the service's families
-/// (SCAN + UNLINK: a rare, recovery-only walk of the keyspace).
-async fn flush(conn: &mut ConnectionManager, keys: &Keys) -> RedisResult<()> {
-    redis::cmd("INCR")
-        .arg(keys.generation())
-        .query_async::<i64>(conn)
-        .await?;
-    for pattern in keys.families() {
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(conn)
-                .await?;
-            if !batch.is_empty() {
-                redis::cmd("UNLINK")
-                    .arg(&batch)
-                    .query_async::<i64>(conn)
+async fn bounded<T>(op: impl Future<Output = RedisResult<T>>) -> RedisResult<T> {
+    tokio::time::timeout(MAINTENANCE_TIMEOUT, op)
+        .await
+        .map_err(|_| redis::RedisError::from((redis::ErrorKind::Io, "timed out")))?
+}
+
+/// `PING`, to every primary of a cluster.
+async fn ping(conn: &mut Connection) -> RedisResult<()> {
+    match conn {
+        Connection::Single(single) => redis::cmd("PING").query_async::<()>(single).await,
+        Connection::Cluster(cluster) => {
+            for (host, port) in primaries(cluster).await? {
+                cluster
+                    .route_command(redis::cmd("PING"), by_address(&host, port))
                     .await?;
             }
-            if next == 0 {
-                break;
-            }
-            cursor = next;
+            Ok(())
         }
     }
-    redis::cmd("UNLINK")
-        .arg(keys.listing_tags())
-        .arg(keys.all_contents())
-        .query_async::<i64>(conn)
+}
+
+fn by_address(host: &str, port: u16) -> RoutingInfo {
+    RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+        host: host.to_owned(),
+        port,
+    })
+}
+
+/// `CLUSTER NODES` as one node sees it.
+async fn cluster_nodes(cluster: &mut ClusterConnection) -> RedisResult<String> {
+    let mut cmd = redis::cmd("CLUSTER");
+    cmd.arg("NODES");
+    let nodes = cluster
+        .route_command(cmd, RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random))
         .await?;
+    Ok(redis::from_redis_value(nodes)?)
+}
+
+/// The primaries serving slots, as one node sees them: `(host, port)` of
+/// each; an error unless they serve every slot (a failover in progress).
+async fn primaries(cluster: &mut ClusterConnection) -> RedisResult<Vec<(String, u16)>> {
+    let nodes = cluster_nodes(cluster).await?;
+    if covered_slots(&nodes) < SLOTS {
+        return Err((redis::ErrorKind::Io, "not every slot is served").into());
+    }
+    let mut out = Vec::new();
+    for node in serving_primaries(&nodes) {
+        let address = node.address.split('@').next().unwrap_or_default();
+        if let Some((host, port)) = address.rsplit_once(':') {
+            if let Ok(port) = port.parse() {
+                out.push((host.to_owned(), port));
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err((redis::ErrorKind::Io, "no primary serves slots").into());
+    }
+    Ok(out)
+}
+
+struct Node<'a> {
+    id: &'a str,
+    address: &'a str,
+    slots: Vec<&'a str>,
+}
+
+/// Primaries that are not failing and serve slots, from `CLUSTER NODES`
+/// lines (`id addr flags master ping pong epoch link slot…`).
+fn serving_primaries(nodes: &str) -> Vec<Node<'_>> {
+    nodes
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let flags = fields.get(2)?;
+            let primary = flags.split(',').any(|flag| flag == "master");
+            let failing = flags
+                .split(',')
+                .any(|flag| flag == "fail" || flag == "fail?");
+            (primary && !failing && fields.len() > 8).then(|| Node {
+                id: fields[0],
+                address: fields[1],
+                slots: fields[8..].to_vec(),
+            })
+        })
+        .collect()
+}
+
+/// Hash slots of a Redis Cluster.
+const SLOTS: usize = 16_384;
+
+/// How many slots healthy primaries serve (`0-5460`, `5461`; migrating
+/// `[…]` entries aside).
+fn covered_slots(nodes: &str) -> usize {
+    serving_primaries(nodes)
+        .iter()
+        .flat_map(|node| node.slots.iter())
+        .filter(|range| !range.starts_with('['))
+        .filter_map(|range| match range.split_once('-') {
+            Some((from, to)) => Some(to.parse::<usize>().ok()? + 1 - from.parse::<usize>().ok()?),
+            None => range.parse::<usize>().ok().map(|_| 1),
+        })
+        .sum()
+}
+
+/// Which node serves which slots: equal while the topology is unchanged.
+fn topology(nodes: &str) -> Vec<String> {
+    let mut primaries: Vec<String> = serving_primaries(nodes)
+        .into_iter()
+        .map(|node| format!("{} {}", node.id, node.slots.join(",")))
+        .collect();
+    primaries.sort();
+    primaries
+}
+
+/// A cluster whose primaries change (a failover, a resharding) may have
+/// lost acknowledged invalidations (replication is asynchronous): what it
+/// holds is distrusted, like after an outage, until flushed.
+async fn watch_topology(connection: Connection, circuit: Arc<Circuit>) {
+    let Connection::Cluster(mut cluster) = connection else {
+        return;
+    };
+    let mut known: Option<Vec<String>> = None;
+    loop {
+        tokio::time::sleep(PROBE_INTERVAL).await;
+        let Ok(nodes) = bounded(cluster_nodes(&mut cluster)).await else {
+            continue;
+        };
+        let now = topology(&nodes);
+        if now.is_empty() {
+            continue;
+        }
+        match &known {
+            Some(before) if *before != now => {
+                tracing::warn!(
+                    "redis cluster topology changed: distrusting the cache until flushed"
+                );
+                circuit.distrust("topology changed");
+            }
+            _ => {}
+        }
+        known = Some(now);
+    }
+}
+
+/// Replaces the listing version and deletes every key of the service's
+/// families on every primary (SCAN + UNLINK: a rare, recovery-only walk of
+/// the keyspace).
+async fn flush(conn: &mut Connection, keys: &Keys) -> RedisResult<()> {
+    bounded(
+        redis::cmd("SET")
+            .arg(keys.listing_version())
+            .arg(token())
+            .query_async::<()>(conn),
+    )
+    .await?;
+    let nodes = match conn {
+        Connection::Single(_) => vec![None],
+        Connection::Cluster(cluster) => bounded(primaries(cluster))
+            .await?
+            .into_iter()
+            .map(Some)
+            .collect(),
+    };
+    for node in nodes {
+        for pattern in keys.flushed_families() {
+            let mut cursor: u64 = 0;
+            loop {
+                let mut scan = redis::cmd("SCAN");
+                scan.arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(1000);
+                let reply = match (&node, &mut *conn) {
+                    (Some((host, port)), Connection::Cluster(cluster)) => {
+                        bounded(cluster.route_command(scan, by_address(host, *port))).await?
+                    }
+                    (_, any) => bounded(scan.query_async::<Value>(any)).await?,
+                };
+                let (next, batch): (u64, Vec<String>) = redis::from_redis_value(reply)?;
+                if !batch.is_empty() {
+                    bounded(redis::cmd("UNLINK").arg(&batch).query_async::<i64>(conn)).await?;
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+    }
+    bounded(
+        redis::cmd("UNLINK")
+            .arg(keys.all_contents())
+            .query_async::<i64>(conn),
+    )
+    .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NODES: &str = "\
+07c37dfeb235213a872192d90877d0cd55635b91 127.0.0.1:30004@31004 slave e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 0 1426238317239 4 connected
+67ed2db8d677e59ec4a4cefb06858cf2a1a89fa1 127.0.0.1:30002@31002 master - 0 1426238316232 2 connected 5461-10922
+292f8b365bb7edb5e285caf0b7e6ddc7265d2f4f 127.0.0.1:30003@31003 master - 0 1426238318243 3 connected 10923-16383
+e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 127.0.0.1:30001@31001 myself,master - 0 0 1 connected 0-5460
+";
+
+    #[test]
+    fn serving_primaries_are_read_from_cluster_nodes() {
+        let primaries: Vec<&str> = serving_primaries(NODES).iter().map(|n| n.address).collect();
+        assert_eq!(
+            primaries,
+            [
+                "127.0.0.1:30002@31002",
+                "127.0.0.1:30003@31003",
+                "127.0.0.1:30001@31001"
+            ]
+        );
+    }
+
+    #[test]
+    fn every_slot_must_be_served() {
+        assert_eq!(covered_slots(NODES), SLOTS);
+        let failing = NODES.replace("myself,master -", "myself,master,fail? -");
+        assert_eq!(covered_slots(&failing), SLOTS - 5461);
+    }
+
+    #[test]
+    fn a_failover_changes_the_topology() {
+        let failed_over = NODES
+            .replace(
+                "myself,master - 0 0 1 connected 0-5460",
+                "myself,master,fail - 0 0 1 connected",
+            )
+            .replace(
+                "slave e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 0 1426238317239 4 connected",
+                "master - 0 1426238317239 4 connected 0-5460",
+            );
+        assert_ne!(topology(NODES), topology(&failed_over));
+        assert_eq!(
+            topology(NODES),
+            topology(&NODES.replace("1426238316232", "1426238399999"))
+        );
+    }
 }

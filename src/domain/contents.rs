@@ -4,6 +4,8 @@
 //! read PostgreSQL, serialise once, store guarded by the generation.
 //! Writes: commit, then invalidate, then answer.
 
+use std::sync::Arc;
+
 use actix_web::web::Bytes;
 use serde_json::{Map, Value};
 
@@ -14,7 +16,7 @@ use super::rules::SEARCH_MAX_CHARS;
 use super::validation::{digits, Fields, Rule};
 use super::views::{Content, ContentWithUser};
 use super::{AppContext, AppError};
-use crate::cache::{keys::DEFAULT_LISTING, CachedPage, Lookup};
+use crate::cache::{keys::DEFAULT_LISTING, CachedPage, Lookup, ITEM, LISTING};
 use crate::db::contents::{After, ListFilter};
 use crate::db::models::{ContentChanges, ListingRow, NewContentRow};
 use crate::db::{self, DbError};
@@ -120,36 +122,66 @@ fn with_user(row: ListingRow) -> ContentWithUser {
     }
 }
 
-/// `GET /content/{id}`: the `ContentWithUser` bytes, from Redis when cached.
+/// A load's outcome, shared by every request that waited for it.
+type Shared<T> = Result<T, Arc<AppError>>;
+
+/// `GET /content/{id}`: the `ContentWithUser` bytes, from Redis when
+/// cached. Concurrent misses with the same lease share one load.
 pub async fn get(ctx: &AppContext, id: i64) -> Result<Bytes, AppError> {
-    let key = ctx.cache.keys().item(id);
-    let generation = match ctx.cache.lookup_item(&key).await {
+    let guard = match ctx.cache.lookup_item(id).await {
         Lookup::Hit(bytes) => return Ok(bytes),
-        Lookup::Miss(generation) => generation,
+        Lookup::Miss(guard) => guard,
     };
-    let (content, author) = db::interact(&ctx.pool, move |conn| {
-        db::contents::find_with_author(conn, id)
-    })
-    .await?
-    .ok_or_else(|| AppError::content_not_found(id))?;
-    let bytes = serialise(&ContentWithUser {
+    let Some(guard) = guard else {
+        return read_item(&ctx.pool, id).await;
+    };
+    let (pool, cache, hooks) = (ctx.pool.clone(), ctx.cache.clone(), ctx.hooks.clone());
+    let fill_guard = guard.clone();
+    let load = async move {
+        let bytes = read_item(&pool, id).await.map_err(Arc::new)?;
+        hooks.before_cache_store(&cache.keys().item(id)).await;
+        cache.store_item(&fill_guard, id, &bytes).await;
+        Ok(bytes)
+    };
+    shared_outcome(
+        ctx,
+        ITEM,
+        ctx.item_flights.run(id.to_string(), guard, load).await,
+    )
+}
+
+fn shared_outcome<T>(
+    ctx: &AppContext,
+    family: &str,
+    (outcome, joined): (Option<Shared<T>>, bool),
+) -> Result<T, AppError> {
+    if joined {
+        ctx.metrics.coalesced(family);
+    }
+    outcome
+        .ok_or_else(|| AppError::Internal(anyhow::anyhow!("a shared {family} load panicked")))?
+        .map_err(AppError::from)
+}
+
+async fn read_item(pool: &db::DbPool, id: i64) -> Result<Bytes, AppError> {
+    let (content, author) =
+        db::interact(pool, move |conn| db::contents::find_with_author(conn, id))
+            .await?
+            .ok_or_else(|| AppError::content_not_found(id))?;
+    serialise(&ContentWithUser {
         content: content.into(),
         user: author.into(),
-    })?;
-    if let Some(generation) = generation {
-        ctx.hooks.before_cache_store(&key).await;
-        ctx.cache.store_item(generation, &key, &bytes).await;
-    }
-    Ok(bytes)
+    })
 }
 
 /// `GET /content`: one page (body bytes and next cursor), cached per
-/// canonical query; empty pages are cached too.
+/// canonical query; empty pages are cached too. Concurrent misses of one
+/// page under the same listing version share one load.
 pub async fn list(ctx: &AppContext, query: &ContentListQuery) -> Result<CachedPage, AppError> {
     let key = ctx.cache.keys().listing(&query.cache_name());
-    let generation = match ctx.cache.lookup_listing(&key).await {
+    let guard = match ctx.cache.lookup_listing(&key).await {
         Lookup::Hit(page) => return Ok(page),
-        Lookup::Miss(generation) => generation,
+        Lookup::Miss(guard) => guard,
     };
     let filter = ListFilter {
         user_id: query.user_id,
@@ -157,8 +189,31 @@ pub async fn list(ctx: &AppContext, query: &ContentListQuery) -> Result<CachedPa
         after: query.cursor.as_ref().map(|(_, after)| *after),
     };
     let limit = query.limit;
+    let Some(guard) = guard else {
+        return read_page(&ctx.pool, filter, limit).await;
+    };
+    let (pool, cache, hooks) = (ctx.pool.clone(), ctx.cache.clone(), ctx.hooks.clone());
+    let (fill_guard, fill_key) = (guard.clone(), key.clone());
+    let load = async move {
+        let page = read_page(&pool, filter, limit).await.map_err(Arc::new)?;
+        hooks.before_cache_store(&fill_key).await;
+        cache.store_listing(&fill_guard, &fill_key, &page).await;
+        Ok(page)
+    };
+    shared_outcome(
+        ctx,
+        LISTING,
+        ctx.listing_flights.run(key, guard, load).await,
+    )
+}
+
+async fn read_page(
+    pool: &db::DbPool,
+    filter: ListFilter,
+    limit: i64,
+) -> Result<CachedPage, AppError> {
     // One extra row tells whether a next page exists.
-    let mut rows = db::interact(&ctx.pool, move |conn| {
+    let mut rows = db::interact(pool, move |conn| {
         db::contents::list(conn, &filter, limit + 1)
     })
     .await?;
@@ -172,14 +227,10 @@ pub async fn list(ctx: &AppContext, query: &ContentListQuery) -> Result<CachedPa
         })
     });
     let items: Vec<ContentWithUser> = rows.into_iter().map(with_user).collect();
-    let body = serialise(&items)?;
-    if let Some(generation) = generation {
-        ctx.hooks.before_cache_store(&key).await;
-        ctx.cache
-            .store_listing(generation, &key, &body, next_cursor.as_deref())
-            .await;
-    }
-    Ok(CachedPage { body, next_cursor })
+    Ok(CachedPage {
+        body: serialise(&items)?,
+        next_cursor,
+    })
 }
 
 /// `POST /post-content`: as the caller, or (admins only) as another user.

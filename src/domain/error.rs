@@ -50,6 +50,19 @@ impl AppError {
     }
 }
 
+/// The outcome of a load shared by several requests (single-flight) is
+/// handed to each of them; a load only fails as "not found", "unavailable"
+/// or internally.
+impl From<std::sync::Arc<AppError>> for AppError {
+    fn from(shared: std::sync::Arc<AppError>) -> Self {
+        std::sync::Arc::try_unwrap(shared).unwrap_or_else(|shared| match &*shared {
+            AppError::NotFound(message) => AppError::NotFound(message.clone()),
+            AppError::Unavailable(reason) => AppError::Unavailable(reason.clone()),
+            other => AppError::Internal(anyhow::anyhow!("{other}")),
+        })
+    }
+}
+
 impl From<DbError> for AppError {
     fn from(err: DbError) -> Self {
         match err {

@@ -17,7 +17,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use crate::cache::Cache;
+use actix_web::web::Bytes;
+
+use crate::cache::{Cache, CachedPage, Flights};
 use crate::config::Settings;
 use crate::db::DbPool;
 use crate::metrics::Metrics;
@@ -36,6 +38,9 @@ pub struct AppContext {
     pub tokens: Tokens,
     pub passwords: Passwords,
     pub phones: PhonePolicy,
+    /// Item and listing loads in flight, shared by concurrent misses.
+    pub item_flights: Arc<Flights<Result<Bytes, Arc<AppError>>>>,
+    pub listing_flights: Arc<Flights<Result<CachedPage, Arc<AppError>>>>,
     /// Verified against when a login names no user, so that a wrong email
     /// costs the same time as a wrong password.
     dummy_password_hash: String,
@@ -67,6 +72,8 @@ impl AppContext {
             tokens: Tokens::new(&settings.jwt_secret, settings.jwt_ttl_seconds),
             passwords,
             phones,
+            item_flights: Flights::new(),
+            listing_flights: Flights::new(),
             dummy_password_hash,
         })
     }

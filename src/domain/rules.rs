@@ -213,7 +213,12 @@ mod tests {
         let letter = regex::Regex::new(r"\p{L}").unwrap();
         for c in (0..=0x10FFFF).filter_map(char::from_u32) {
             let text = c.to_string();
-            assert_eq!(HAS_LETTER.matches(&text), letter.is_match(&text), "U+{:04X}", c as u32);
+            assert_eq!(
+                HAS_LETTER.matches(&text),
+                letter.is_match(&text),
+                "U+{:04X}",
+                c as u32
+            );
         }
     }
 

@@ -14,12 +14,12 @@ use tokio::sync::{mpsc, Semaphore};
 
 use crate::helpers::{free_port, problem, use_redis, OwnRedis, TestApp, TestUser};
 
-async fn ttl_ms(app: &TestApp, name: &str) -> i64 {
-    app.redis().await.pttl(app.key(name)).await.unwrap()
+async fn ttl_ms(app: &TestApp, key: &str) -> i64 {
+    app.redis().await.pttl(key).await.unwrap()
 }
 
-async fn cached(app: &TestApp, name: &str) -> Option<Vec<u8>> {
-    app.redis().await.get(app.key(name)).await.unwrap()
+async fn cached(app: &TestApp, key: &str) -> Option<Vec<u8>> {
+    app.redis().await.get(key).await.unwrap()
 }
 
 async fn body_of(response: reqwest::Response) -> Vec<u8> {
@@ -46,16 +46,16 @@ async fn items_and_listings_are_stored_as_the_response_bytes_with_the_ttl() {
     let id = item["id"].as_i64().unwrap();
 
     let body = body_of(app.get(&format!("/api/v1/content/{id}")).await).await;
-    assert_eq!(cached(&app, &format!("content:{id}")).await.unwrap(), body);
-    let ttl = ttl_ms(&app, &format!("content:{id}")).await;
+    assert_eq!(cached(&app, &app.keys().item(id)).await.unwrap(), body);
+    let ttl = ttl_ms(&app, &app.keys().item(id)).await;
     assert!((590_000..=600_000).contains(&ttl), "ttl {ttl}");
 
     let listing = body_of(app.get("/api/v1/content").await).await;
     assert_eq!(
-        cached(&app, "content_with_user:all").await.unwrap(),
+        cached(&app, &app.keys().listing("all")).await.unwrap(),
         listing
     );
-    assert!(ttl_ms(&app, "content_with_user:all").await > 590_000);
+    assert!(ttl_ms(&app, &app.keys().listing("all")).await > 590_000);
 
     // Explicit defaults are the same page, and the same key.
     app.get("/api/v1/content?limit=20").await;
@@ -67,7 +67,9 @@ async fn items_and_listings_are_stored_as_the_response_bytes_with_the_ttl() {
         .await,
     )
     .await;
-    let name = format!("content_with_user:limit=5&user_id={}&q=cached", user.id);
+    let name = app
+        .keys()
+        .listing(&format!("limit=5&user_id={}&q=cached", user.id));
     assert_eq!(cached(&app, &name).await.unwrap(), other);
     assert!(ttl_ms(&app, &name).await > 590_000);
 }
@@ -80,7 +82,7 @@ async fn the_ttl_is_configurable() {
     })
     .await;
     app.get("/api/v1/content").await;
-    let ttl = ttl_ms(&app, "content_with_user:all").await;
+    let ttl = ttl_ms(&app, &app.keys().listing("all")).await;
     assert!((110_000..=120_000).contains(&ttl), "ttl {ttl}");
 }
 
@@ -89,11 +91,14 @@ async fn an_empty_listing_is_cached() {
     // Defect 6.6 of the old service.
     let app = TestApp::spawn_with_redis().await;
     assert_eq!(body_of(app.get("/api/v1/content").await).await, b"[]");
-    assert_eq!(cached(&app, "content_with_user:all").await.unwrap(), b"[]");
+    assert_eq!(
+        cached(&app, &app.keys().listing("all")).await.unwrap(),
+        b"[]"
+    );
     let filtered = body_of(app.get("/api/v1/content?user_id=999").await).await;
     assert_eq!(filtered, b"[]");
     assert_eq!(
-        cached(&app, "content_with_user:limit=20&user_id=999")
+        cached(&app, &app.keys().listing("limit=20&user_id=999"))
             .await
             .unwrap(),
         b"[]"
@@ -119,12 +124,7 @@ async fn a_hit_is_served_without_touching_postgres() {
     assert_eq!(body_of(app.get("/api/v1/content").await).await, first_list);
 
     // Once the key is gone, PostgreSQL is read again.
-    let _: () = app
-        .redis()
-        .await
-        .del(app.key(&format!("content:{id}")))
-        .await
-        .unwrap();
+    let _: () = app.redis().await.del(app.keys().item(id)).await.unwrap();
     let fresh: Value = app.get_json(&format!("/api/v1/content/{id}")).await;
     assert_eq!(fresh["title"], "Changed behind");
 }
@@ -155,7 +155,7 @@ async fn warm(app: &TestApp, ids: &[i64]) {
     let _: () = app
         .redis()
         .await
-        .set(app.key("all_contents"), "old")
+        .set(app.keys().all_contents(), "old")
         .await
         .unwrap();
 }
@@ -187,9 +187,9 @@ async fn a_create_deletes_every_listing_and_the_reserved_key_but_no_item() {
         listing_keys(&app).await.is_empty(),
         "every content_with_user:* key is gone"
     );
-    assert!(cached(&app, "all_contents").await.is_none());
+    assert!(cached(&app, &app.keys().all_contents()).await.is_none());
     assert!(
-        cached(&app, &format!("content:{id}")).await.is_some(),
+        cached(&app, &app.keys().item(id)).await.is_some(),
         "items are untouched"
     );
 
@@ -214,10 +214,10 @@ async fn an_update_deletes_its_item_and_every_listing() {
             .status(),
         200
     );
-    assert!(cached(&app, &format!("content:{id}")).await.is_none());
-    assert!(cached(&app, &format!("content:{other}")).await.is_some());
+    assert!(cached(&app, &app.keys().item(id)).await.is_none());
+    assert!(cached(&app, &app.keys().item(other)).await.is_some());
     assert!(listing_keys(&app).await.is_empty());
-    assert!(cached(&app, "all_contents").await.is_none());
+    assert!(cached(&app, &app.keys().all_contents()).await.is_none());
 
     let item: Value = app.get_json(&format!("/api/v1/content/{id}")).await;
     assert_eq!(item["title"], "After edit");
@@ -243,7 +243,7 @@ async fn a_delete_deletes_its_item_and_every_listing() {
         .await
         .unwrap();
     assert_eq!(response.status(), 204);
-    assert!(cached(&app, &format!("content:{id}")).await.is_none());
+    assert!(cached(&app, &app.keys().item(id)).await.is_none());
     assert!(listing_keys(&app).await.is_empty());
     problem(app.get(&format!("/api/v1/content/{id}")).await, 404).await;
     assert_eq!(body_of(app.get("/api/v1/content").await).await, b"[]");
@@ -267,8 +267,8 @@ async fn a_user_update_shows_at_once_in_items_and_listings() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    assert!(cached(&app, &format!("content:{mine}")).await.is_none());
-    assert!(cached(&app, &format!("content:{theirs}")).await.is_some());
+    assert!(cached(&app, &app.keys().item(mine)).await.is_none());
+    assert!(cached(&app, &app.keys().item(theirs)).await.is_some());
     assert!(listing_keys(&app).await.is_empty());
 
     let item: Value = app.get_json(&format!("/api/v1/content/{mine}")).await;
@@ -331,8 +331,8 @@ async fn a_reader_that_raced_an_update_does_not_store_its_old_value() {
     let app = Arc::new(TestApp::spawn_with_hooks(use_redis, hooks).await);
     let user = app.new_user().await;
     let id = app.post_item(&user, "Old title").await;
-    let key = format!("content:{id}");
-    *gate.target.lock().unwrap() = Some(app.key(&key));
+    let key = app.keys().item(id);
+    *gate.target.lock().unwrap() = Some(key.clone());
 
     // The reader misses, reads the old row, and is held before its store.
     let reader = tokio::spawn({
@@ -379,7 +379,7 @@ async fn a_listing_reader_that_raced_a_create_does_not_store_its_old_page() {
     let user = app.new_user().await;
     app.create_content(&user, "Existing item", "A body long enough.")
         .await;
-    *gate.target.lock().unwrap() = Some(app.key("content_with_user:all"));
+    *gate.target.lock().unwrap() = Some(app.keys().listing("all"));
 
     let reader = tokio::spawn({
         let app = app.clone();
@@ -400,7 +400,7 @@ async fn a_listing_reader_that_raced_a_create_does_not_store_its_old_page() {
     gate.release.add_permits(1);
     assert_eq!(reader.await.unwrap().as_array().unwrap().len(), 1);
 
-    assert!(cached(&app, "content_with_user:all").await.is_none());
+    assert!(cached(&app, &app.keys().listing("all")).await.is_none());
     let list: Value = app.get_json("/api/v1/content").await;
     assert_eq!(list.as_array().unwrap().len(), 2);
 }
@@ -574,10 +574,7 @@ async fn redis_stopped_mid_test_then_back_is_picked_up_within_five_seconds() {
         .get_multiplexed_async_connection()
         .await
         .unwrap();
-    assert!(conn
-        .exists::<_, bool>(format!("content:{id}"))
-        .await
-        .unwrap());
+    assert!(conn.exists::<_, bool>(app.keys().item(id)).await.unwrap());
 
     redis.stop();
     content_round_trip(&app, Duration::from_millis(500)).await;
@@ -597,9 +594,7 @@ async fn redis_stopped_mid_test_then_back_is_picked_up_within_five_seconds() {
         .await
         .unwrap();
     assert!(
-        conn.exists::<_, bool>(format!("content:{id}"))
-            .await
-            .unwrap(),
+        conn.exists::<_, bool>(app.keys().item(id)).await.unwrap(),
         "the cache is used again"
     );
 }
@@ -617,10 +612,7 @@ async fn a_slow_redis_is_bypassed_and_stale_entries_are_flushed_on_recovery() {
         .get_multiplexed_async_connection()
         .await
         .unwrap();
-    assert!(admin
-        .exists::<_, bool>(format!("content:{id}"))
-        .await
-        .unwrap());
+    assert!(admin.exists::<_, bool>(app.keys().item(id)).await.unwrap());
 
     // Every command now waits 1.5 s: far over the 50 ms budget.
     let _: () = redis::cmd("CLIENT")

@@ -339,9 +339,14 @@ impl TestApp {
             .unwrap()
     }
 
-    /// A key name under this app's prefix.
+    /// A key name (or SCAN pattern) under this app's prefix.
     pub fn key(&self, name: &str) -> String {
         format!("{}{name}", self.settings.cache_key_prefix)
+    }
+
+    /// The service's own key names, under this app's prefix.
+    pub fn keys(&self) -> content_api::cache::Keys {
+        content_api::cache::Keys::new(self.settings.cache_key_prefix.as_str())
     }
 
     /// Posts an item with a valid body as `user`; returns its id.

@@ -482,7 +482,7 @@ async fn sql_and_redis_protocol_strings_are_stored_and_returned_byte_for_byte() 
     assert_eq!(item["user"]["name"], name.trim());
     let mut redis = app.redis().await;
     let cached: Vec<u8> = redis::cmd("GET")
-        .arg(app.key(&format!("content:{id}")))
+        .arg(app.keys().item(id))
         .query_async(&mut redis)
         .await
         .unwrap();

@@ -1,0 +1,138 @@
+//! Single-flight: concurrent misses of one key that carry the same guard
+//! share one load. The guard (the item's lease, the listing version) is
+//! what a reader saw at its miss, and a write replaces it: a reader that
+//! comes after a write carries the new guard and never joins a load that
+//! may have read the old data.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::watch;
+
+use super::Guard;
+
+type Flight = (String, Guard);
+
+pub struct Flights<T> {
+    inflight: Mutex<HashMap<Flight, watch::Receiver<Option<T>>>>,
+}
+
+impl<T: Clone + Send + Sync + 'static> Flights<T> {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            inflight: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// `load`'s outcome, or that of the load of `key` under `guard` already
+    /// in flight (then `joined` is `true`). The load runs in a task of its
+    /// own, so a caller that goes away (its client disconnected) cancels it
+    /// for nobody. `None` if the load panicked.
+    pub async fn run(
+        self: &Arc<Self>,
+        key: String,
+        guard: Guard,
+        load: impl Future<Output = T> + Send + 'static,
+    ) -> (Option<T>, bool) {
+        let flight = (key, guard);
+        let (mut outcome, joined) = {
+            let mut inflight = self.inflight.lock().expect("flights lock");
+            match inflight.get(&flight) {
+                Some(outcome) => (outcome.clone(), true),
+                None => {
+                    let (done, outcome) = watch::channel(None);
+                    inflight.insert(flight.clone(), outcome.clone());
+                    let flights = self.clone();
+                    tokio::spawn(async move {
+                        let value = load.await;
+                        flights
+                            .inflight
+                            .lock()
+                            .expect("flights lock")
+                            .remove(&flight);
+                        let _ = done.send(Some(value));
+                    });
+                    (outcome, false)
+                }
+            }
+        };
+        let value = outcome
+            .wait_for(Option::is_some)
+            .await
+            .ok()
+            .and_then(|value| value.clone());
+        (value, joined)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[tokio::test]
+    async fn one_load_per_key_and_guard() {
+        let flights = Flights::<u32>::new();
+        let loads = Arc::new(AtomicUsize::new(0));
+        let (release, released) = watch::channel(false);
+        let call = |key: &str, guard: &str| {
+            let (flights, loads, mut released) = (flights.clone(), loads.clone(), released.clone());
+            let (key, guard) = (key.to_owned(), Guard(guard.to_owned()));
+            tokio::spawn(async move {
+                flights
+                    .run(key, guard, async move {
+                        loads.fetch_add(1, Ordering::SeqCst);
+                        let _ = released.wait_for(|go| *go).await;
+                        7
+                    })
+                    .await
+            })
+        };
+        let shared: Vec<_> = (0..10).map(|_| call("item", "lease-1")).collect();
+        let after_a_write = call("item", "lease-2");
+        let other_key = call("other", "lease-1");
+        tokio::task::yield_now().await;
+        release.send(true).unwrap();
+        let mut joined = 0;
+        for task in shared {
+            let (value, did_join) = task.await.unwrap();
+            assert_eq!(value, Some(7));
+            joined += usize::from(did_join);
+        }
+        assert_eq!(joined, 9);
+        assert_eq!(after_a_write.await.unwrap(), (Some(7), false));
+        assert_eq!(other_key.await.unwrap(), (Some(7), false));
+        assert_eq!(loads.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_caller_that_goes_away_cancels_nothing() {
+        let flights = Flights::<u32>::new();
+        let (release, released) = watch::channel(false);
+        let mut first_released = released.clone();
+        let first = tokio::spawn({
+            let flights = flights.clone();
+            async move {
+                flights
+                    .run("k".into(), Guard("g".into()), async move {
+                        let _ = first_released.wait_for(|go| *go).await;
+                        1
+                    })
+                    .await
+            }
+        });
+        tokio::task::yield_now().await;
+        let second = tokio::spawn({
+            let flights = flights.clone();
+            async move {
+                flights
+                    .run("k".into(), Guard("g".into()), async { 2 })
+                    .await
+            }
+        });
+        first.abort();
+        release.send(true).unwrap();
+        assert_eq!(second.await.unwrap(), (Some(1), true));
+    }
+}
