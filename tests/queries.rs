@@ -17,6 +17,7 @@ use helpers::TestApp;
 
 static CONTENT_QUERIES: AtomicUsize = AtomicUsize::new(0);
 static USER_QUERIES: AtomicUsize = AtomicUsize::new(0);
+static ALL_QUERIES: AtomicUsize = AtomicUsize::new(0);
 
 struct QueryCounter;
 
@@ -24,6 +25,7 @@ impl Instrumentation for QueryCounter {
     fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
         if let InstrumentationEvent::StartQuery { query, .. } = event {
             let sql = query.to_string();
+            ALL_QUERIES.fetch_add(1, Ordering::SeqCst);
             if sql.contains("contents") {
                 CONTENT_QUERIES.fetch_add(1, Ordering::SeqCst);
             }
@@ -80,4 +82,25 @@ async fn list_endpoints_make_one_query_per_page_not_one_per_row() {
     let (contents, _, body) = queries_of(&app, "/api/v1/content?limit=20").await;
     assert_eq!(body.as_array().unwrap().len(), 20);
     assert_eq!(contents, 1, "items and their authors in one query");
+
+    // A miss of one user (with their items) and of one item: one round trip each.
+    let id = body[0]["user"]["id"].as_i64().unwrap();
+    for (path, items) in [
+        (format!("/api/v1/users/{id}"), 2),
+        (format!("/api/v1/users/{id}?contents_limit=1"), 1),
+        (format!("/api/v1/users/{id}?contents_limit=0"), 0),
+    ] {
+        let before = ALL_QUERIES.load(Ordering::SeqCst);
+        let (_, _, user) = queries_of(&app, &path).await;
+        assert_eq!(ALL_QUERIES.load(Ordering::SeqCst) - before, 1, "{path}");
+        assert_eq!(user["contents"].as_array().unwrap().len(), items, "{path}");
+    }
+    let item = body[0]["id"].as_i64().unwrap();
+    let before = ALL_QUERIES.load(Ordering::SeqCst);
+    queries_of(&app, &format!("/api/v1/content/{item}")).await;
+    assert_eq!(
+        ALL_QUERIES.load(Ordering::SeqCst) - before,
+        1,
+        "an item miss"
+    );
 }

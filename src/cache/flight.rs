@@ -12,10 +12,10 @@ use tokio::sync::watch;
 
 use super::Guard;
 
-type Flight = (String, Guard);
+type FlightKey = (String, Guard);
 
 pub struct Flights<T> {
-    inflight: Mutex<HashMap<Flight, watch::Receiver<Option<T>>>>,
+    inflight: Mutex<HashMap<FlightKey, watch::Receiver<Option<T>>>>,
 }
 
 impl<T: Clone + Send + Sync + 'static> Flights<T> {
@@ -25,44 +25,57 @@ impl<T: Clone + Send + Sync + 'static> Flights<T> {
         })
     }
 
-    /// `load`'s outcome, or that of the load of `key` under `guard` already
-    /// in flight (then `joined` is `true`). The load runs in a task of its
-    /// own, so a caller that goes away (its client disconnected) cancels it
-    /// for nobody. `None` if the load panicked.
-    pub async fn run(
+    /// Joins the load of `key` under `guard` in flight, or starts `load`
+    /// as that flight. The load runs in a task of its own, so a caller that
+    /// goes away (its client disconnected) cancels it for nobody.
+    pub fn join_or_start(
         self: &Arc<Self>,
         key: String,
         guard: Guard,
         load: impl Future<Output = T> + Send + 'static,
-    ) -> (Option<T>, bool) {
+    ) -> Flight<T> {
         let flight = (key, guard);
-        let (mut outcome, joined) = {
-            let mut inflight = self.inflight.lock().expect("flights lock");
-            match inflight.get(&flight) {
-                Some(outcome) => (outcome.clone(), true),
-                None => {
-                    let (done, outcome) = watch::channel(None);
-                    inflight.insert(flight.clone(), outcome.clone());
-                    let flights = self.clone();
-                    tokio::spawn(async move {
-                        let value = load.await;
-                        flights
-                            .inflight
-                            .lock()
-                            .expect("flights lock")
-                            .remove(&flight);
-                        let _ = done.send(Some(value));
-                    });
-                    (outcome, false)
-                }
-            }
-        };
-        let value = outcome
+        let mut inflight = self.inflight.lock().expect("flights lock");
+        if let Some(outcome) = inflight.get(&flight) {
+            return Flight {
+                outcome: outcome.clone(),
+                joined: true,
+            };
+        }
+        let (done, outcome) = watch::channel(None);
+        inflight.insert(flight.clone(), outcome.clone());
+        let flights = self.clone();
+        tokio::spawn(async move {
+            let value = load.await;
+            flights
+                .inflight
+                .lock()
+                .expect("flights lock")
+                .remove(&flight);
+            let _ = done.send(Some(value));
+        });
+        Flight {
+            outcome,
+            joined: false,
+        }
+    }
+}
+
+/// One caller's share of a load.
+pub struct Flight<T> {
+    outcome: watch::Receiver<Option<T>>,
+    /// Another caller started the load.
+    pub joined: bool,
+}
+
+impl<T: Clone> Flight<T> {
+    /// The load's outcome; `None` if it panicked.
+    pub async fn outcome(mut self) -> Option<T> {
+        self.outcome
             .wait_for(Option::is_some)
             .await
             .ok()
-            .and_then(|value| value.clone());
-        (value, joined)
+            .and_then(|value| value.clone())
     }
 }
 
@@ -80,13 +93,13 @@ mod tests {
             let (flights, loads, mut released) = (flights.clone(), loads.clone(), released.clone());
             let (key, guard) = (key.to_owned(), Guard(guard.to_owned()));
             tokio::spawn(async move {
-                flights
-                    .run(key, guard, async move {
-                        loads.fetch_add(1, Ordering::SeqCst);
-                        let _ = released.wait_for(|go| *go).await;
-                        7
-                    })
-                    .await
+                let flight = flights.join_or_start(key, guard, async move {
+                    loads.fetch_add(1, Ordering::SeqCst);
+                    let _ = released.wait_for(|go| *go).await;
+                    7
+                });
+                let joined = flight.joined;
+                (flight.outcome().await, joined)
             })
         };
         let shared: Vec<_> = (0..10).map(|_| call("item", "lease-1")).collect();
@@ -114,21 +127,20 @@ mod tests {
         let first = tokio::spawn({
             let flights = flights.clone();
             async move {
-                flights
-                    .run("k".into(), Guard("g".into()), async move {
-                        let _ = first_released.wait_for(|go| *go).await;
-                        1
-                    })
-                    .await
+                let flight = flights.join_or_start("k".into(), Guard("g".into()), async move {
+                    let _ = first_released.wait_for(|go| *go).await;
+                    1
+                });
+                flight.outcome().await
             }
         });
         tokio::task::yield_now().await;
         let second = tokio::spawn({
             let flights = flights.clone();
             async move {
-                flights
-                    .run("k".into(), Guard("g".into()), async { 2 })
-                    .await
+                let flight = flights.join_or_start("k".into(), Guard("g".into()), async { 2 });
+                let joined = flight.joined;
+                (flight.outcome().await, joined)
             }
         });
         first.abort();

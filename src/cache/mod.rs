@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use actix_web::web::Bytes;
 
-pub use flight::Flights;
+pub use flight::{Flight, Flights};
 pub use keys::Keys;
 use redis_store::{Invalidation, ItemLookup, ListingLookup, RedisStore, Unavailable};
 

@@ -285,7 +285,7 @@ pub struct RedisStore {
     /// Tells stores apart in the per-thread connection table (tests run
     /// several apps in one process).
     id: u64,
-    deployment: Deployment,
+    deployment: Arc<Deployment>,
     timeout: Duration,
     keys: Keys,
     circuit: Arc<Circuit>,
@@ -300,8 +300,7 @@ impl RedisStore {
     /// it as soon as Redis answers (so no request waits on a connect).
     /// `cluster`: `url` lists a Redis Cluster's seed nodes, comma-separated.
     pub fn new(url: &str, cluster: bool, timeout: Duration, keys: Keys) -> anyhow::Result<Self> {
-        let deployment = Deployment::new(url, cluster)?;
-        let probe_connection = deployment.connect()?;
+        let deployment = Arc::new(Deployment::new(url, cluster)?);
         let circuit = Arc::new(Circuit {
             open: AtomicBool::new(true),
             failures: AtomicU32::new(0),
@@ -311,12 +310,12 @@ impl RedisStore {
             closed: Notify::new(),
         });
         tokio::spawn(probe_loop(
-            probe_connection.clone(),
+            deployment.clone(),
             keys.clone(),
             circuit.clone(),
         ));
         if cluster {
-            tokio::spawn(watch_topology(probe_connection, circuit.clone()));
+            tokio::spawn(watch_topology(deployment.clone(), circuit.clone()));
         }
         circuit.wake_probe.notify_one();
         static NEXT_ID: AtomicU64 = AtomicU64::new(0);
@@ -534,15 +533,24 @@ impl RedisStore {
 
 /// Sleeps until the circuit opens, then probes until Redis answers (every
 /// primary of a cluster), flushes if an invalidation was missed, and closes
-/// the circuit. Logs each transition once.
-async fn probe_loop(connection: Connection, keys: Keys, circuit: Arc<Circuit>) {
+/// the circuit. Logs each transition once. Each attempt connects afresh: a
+/// cluster client learns a new topology only when it connects or a keyed
+/// command is redirected, and while the circuit is open none is sent.
+async fn probe_loop(deployment: Arc<Deployment>, keys: Keys, circuit: Arc<Circuit>) {
     let mut first_connect = true;
     loop {
         circuit.wake_probe.notified().await;
         let mut flushed = false;
         loop {
-            let mut conn = connection.clone();
-            if bounded(ping(&mut conn)).await.is_ok() {
+            let Ok(mut conn) = deployment.connect() else {
+                tokio::time::sleep(PROBE_INTERVAL).await;
+                continue;
+            };
+            let answered = bounded(ping(&mut conn)).await;
+            if let Err(err) = &answered {
+                tracing::debug!(error = %err, "redis probe failed");
+            }
+            if answered.is_ok() {
                 if circuit.close_unless_missed() {
                     if first_connect {
                         tracing::info!(flushed, "redis connected");
@@ -685,14 +693,19 @@ fn topology(nodes: &str) -> Vec<String> {
 /// A cluster whose primaries change (a failover, a resharding) may have
 /// lost acknowledged invalidations (replication is asynchronous): what it
 /// holds is distrusted, like after an outage, until flushed.
-async fn watch_topology(connection: Connection, circuit: Arc<Circuit>) {
-    let Connection::Cluster(mut cluster) = connection else {
-        return;
-    };
+async fn watch_topology(deployment: Arc<Deployment>, circuit: Arc<Circuit>) {
     let mut known: Option<Vec<String>> = None;
+    let mut connection = None;
     loop {
         tokio::time::sleep(PROBE_INTERVAL).await;
-        let Ok(nodes) = bounded(cluster_nodes(&mut cluster)).await else {
+        if connection.is_none() {
+            connection = deployment.connect().ok();
+        }
+        let Some(Connection::Cluster(cluster)) = connection.as_mut() else {
+            continue;
+        };
+        let Ok(nodes) = bounded(cluster_nodes(cluster)).await else {
+            connection = None;
             continue;
         };
         let now = topology(&nodes);

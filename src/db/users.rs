@@ -1,7 +1,7 @@
 use diesel::prelude::*;
 
-use super::models::{NewUserRow, UserChanges, UserRow};
-use super::schema::users;
+use super::models::{ContentRow, NewUserRow, UserChanges, UserRow};
+use super::schema::{contents, users};
 use super::DbError;
 
 /// Unique index on `lower(email)`.
@@ -16,6 +16,33 @@ pub fn insert(conn: &mut PgConnection, new_user: &NewUserRow) -> Result<UserRow,
         .values(new_user)
         .returning(UserRow::as_returning())
         .get_result(conn)?)
+}
+
+/// A user and their newest `limit` items in one round trip: the user left
+/// joined to the (user_id, created_at, id) index walk. A static query, so
+/// the connection prepares it once and reuses it.
+pub fn find_with_newest_contents(
+    conn: &mut PgConnection,
+    id: i64,
+    limit: i64,
+) -> Result<Option<(UserRow, Vec<ContentRow>)>, DbError> {
+    let rows: Vec<(UserRow, Option<ContentRow>)> = users::table
+        .left_join(contents::table)
+        .filter(users::id.eq(id))
+        .order((contents::created_at.desc(), contents::id.desc()))
+        .limit(limit.max(1))
+        .select((UserRow::as_select(), Option::<ContentRow>::as_select()))
+        .load(conn)?;
+    let mut rows = rows.into_iter();
+    let Some((user, first)) = rows.next() else {
+        return Ok(None);
+    };
+    let items = first
+        .into_iter()
+        .chain(rows.filter_map(|(_, item)| item))
+        .take(limit as usize)
+        .collect();
+    Ok(Some((user, items)))
 }
 
 pub fn find(conn: &mut PgConnection, id: i64) -> Result<Option<UserRow>, DbError> {

@@ -16,7 +16,7 @@ use super::rules::SEARCH_MAX_CHARS;
 use super::validation::{digits, Fields, Rule};
 use super::views::{Content, ContentWithUser};
 use super::{AppContext, AppError};
-use crate::cache::{keys::DEFAULT_LISTING, CachedPage, Lookup, ITEM, LISTING};
+use crate::cache::{keys::DEFAULT_LISTING, CachedPage, Flight, Lookup, ITEM, LISTING};
 use crate::db::contents::{After, ListFilter};
 use crate::db::models::{ContentChanges, ListingRow, NewContentRow};
 use crate::db::{self, DbError};
@@ -143,22 +143,21 @@ pub async fn get(ctx: &AppContext, id: i64) -> Result<Bytes, AppError> {
         cache.store_item(&fill_guard, id, &bytes).await;
         Ok(bytes)
     };
-    shared_outcome(
-        ctx,
-        ITEM,
-        ctx.item_flights.run(id.to_string(), guard, load).await,
-    )
+    let flight = ctx.item_flights.join_or_start(id.to_string(), guard, load);
+    shared_outcome(ctx, ITEM, flight).await
 }
 
-fn shared_outcome<T>(
+async fn shared_outcome<T: Clone>(
     ctx: &AppContext,
     family: &str,
-    (outcome, joined): (Option<Shared<T>>, bool),
+    flight: Flight<Shared<T>>,
 ) -> Result<T, AppError> {
-    if joined {
+    if flight.joined {
         ctx.metrics.coalesced(family);
     }
-    outcome
+    flight
+        .outcome()
+        .await
         .ok_or_else(|| AppError::Internal(anyhow::anyhow!("a shared {family} load panicked")))?
         .map_err(AppError::from)
 }
@@ -200,11 +199,8 @@ pub async fn list(ctx: &AppContext, query: &ContentListQuery) -> Result<CachedPa
         cache.store_listing(&fill_guard, &fill_key, &page).await;
         Ok(page)
     };
-    shared_outcome(
-        ctx,
-        LISTING,
-        ctx.listing_flights.run(key, guard, load).await,
-    )
+    let flight = ctx.listing_flights.join_or_start(key, guard, load);
+    shared_outcome(ctx, LISTING, flight).await
 }
 
 async fn read_page(

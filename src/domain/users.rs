@@ -164,14 +164,10 @@ pub async fn get(
     contents_limit: i64,
 ) -> Result<UserWithContents, AppError> {
     let (row, contents) = db::interact(&ctx.pool, move |conn| {
-        let Some(row) = db::users::find(conn, id)? else {
-            return Ok((None, Vec::new()));
-        };
-        let contents = db::contents::newest_for_users(conn, &[id], contents_limit)?;
-        Ok((Some(row), contents))
+        db::users::find_with_newest_contents(conn, id, contents_limit)
     })
-    .await?;
-    let row = row.ok_or_else(|| AppError::user_not_found(id))?;
+    .await?
+    .ok_or_else(|| AppError::user_not_found(id))?;
     Ok(with_contents(vec![row], contents, viewer)
         .pop()
         .expect("one row in, one view out"))

@@ -6,13 +6,50 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use content_api::config::Settings;
 use content_api::domain::{Hooks, PauseHook};
 use redis::AsyncCommands;
 use reqwest::Method;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, Semaphore};
 
-use crate::helpers::{free_port, problem, use_redis, OwnRedis, TestApp, TestUser};
+use crate::helpers::{free_port, problem, OwnRedis, TestApp, TestUser};
+
+/// How a scenario reaches Redis: `use_redis` (one server) or `use_cluster`.
+type Redis = fn(&mut Settings);
+
+/// Each scenario against the shared Redis and against a 3-primary cluster.
+macro_rules! on_redis_and_cluster {
+    ($($scenario:ident),* $(,)?) => {$(
+        mod $scenario {
+            #[tokio::test]
+            async fn on_redis() {
+                super::$scenario(crate::helpers::use_redis).await;
+            }
+
+            #[tokio::test]
+            async fn on_cluster() {
+                super::$scenario(crate::helpers::use_cluster).await;
+            }
+        }
+    )*};
+}
+
+on_redis_and_cluster!(
+    items_and_listings_are_stored_as_the_response_bytes_with_the_ttl,
+    the_ttl_is_configurable,
+    an_empty_listing_is_cached,
+    a_hit_is_served_without_touching_postgres,
+    a_repeated_item_read_keeps_its_author,
+    a_create_deletes_every_listing_and_the_reserved_key_but_no_item,
+    an_update_deletes_its_item_and_every_listing,
+    a_delete_deletes_its_item_and_every_listing,
+    a_user_update_shows_at_once_in_items_and_listings,
+    a_reader_that_raced_an_update_does_not_store_its_old_value,
+    a_listing_reader_that_raced_a_create_does_not_store_its_old_page,
+    etags_give_304_without_a_body_and_change_with_the_content,
+    concurrent_cold_reads_cost_one_query,
+);
 
 async fn ttl_ms(app: &TestApp, key: &str) -> i64 {
     app.redis().await.pttl(key).await.unwrap()
@@ -36,9 +73,8 @@ async fn patch_content(app: &TestApp, user: &TestUser, id: i64, body: Value) -> 
         .unwrap()
 }
 
-#[tokio::test]
-async fn items_and_listings_are_stored_as_the_response_bytes_with_the_ttl() {
-    let app = TestApp::spawn_with_redis().await;
+async fn items_and_listings_are_stored_as_the_response_bytes_with_the_ttl(redis: Redis) {
+    let app = TestApp::spawn_with(redis).await;
     let user = app.new_user().await;
     let item = app
         .create_content(&user, "Cached title", "A body long enough to pass.")
@@ -74,10 +110,9 @@ async fn items_and_listings_are_stored_as_the_response_bytes_with_the_ttl() {
     assert!(ttl_ms(&app, &name).await > 590_000);
 }
 
-#[tokio::test]
-async fn the_ttl_is_configurable() {
+async fn the_ttl_is_configurable(redis: Redis) {
     let app = TestApp::spawn_with(|s| {
-        use_redis(s);
+        redis(s);
         s.cache_ttl_seconds = 120;
     })
     .await;
@@ -86,10 +121,9 @@ async fn the_ttl_is_configurable() {
     assert!((110_000..=120_000).contains(&ttl), "ttl {ttl}");
 }
 
-#[tokio::test]
-async fn an_empty_listing_is_cached() {
+async fn an_empty_listing_is_cached(redis: Redis) {
     // Defect 6.6 of the old service.
-    let app = TestApp::spawn_with_redis().await;
+    let app = TestApp::spawn_with(redis).await;
     assert_eq!(body_of(app.get("/api/v1/content").await).await, b"[]");
     assert_eq!(
         cached(&app, &app.keys().listing("all")).await.unwrap(),
@@ -105,9 +139,8 @@ async fn an_empty_listing_is_cached() {
     );
 }
 
-#[tokio::test]
-async fn a_hit_is_served_without_touching_postgres() {
-    let app = TestApp::spawn_with_redis().await;
+async fn a_hit_is_served_without_touching_postgres(redis: Redis) {
+    let app = TestApp::spawn_with(redis).await;
     let user = app.new_user().await;
     let id = app.post_item(&user, "Original title").await;
     let first_item = body_of(app.get(&format!("/api/v1/content/{id}")).await).await;
@@ -129,10 +162,9 @@ async fn a_hit_is_served_without_touching_postgres() {
     assert_eq!(fresh["title"], "Changed behind");
 }
 
-#[tokio::test]
-async fn a_repeated_item_read_keeps_its_author() {
+async fn a_repeated_item_read_keeps_its_author(redis: Redis) {
     // Defect 6.1: the old cache entry lacked the author and the second read was a 500.
-    let app = TestApp::spawn_with_redis().await;
+    let app = TestApp::spawn_with(redis).await;
     let user = app.new_user().await;
     let id = app.post_item(&user, "Twice read").await;
     let first: Value = app.get_json(&format!("/api/v1/content/{id}")).await;
@@ -161,21 +193,11 @@ async fn warm(app: &TestApp, ids: &[i64]) {
 }
 
 async fn listing_keys(app: &TestApp) -> Vec<String> {
-    let mut conn = app.redis().await;
-    let mut iter: redis::AsyncIter<String> = conn
-        .scan_match(app.key("content_with_user:*"))
-        .await
-        .unwrap();
-    let mut keys = Vec::new();
-    while let Some(key) = iter.next_item().await {
-        keys.push(key.unwrap());
-    }
-    keys
+    app.scan(&app.key("content_with_user:*")).await
 }
 
-#[tokio::test]
-async fn a_create_deletes_every_listing_and_the_reserved_key_but_no_item() {
-    let app = TestApp::spawn_with_redis().await;
+async fn a_create_deletes_every_listing_and_the_reserved_key_but_no_item(redis: Redis) {
+    let app = TestApp::spawn_with(redis).await;
     let user = app.new_user().await;
     let id = app.post_item(&user, "First item").await;
     warm(&app, &[id]).await;
@@ -200,9 +222,8 @@ async fn a_create_deletes_every_listing_and_the_reserved_key_but_no_item() {
     );
 }
 
-#[tokio::test]
-async fn an_update_deletes_its_item_and_every_listing() {
-    let app = TestApp::spawn_with_redis().await;
+async fn an_update_deletes_its_item_and_every_listing(redis: Redis) {
+    let app = TestApp::spawn_with(redis).await;
     let user = app.new_user().await;
     let id = app.post_item(&user, "Before edit").await;
     let other = app.post_item(&user, "Untouched").await;
@@ -229,9 +250,8 @@ async fn an_update_deletes_its_item_and_every_listing() {
         .any(|c| c["title"] == "After edit"));
 }
 
-#[tokio::test]
-async fn a_delete_deletes_its_item_and_every_listing() {
-    let app = TestApp::spawn_with_redis().await;
+async fn a_delete_deletes_its_item_and_every_listing(redis: Redis) {
+    let app = TestApp::spawn_with(redis).await;
     let user = app.new_user().await;
     let id = app.post_item(&user, "Doomed item").await;
     warm(&app, &[id]).await;
@@ -249,10 +269,9 @@ async fn a_delete_deletes_its_item_and_every_listing() {
     assert_eq!(body_of(app.get("/api/v1/content").await).await, b"[]");
 }
 
-#[tokio::test]
-async fn a_user_update_shows_at_once_in_items_and_listings() {
+async fn a_user_update_shows_at_once_in_items_and_listings(redis: Redis) {
     // Defect 6.2: listings showed the old name until expiry.
-    let app = TestApp::spawn_with_redis().await;
+    let app = TestApp::spawn_with(redis).await;
     let author = app.new_user().await;
     let bystander = app.new_user().await;
     let mine = app.post_item(&author, "Author's item").await;
@@ -325,10 +344,9 @@ fn store_gate() -> (Hooks, StoreGate) {
     )
 }
 
-#[tokio::test]
-async fn a_reader_that_raced_an_update_does_not_store_its_old_value() {
+async fn a_reader_that_raced_an_update_does_not_store_its_old_value(redis: Redis) {
     let (hooks, mut gate) = store_gate();
-    let app = Arc::new(TestApp::spawn_with_hooks(use_redis, hooks).await);
+    let app = Arc::new(TestApp::spawn_with_hooks(redis, hooks).await);
     let user = app.new_user().await;
     let id = app.post_item(&user, "Old title").await;
     let key = app.keys().item(id);
@@ -372,10 +390,9 @@ async fn a_reader_that_raced_an_update_does_not_store_its_old_value() {
     assert_eq!(after["title"], "New title");
 }
 
-#[tokio::test]
-async fn a_listing_reader_that_raced_a_create_does_not_store_its_old_page() {
+async fn a_listing_reader_that_raced_a_create_does_not_store_its_old_page(redis: Redis) {
     let (hooks, mut gate) = store_gate();
-    let app = Arc::new(TestApp::spawn_with_hooks(use_redis, hooks).await);
+    let app = Arc::new(TestApp::spawn_with_hooks(redis, hooks).await);
     let user = app.new_user().await;
     app.create_content(&user, "Existing item", "A body long enough.")
         .await;
@@ -405,9 +422,8 @@ async fn a_listing_reader_that_raced_a_create_does_not_store_its_old_page() {
     assert_eq!(list.as_array().unwrap().len(), 2);
 }
 
-#[tokio::test]
-async fn etags_give_304_without_a_body_and_change_with_the_content() {
-    let app = TestApp::spawn_with_redis().await;
+async fn etags_give_304_without_a_body_and_change_with_the_content(redis: Redis) {
+    let app = TestApp::spawn_with(redis).await;
     let user = app.new_user().await;
     let id = app.post_item(&user, "Tagged item").await;
     let path = format!("/api/v1/content/{id}");
@@ -683,5 +699,234 @@ async fn writes_while_redis_was_never_reached_are_flushed_before_it_is_used() {
             item["title"], "Written blind",
             "no stale read after the write was answered"
         );
+    }
+}
+
+/// Counts the loads that reach their store for one key, holding the first
+/// until released.
+fn counting_gate(target: String) -> (Hooks, Arc<std::sync::atomic::AtomicUsize>, Arc<Semaphore>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let loads = Arc::new(AtomicUsize::new(0));
+    let release = Arc::new(Semaphore::new(0));
+    let hook: PauseHook = {
+        let (loads, release) = (loads.clone(), release.clone());
+        Arc::new(move |key: String| {
+            let first = key == target && loads.fetch_add(1, Ordering::SeqCst) == 0;
+            let release = release.clone();
+            Box::pin(async move {
+                if first {
+                    release.acquire().await.unwrap().forget();
+                }
+            })
+        })
+    };
+    (
+        Hooks {
+            before_cache_store: Some(hook),
+        },
+        loads,
+        release,
+    )
+}
+
+/// Bounded wait until `cache_coalesced_loads_total{family}` reaches `want`.
+async fn await_coalesced(app: &TestApp, family: &str, want: u64) {
+    let series = format!("cache_coalesced_loads_total{{family=\"{family}\"}} ");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = app.get("/metrics").await.text().await.unwrap();
+        let joined = text
+            .lines()
+            .find_map(|line| line.strip_prefix(&series))
+            .map_or(0, |value| value.parse::<u64>().unwrap());
+        if joined >= want {
+            assert_eq!(joined, want);
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{joined} of {want} requests joined"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn concurrent_cold_reads_cost_one_query(redis: Redis) {
+    const READERS: usize = 100;
+    let setup = TestApp::spawn_with(redis).await;
+    let user = setup.new_user().await;
+    let id = setup.post_item(&user, "Hot item").await;
+    for (path, key, family) in [
+        (
+            format!("/api/v1/content/{id}"),
+            setup.keys().item(id),
+            "item",
+        ),
+        (
+            "/api/v1/content?limit=5".to_owned(),
+            setup.keys().listing("limit=5"),
+            "listing",
+        ),
+    ] {
+        // A second instance on the same database and Redis, with the gate.
+        let (hooks, loads, release) = counting_gate(key);
+        let app = Arc::new(TestApp::start_with_hooks(setup.settings.clone(), None, hooks).await);
+        let readers: Vec<_> = (0..READERS)
+            .map(|_| {
+                let (app, path) = (app.clone(), path.clone());
+                tokio::spawn(async move { body_of(app.get(&path).await).await })
+            })
+            .collect();
+        await_coalesced(&app, family, READERS as u64 - 1).await;
+        release.add_permits(1);
+        let mut bodies = Vec::new();
+        for reader in readers {
+            bodies.push(reader.await.unwrap());
+        }
+        assert!(
+            bodies.windows(2).all(|pair| pair[0] == pair[1]),
+            "{family}: one answer"
+        );
+        assert_eq!(
+            loads.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "{family}: {READERS} cold reads, one PostgreSQL query"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primary_failover_under_load_answers_every_request_and_serves_nothing_stale() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let cluster = Arc::new(
+        tokio::task::spawn_blocking(|| crate::helpers::TestCluster::start(3, 1))
+            .await
+            .unwrap(),
+    );
+    let url = cluster.url();
+    let app = Arc::new(
+        TestApp::spawn_with(move |s| {
+            s.redis_url = Some(url);
+            s.redis_cluster = true;
+            s.cache_key_prefix = "failover:".into();
+        })
+        .await,
+    );
+    await_cache_state(&app, "ok", Duration::from_secs(10)).await;
+    let user = Arc::new(app.new_user().await);
+    let mut ids = Vec::new();
+    for n in 0..12 {
+        ids.push(app.post_item(&user, &format!("Item {n} v0")).await);
+    }
+    for id in &ids {
+        app.get(&format!("/api/v1/content/{id}")).await;
+    }
+    app.get("/api/v1/content").await;
+
+    // Readers over items and the listing; a writer that reads its own
+    // write back after every acknowledgement.
+    let stop = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..3)
+        .map(|reader| {
+            let (app, stop, ids) = (app.clone(), stop.clone(), ids.clone());
+            tokio::spawn(async move {
+                let (mut requests, mut failures) = (0usize, Vec::new());
+                while !stop.load(Ordering::Relaxed) {
+                    let path = match requests % 4 {
+                        0 => "/api/v1/content".to_owned(),
+                        n => format!(
+                            "/api/v1/content/{}",
+                            ids[(reader * 4 + n + requests) % ids.len()]
+                        ),
+                    };
+                    match app.request(Method::GET, &path).send().await {
+                        Ok(response) if response.status() == 200 => {}
+                        Ok(response) => failures.push(format!("{path}: {}", response.status())),
+                        Err(err) => failures.push(format!("{path}: {err}")),
+                    }
+                    requests += 1;
+                }
+                (requests, failures)
+            })
+        })
+        .collect();
+    let writer = {
+        let (app, stop, user, ids) = (app.clone(), stop.clone(), user.clone(), ids.clone());
+        tokio::spawn(async move {
+            let (mut writes, mut failures) = (0usize, Vec::new());
+            while !stop.load(Ordering::Relaxed) {
+                let id = ids[writes % ids.len()];
+                let title = format!("Item {id} v{}", writes + 1);
+                let answered = patch_content(&app, &user, id, json!({ "title": title })).await;
+                if answered.status() != 200 {
+                    failures.push(format!("write {id}: {}", answered.status()));
+                    continue;
+                }
+                let read: Value = app.get_json(&format!("/api/v1/content/{id}")).await;
+                if read["title"] != title {
+                    failures.push(format!(
+                        "stale read of {id}: {} after {title}",
+                        read["title"]
+                    ));
+                }
+                writes += 1;
+            }
+            (writes, failures)
+        })
+    };
+
+    // Kill the primary that holds the first item, under load.
+    let key = app.keys().item(ids[0]);
+    let killed_at = Instant::now();
+    let killed = {
+        let cluster = cluster.clone();
+        tokio::task::spawn_blocking(move || cluster.kill_primary_of(&key))
+            .await
+            .unwrap()
+    };
+    await_cache_state(&app, "degraded", Duration::from_secs(10)).await;
+    let recovered = await_cache_state(&app, "ok", Duration::from_secs(30)).await;
+    let recovery = killed_at.elapsed();
+    // More load on the new topology, then stop.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let (mut requests, mut failures) = (0, Vec::new());
+    for reader in readers {
+        let (count, mut failed) = reader.await.unwrap();
+        requests += count;
+        failures.append(&mut failed);
+    }
+    let (writes, mut failed) = writer.await.unwrap();
+    failures.append(&mut failed);
+    eprintln!(
+        "failover of the primary on port {killed}: {requests} reads and {writes} writes, \
+         {} failures, cache back {recovery:?} after the kill ({recovered:?} after it was seen)",
+        failures.len()
+    );
+    assert!(failures.is_empty(), "{failures:?}");
+    assert!(writes > 0 && requests > 0);
+
+    // Nothing stale afterwards, and the cache is used again.
+    for id in &ids {
+        let item: Value = app.get_json(&format!("/api/v1/content/{id}")).await;
+        let stored = app.sql_text(&format!("(SELECT title FROM contents WHERE id = {id})"));
+        assert_eq!(item["title"], stored.as_str(), "item {id}");
+    }
+    let listing: Value = app.get_json("/api/v1/content?limit=100").await;
+    for item in listing.as_array().unwrap() {
+        let stored = app.sql_text(&format!(
+            "(SELECT title FROM contents WHERE id = {})",
+            item["id"]
+        ));
+        assert_eq!(item["title"], stored.as_str());
+    }
+    // Cached again on the new primary (bounded: under a loaded machine a
+    // timed-out call may open the circuit for a probe interval).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cached(&app, &app.keys().item(ids[0])).await.is_none() {
+        assert!(Instant::now() < deadline, "the cache is not used again");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        app.get(&format!("/api/v1/content/{}", ids[0])).await;
     }
 }

@@ -185,7 +185,8 @@ fn insert_contents(
         .collect()
 }
 
-/// Runs a scenario once without Redis and once with the shared Redis.
+/// Runs a scenario without Redis, with the shared Redis and with the test
+/// Redis Cluster.
 macro_rules! with_and_without_cache {
     ($($scenario:ident),* $(,)?) => {$(
         mod $scenario {
@@ -199,6 +200,11 @@ macro_rules! with_and_without_cache {
             #[tokio::test]
             async fn with_redis() {
                 super::$scenario(&TestApp::spawn_with_redis().await).await;
+            }
+
+            #[tokio::test]
+            async fn with_cluster() {
+                super::$scenario(&TestApp::spawn_with(crate::helpers::use_cluster).await).await;
             }
         }
     )*};

@@ -13,6 +13,7 @@ use content_api::db;
 use content_api::domain::Hooks;
 use content_api::Application;
 use diesel::prelude::*;
+use redis::AsyncCommands;
 use reqwest::{Method, RequestBuilder, Response};
 use serde_json::{json, Value};
 
@@ -200,7 +201,8 @@ impl TestApp {
         Self::start_with_hooks(settings, database, Hooks::default()).await
     }
 
-    async fn start_with_hooks(
+    /// A server with exactly these settings and test seams.
+    pub async fn start_with_hooks(
         settings: Settings,
         database: Option<TestDatabase>,
         hooks: Hooks,
@@ -325,18 +327,57 @@ pub fn use_redis(settings: &mut Settings) {
 pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
 
 impl TestApp {
-    /// A connection to the Redis this app uses.
-    pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
+    /// A connection to the Redis (or the Redis Cluster) this app uses.
+    pub async fn redis(&self) -> TestRedis {
         let url = self
             .settings
             .redis_url
             .as_deref()
             .expect("this app uses Redis");
-        redis::Client::open(url)
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap()
+        if self.settings.redis_cluster {
+            let nodes: Vec<&str> = url.split(',').collect();
+            TestRedis::Cluster(
+                redis::cluster::ClusterClient::new(nodes)
+                    .unwrap()
+                    .get_async_connection()
+                    .await
+                    .unwrap(),
+            )
+        } else {
+            TestRedis::Single(
+                redis::Client::open(url)
+                    .unwrap()
+                    .get_multiplexed_async_connection()
+                    .await
+                    .unwrap(),
+            )
+        }
+    }
+
+    /// Every key matching `pattern`, from every node of a cluster.
+    pub async fn scan(&self, pattern: &str) -> Vec<String> {
+        let mut keys = Vec::new();
+        for node in self.redis_nodes() {
+            let mut conn = redis::Client::open(node)
+                .unwrap()
+                .get_multiplexed_async_connection()
+                .await
+                .unwrap();
+            let mut found: redis::AsyncIter<String> = conn.scan_match(pattern).await.unwrap();
+            while let Some(key) = found.next_item().await {
+                keys.push(key.unwrap());
+            }
+        }
+        keys.sort();
+        keys.dedup();
+        keys
+    }
+
+    /// The URL of each Redis node this app knows: a test cluster's seeds
+    /// are all of its nodes.
+    fn redis_nodes(&self) -> Vec<String> {
+        let url = self.settings.redis_url.as_deref().unwrap_or_default();
+        url.split(',').map(str::to_owned).collect()
     }
 
     /// A key name (or SCAN pattern) under this app's prefix.
@@ -374,18 +415,285 @@ impl TestApp {
 impl Drop for TestApp {
     fn drop(&mut self) {
         let prefix = &self.settings.cache_key_prefix;
-        if let (Some(url), false) = (&self.settings.redis_url, prefix.is_empty()) {
-            if let Ok(mut conn) = redis::Client::open(url.as_str()).and_then(|c| c.get_connection())
-            {
-                let keys: Vec<String> =
-                    redis::Commands::scan_match(&mut conn, format!("{prefix}*"))
-                        .map(|keys| keys.filter_map(Result::ok).collect())
-                        .unwrap_or_default();
-                if !keys.is_empty() {
-                    let _: redis::RedisResult<()> = redis::cmd("UNLINK").arg(keys).query(&mut conn);
-                }
+        if self.settings.redis_url.is_none() || prefix.is_empty() {
+            return;
+        }
+        // One node at a time and one key at a time: plain connections, so
+        // that this works for a cluster too (a node owns what it reports).
+        for node in self.redis_nodes() {
+            let Ok(mut conn) = redis::Client::open(node).and_then(|c| c.get_connection()) else {
+                continue;
+            };
+            let keys: Vec<String> = redis::Commands::scan_match(&mut conn, format!("{prefix}*"))
+                .map(|keys| keys.filter_map(Result::ok).collect())
+                .unwrap_or_default();
+            for key in keys {
+                let _: redis::RedisResult<()> = redis::cmd("UNLINK").arg(key).query(&mut conn);
             }
         }
+    }
+}
+
+/// A connection to a test's Redis: one server or a cluster.
+pub enum TestRedis {
+    Single(redis::aio::MultiplexedConnection),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for TestRedis {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            TestRedis::Single(conn) => conn.req_packed_command(cmd),
+            TestRedis::Cluster(conn) => conn.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            TestRedis::Single(conn) => conn.req_packed_commands(cmd, offset, count),
+            TestRedis::Cluster(conn) => conn.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        0
+    }
+}
+
+/// The shared Redis Cluster, under a key prefix unique to this test.
+pub fn use_cluster(settings: &mut Settings) {
+    settings.redis_url = Some(TestCluster::shared().url());
+    settings.redis_cluster = true;
+    settings.cache_key_prefix = format!("test-{}:", uuid::Uuid::new_v4().simple());
+}
+
+/// A Redis Cluster of the tests' own, from `redis-server` processes on free
+/// ports (never the shared Redis on 6379).
+pub struct TestCluster {
+    ports: Vec<u16>,
+    processes: std::sync::Mutex<Vec<(u16, Child)>>,
+    _dir: TempDir,
+}
+
+/// A directory removed when dropped.
+struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Spawns on a thread that lives as long as the process, with the child
+/// set to die with it (`PR_SET_PDEATHSIG` fires when the spawning thread
+/// ends): a cluster shared by a whole test binary is gone when it exits.
+fn spawn_for_the_process(mut command: Command) -> Child {
+    use std::os::unix::process::CommandExt;
+    use std::sync::mpsc;
+    type Request = (Command, mpsc::Sender<std::io::Result<Child>>);
+    static SPAWNER: OnceLock<std::sync::Mutex<mpsc::Sender<Request>>> = OnceLock::new();
+    let spawner = SPAWNER.get_or_init(|| {
+        let (requests, incoming) = mpsc::channel::<Request>();
+        std::thread::spawn(move || {
+            for (mut command, reply) in incoming {
+                let _ = reply.send(command.spawn());
+            }
+            // Keep this thread (the children's parent) alive for good.
+            loop {
+                std::thread::park();
+            }
+        });
+        std::sync::Mutex::new(requests)
+    });
+    // SAFETY: prctl only changes a flag of the child between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    let (reply, answer) = mpsc::channel();
+    spawner.lock().unwrap().send((command, reply)).unwrap();
+    answer.recv().unwrap().expect("redis-server is installed")
+}
+
+impl TestCluster {
+    /// Three primaries, started by the first test that asks, for the
+    /// whole test binary.
+    pub fn shared() -> &'static TestCluster {
+        static SHARED: OnceLock<TestCluster> = OnceLock::new();
+        SHARED.get_or_init(|| TestCluster::start(3, 0))
+    }
+
+    /// `primaries` primaries with `replicas` replicas each.
+    pub fn start(primaries: usize, replicas: usize) -> TestCluster {
+        // Under target/: a shared cluster's node files outlive the binary.
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("redis-cluster-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ports: Vec<u16> = (0..primaries * (1 + replicas))
+            .map(|_| free_port())
+            .collect();
+        let mut processes = Vec::new();
+        for port in &ports {
+            let mut command = Command::new("redis-server");
+            command
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "1000"])
+                // A replica may take over however long its primary was away.
+                .args(["--cluster-replica-validity-factor", "0"])
+                .args(["--cluster-config-file", &format!("nodes-{port}.conf")])
+                .args(["--save", "", "--appendonly", "no"])
+                .arg("--dir")
+                .arg(&dir)
+                .stdout(Stdio::null());
+            processes.push((*port, spawn_for_the_process(command)));
+        }
+        for port in &ports {
+            wait_for_ping(*port);
+        }
+        let mut create = Command::new("redis-cli");
+        create.arg("--cluster").arg("create");
+        for port in &ports {
+            create.arg(format!("127.0.0.1:{port}"));
+        }
+        let created = create
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
+            .stdout(Stdio::null())
+            .status()
+            .expect("redis-cli is installed");
+        assert!(created.success(), "redis-cli --cluster create failed");
+        let cluster = TestCluster {
+            ports,
+            processes: std::sync::Mutex::new(processes),
+            _dir: TempDir(dir),
+        };
+        cluster.wait_until_ok(Duration::from_secs(20));
+        cluster
+    }
+
+    /// The seed nodes, as `REDIS_URL` takes them with `REDIS_CLUSTER=true`.
+    pub fn url(&self) -> String {
+        self.node_urls().join(",")
+    }
+
+    pub fn node_urls(&self) -> Vec<String> {
+        self.ports
+            .iter()
+            .map(|port| format!("redis://127.0.0.1:{port}"))
+            .collect()
+    }
+
+    /// Bounded wait until every node reports `cluster_state:ok` and the
+    /// same set of primaries serving every slot.
+    pub fn wait_until_ok(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        let alive: Vec<u16> = self
+            .processes
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(port, _)| *port)
+            .collect();
+        loop {
+            let ok = alive.iter().all(|port| {
+                redis::Client::open(format!("redis://127.0.0.1:{port}"))
+                    .and_then(|client| client.get_connection())
+                    .and_then(|mut conn| {
+                        redis::cmd("CLUSTER").arg("INFO").query::<String>(&mut conn)
+                    })
+                    .is_ok_and(|info| info.contains("cluster_state:ok"))
+            });
+            if ok {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the cluster did not become ok");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Kills the primary that serves `key`'s slot; returns its port.
+    pub fn kill_primary_of(&self, key: &str) -> u16 {
+        let port = self.primary_port_of(key);
+        let mut processes = self.processes.lock().unwrap();
+        let index = processes.iter().position(|(p, _)| *p == port).unwrap();
+        let (_, mut child) = processes.remove(index);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        port
+    }
+
+    fn primary_port_of(&self, key: &str) -> u16 {
+        let alive: Vec<u16> = self
+            .processes
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(port, _)| *port)
+            .collect();
+        for port in alive {
+            let Ok(mut conn) = redis::Client::open(format!("redis://127.0.0.1:{port}"))
+                .and_then(|client| client.get_connection())
+            else {
+                continue;
+            };
+            let role: Vec<redis::Value> = redis::cmd("ROLE").query(&mut conn).unwrap();
+            let primary =
+                matches!(role.first(), Some(redis::Value::BulkString(r)) if r == b"master");
+            let slot: i64 = redis::cmd("CLUSTER")
+                .arg("KEYSLOT")
+                .arg(key)
+                .query(&mut conn)
+                .unwrap();
+            let owner: String = redis::cmd("CLUSTER").arg("NODES").query(&mut conn).unwrap();
+            let mine = owner.lines().find(|line| line.contains("myself")).unwrap();
+            let serves = mine
+                .split_whitespace()
+                .skip(8)
+                .any(|range| match range.split_once('-') {
+                    Some((from, to)) => {
+                        (from.parse::<i64>().unwrap()..=to.parse::<i64>().unwrap()).contains(&slot)
+                    }
+                    None => range.parse::<i64>().ok() == Some(slot),
+                });
+            if primary && serves {
+                return port;
+            }
+        }
+        panic!("no live primary serves {key}")
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        for (_, mut child) in self.processes.lock().unwrap().drain(..) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Bounded wait for a fresh `redis-server` to answer.
+fn wait_for_ping(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while redis::Client::open(format!("redis://127.0.0.1:{port}"))
+        .and_then(|client| client.get_connection())
+        .and_then(|mut conn| redis::cmd("PING").query::<String>(&mut conn))
+        .is_err()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "redis-server on {port} did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
