@@ -12,7 +12,6 @@ PATH and a built binary (bench/run installs wrk and builds it).
 """
 
 import argparse
-import base64
 import datetime
 import http.client
 import json
@@ -121,8 +120,7 @@ def vm_status(pid, field):
 
 def content_cursor(micros, content_id):
     """The service's plain listing cursor (src/domain/pagination.rs)."""
-    raw = f"t:{micros}:{content_id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return f"{micros}.{content_id}"
 
 
 def machine():
@@ -161,7 +159,7 @@ def machine():
 class Server:
     """The service on a free port, with its own log file."""
 
-    def __init__(self, binary, database_url, redis_url, logdir, name, rust_log):
+    def __init__(self, binary, database_url, redis_url, logdir, name, rust_log, cluster=False):
         self.port = free_port()
         self.name = name
         self.log_path = os.path.join(logdir, f"{name}.log")
@@ -180,6 +178,7 @@ class Server:
         if redis_url:
             env["REDIS_URL"] = redis_url
             env["CACHE_KEY_PREFIX"] = ""
+            env["REDIS_CLUSTER"] = "true" if cluster else "false"
         self.logfile = open(self.log_path, "wb")
         # cwd outside the repository, so the repository's .env is not read.
         self.proc = subprocess.Popen([binary, "serve"], env=env, stdout=self.logfile,
@@ -271,6 +270,29 @@ class Wrk:
 
 # ---------------------------------------------------------------- seeding
 
+def start_cluster(tmpdir, primaries=3):
+    """A private Redis Cluster of `primaries` primaries on free ports."""
+    ports = [free_port() for _ in range(primaries)]
+    procs = []
+    for port in ports:
+        procs.append(subprocess.Popen(
+            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
+             "--cluster-config-file", f"nodes-{port}.conf", "--save", "", "--appendonly", "no",
+             "--enable-debug-command", "yes", "--maxmemory-policy", "noeviction", "--dir", tmpdir],
+            stdout=subprocess.DEVNULL))
+    for port, proc in zip(ports, procs):
+        wait_port(port, proc)
+    subprocess.run(["redis-cli", "--cluster", "create", *[f"127.0.0.1:{p}" for p in ports],
+                    "--cluster-replicas", "0", "--cluster-yes"], check=True, stdout=subprocess.DEVNULL)
+    for _ in range(200):
+        if all("cluster_state:ok" in redis_cli(p, "CLUSTER", "INFO") for p in ports):
+            break
+        time.sleep(0.05)
+    else:
+        raise SystemExit("the private Redis Cluster did not become ok")
+    return ports, procs
+
+
 def seed(database_url, users, contents):
     """Users 2..N copy the password hash of user 1 (a real signup); contents
     are spread over all users, created_at one second apart, newest = highest id."""
@@ -340,9 +362,12 @@ def main():
     parser.add_argument("--output", help="result file (default bench/results/latest.json, "
                                          "with --large bench/results/latest-large.json)")
     parser.add_argument("--keep-logs", action="store_true", help="keep the server logs (path printed)")
+    parser.add_argument("--cluster", action="store_true",
+                        help="also run the cached and write rows against a private 3-primary Redis Cluster")
     args = parser.parse_args()
     if args.output is None:
-        args.output = os.path.join(BENCH, "results", "latest-large.json" if args.large else "latest.json")
+        name = "latest-large" if args.large else "latest"
+        args.output = os.path.join(BENCH, "results", name + ("-cluster" if args.cluster else "") + ".json")
     if args.wrk_cpu in ("none", ""):
         args.wrk_cpu = None
 
@@ -372,6 +397,7 @@ def main():
     database_url = f"{PG}/{database}"
     redis_port = free_port()
     redis = None
+    cluster_procs = []
     servers = []
     rows = []
     notes = []
@@ -483,6 +509,40 @@ def main():
         signup = row("signup", "POST /api/v1/signup (unique e-mail and phone)",
                      wrk.run(port, "/", "signup", ["a", 1_000_000], statuses=True), "writes")
 
+        if args.cluster:
+            log("the same rows on a private 3-primary Redis Cluster")
+            cluster_ports, cluster_procs = start_cluster(tmpdir)
+            on_cluster = Server(args.binary, database_url,
+                                ",".join(f"redis://127.0.0.1:{p}" for p in cluster_ports),
+                                tmpdir, "server-cluster", args.rust_log, cluster=True)
+            servers.append(on_cluster)
+            warm(on_cluster.port, [f"/api/v1/content/{i}" for i in range(1, HOT_IDS + 1)])
+            row("cluster_cached_item", f"cluster: GET /api/v1/content/{{id}}, {HOT_IDS:,} hot ids (cached)",
+                wrk.run(on_cluster.port, "/", "pick_ids", ["/api/v1/content/", 1, HOT_IDS]), "cluster",
+                measured=on_cluster)
+            warm(on_cluster.port, ["/api/v1/content"])
+            row("cluster_cached_listing", "cluster: GET /api/v1/content (default page, cached)",
+                wrk.run(on_cluster.port, "/api/v1/content"), "cluster", measured=on_cluster)
+
+            def cluster_post_row(key, keys):
+                # FLUSHALL and DEBUG POPULATE only ever on the private cluster's nodes.
+                for p in cluster_ports:
+                    redis_cli(p, "FLUSHALL")
+                    redis_cli(p, "DEBUG", "POPULATE", str(keys // len(cluster_ports)), f"unrelated{p}")
+                psql(database_url, "VACUUM ANALYZE contents")
+                warm(on_cluster.port, ["/api/v1/content", "/api/v1/content?limit=100"])
+                dbsize = sum(int(redis_cli(p, "DBSIZE")) for p in cluster_ports)
+                result = row(key, "cluster: POST /api/v1/post-content, " + f"{keys:,}".replace(",", " ")
+                             + " unrelated keys", wrk.run(on_cluster.port, "/", "post_content", [token]),
+                             "cluster", measured=on_cluster)
+                result["redis_dbsize_before"] = dbsize
+                return result
+
+            cluster_post_1k = cluster_post_row("cluster_post_1k_keys", 1000)
+            cluster_post_1m = cluster_post_row("cluster_post_1m_keys", 1_000_000)
+            info["cluster_server_peak_rss_mb"] = on_cluster.peak_rss_mb()
+            on_cluster.stop()
+
         log("mixed")
         warm(port, ["/api/v1/content"] + [f"/api/v1/content/{i}" for i in range(1, HOT_IDS + 1)])
         row("mixed", "mixed: 85% item, 10% listing reads, 5% post-content",
@@ -511,9 +571,9 @@ def main():
     finally:
         for s in servers:
             s.stop()
-        if redis:
-            redis.terminate()
-            redis.wait()
+        for proc in ([redis] if redis else []) + cluster_procs:
+            proc.terminate()
+            proc.wait()
         subprocess.run(["psql", f"{PG}/postgres", "-qc", f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"],
                        check=False, capture_output=True)
         if ok and not args.keep_logs:
@@ -544,6 +604,21 @@ def main():
          "value": f"{storm_read['p99_ms']:.2f} / {idle['p99_ms']:.2f} ms = "
                   f"{storm_read['p99_ms'] / idle['p99_ms']:.2f} ×",
          "pass": storm_read["p99_ms"] <= 2 * idle["p99_ms"]},
+        {"target": "GET /users/{id} ≥ 0.08 × baseline req/s",
+         "value": f"{by['user']['ratio_to_baseline']:.2f} ×", "pass": by["user"]["ratio_to_baseline"] >= 0.08},
+    ]
+    if args.cluster:
+        on_cluster = by["cluster_cached_item"]
+        targets += [
+            {"target": "cluster cached item ≥ 0.8 × single-Redis cached item req/s",
+             "value": f"{on_cluster['rps']:,.0f} / {cached['rps']:,.0f} = {on_cluster['rps'] / cached['rps']:.2f} ×",
+             "pass": on_cluster["rps"] >= 0.8 * cached["rps"]},
+            {"target": "cluster: post-content p50 at 1 000 000 keys ≤ 1.5 × at 1 000 keys",
+             "value": f"{cluster_post_1m['p50_ms']:.2f} / {cluster_post_1k['p50_ms']:.2f} ms = "
+                      f"{cluster_post_1m['p50_ms'] / cluster_post_1k['p50_ms']:.2f} ×",
+             "pass": cluster_post_1m["p50_ms"] <= 1.5 * cluster_post_1k["p50_ms"]},
+        ]
+    targets += [
         {"target": "zero errors (non-2xx/3xx + socket errors, all rows)",
          "value": str(total_errors), "pass": total_errors == 0},
         {"target": "server peak RSS (VmHWM) ≤ 150 MB",
@@ -553,8 +628,8 @@ def main():
     finished = time.time()
     result = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "mode": "large" if args.large else "default",
-        "command": "bench/run" + (" --large" if args.large else ""),
+        "mode": ("large" if args.large else "default") + (" + cluster" if args.cluster else ""),
+        "command": "bench/run" + (" --large" if args.large else "") + (" --cluster" if args.cluster else ""),
         "machine": info["machine"],
         "dataset": {"users": users, "contents": contents, "hot_ids": HOT_IDS,
                     "deep_page": deep_page, "deep_page_limit": deep_limit, "seed_seconds": seed_seconds},

@@ -369,6 +369,8 @@ mod tests {
             ("JWT_SECRET", "short"),
             ("DATABASE_URL", "mysql://x"),
             ("REDIS_URL", "http://x"),
+            ("REDIS_URL", "redis://a:1,redis://b:1"),
+            ("REDIS_CLUSTER", "sometimes"),
             ("CACHE_TTL_SECONDS", "-1"),
             ("REDIS_TIMEOUT_MS", "fast"),
             ("REDIS_TIMEOUT_MS", "0"),
@@ -382,6 +384,22 @@ mod tests {
             assert_eq!(err.var, var, "{value}");
             assert!(err.to_string().contains(var));
         }
+    }
+
+    #[test]
+    fn a_cluster_is_a_list_of_seed_nodes() {
+        let s = settings(&[
+            ("REDIS_CLUSTER", "true"),
+            ("REDIS_URL", "redis://10.0.0.1:7000, redis://10.0.0.2:7000"),
+        ])
+        .unwrap();
+        assert!(s.redis_cluster);
+        let err = settings(&[
+            ("REDIS_CLUSTER", "true"),
+            ("REDIS_URL", "redis://a:1,http://b:1"),
+        ]);
+        assert_eq!(err.unwrap_err().var, "REDIS_URL");
+        assert!(!settings(&[]).unwrap().redis_cluster);
     }
 
     #[test]

@@ -18,11 +18,18 @@ use helpers::TestApp;
 static CONTENT_QUERIES: AtomicUsize = AtomicUsize::new(0);
 static USER_QUERIES: AtomicUsize = AtomicUsize::new(0);
 static ALL_QUERIES: AtomicUsize = AtomicUsize::new(0);
+/// The user-with-items statement, prepared into a connection's cache.
+static USER_STATEMENTS_PREPARED: AtomicUsize = AtomicUsize::new(0);
 
 struct QueryCounter;
 
 impl Instrumentation for QueryCounter {
     fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
+        if let InstrumentationEvent::CacheQuery { sql, .. } = event {
+            if sql.contains("LEFT OUTER JOIN") {
+                USER_STATEMENTS_PREPARED.fetch_add(1, Ordering::SeqCst);
+            }
+        }
         if let InstrumentationEvent::StartQuery { query, .. } = event {
             let sql = query.to_string();
             ALL_QUERIES.fetch_add(1, Ordering::SeqCst);
@@ -95,6 +102,18 @@ async fn list_endpoints_make_one_query_per_page_not_one_per_row() {
         assert_eq!(ALL_QUERIES.load(Ordering::SeqCst) - before, 1, "{path}");
         assert_eq!(user["contents"].as_array().unwrap().len(), items, "{path}");
     }
+    // Prepared once per pooled connection, then reused.
+    let prepared = USER_STATEMENTS_PREPARED.load(Ordering::SeqCst);
+    assert!(prepared >= 1, "the user statement is prepared");
+    for _ in 0..20 {
+        queries_of(&app, &format!("/api/v1/users/{id}")).await;
+    }
+    let again = USER_STATEMENTS_PREPARED.load(Ordering::SeqCst) - prepared;
+    assert!(
+        again < app.settings.db_pool_size,
+        "prepared {again} more times in 20 reads"
+    );
+
     let item = body[0]["id"].as_i64().unwrap();
     let before = ALL_QUERIES.load(Ordering::SeqCst);
     queries_of(&app, &format!("/api/v1/content/{item}")).await;

@@ -49,6 +49,7 @@ on_redis_and_cluster!(
     a_listing_reader_that_raced_a_create_does_not_store_its_old_page,
     etags_give_304_without_a_body_and_change_with_the_content,
     concurrent_cold_reads_cost_one_query,
+    a_write_to_one_item_refuses_no_fill_of_another,
 );
 
 async fn ttl_ms(app: &TestApp, key: &str) -> i64 {
@@ -929,4 +930,33 @@ async fn a_primary_failover_under_load_answers_every_request_and_serves_nothing_
         tokio::time::sleep(Duration::from_millis(50)).await;
         app.get(&format!("/api/v1/content/{}", ids[0])).await;
     }
+}
+
+async fn a_write_to_one_item_refuses_no_fill_of_another(redis: Redis) {
+    let (hooks, mut gate) = store_gate();
+    let app = Arc::new(TestApp::spawn_with_hooks(redis, hooks).await);
+    let user = app.new_user().await;
+    let written = app.post_item(&user, "Written item").await;
+    let read = app.post_item(&user, "Read item").await;
+    *gate.target.lock().unwrap() = Some(app.keys().item(read));
+
+    // A reader of one item is held between its database read and its fill…
+    let reader = tokio::spawn({
+        let app = app.clone();
+        async move { body_of(app.get(&format!("/api/v1/content/{read}")).await).await }
+    });
+    tokio::time::timeout(Duration::from_secs(10), gate.reached.recv())
+        .await
+        .expect("the reader reached its store")
+        .unwrap();
+    // …while another item is written.
+    let answered = patch_content(&app, &user, written, json!({"title": "Changed meanwhile"})).await;
+    assert_eq!(answered.status(), 200);
+    gate.release.add_permits(1);
+    let body = reader.await.unwrap();
+    assert_eq!(
+        cached(&app, &app.keys().item(read)).await,
+        Some(body),
+        "the guard of one item is not another's"
+    );
 }
