@@ -44,19 +44,33 @@ impl<T: Clone + Send + Sync + 'static> Flights<T> {
         }
         let (done, outcome) = watch::channel(None);
         inflight.insert(flight.clone(), outcome.clone());
-        let flights = self.clone();
+        let landing = Landing {
+            flights: self.clone(),
+            flight,
+        };
         tokio::spawn(async move {
             let value = load.await;
-            flights
-                .inflight
-                .lock()
-                .expect("flights lock")
-                .remove(&flight);
+            drop(landing);
             let _ = done.send(Some(value));
         });
         Flight {
             outcome,
             joined: false,
+        }
+    }
+}
+
+/// Takes a flight off the map when its load ends, also by a panic (which
+/// drops the sender: its waiters then get `None`, later callers a new load).
+struct Landing<T: Clone + Send + Sync + 'static> {
+    flights: Arc<Flights<T>>,
+    flight: FlightKey,
+}
+
+impl<T: Clone + Send + Sync + 'static> Drop for Landing<T> {
+    fn drop(&mut self) {
+        if let Ok(mut inflight) = self.flights.inflight.lock() {
+            inflight.remove(&self.flight);
         }
     }
 }
@@ -117,6 +131,18 @@ mod tests {
         assert_eq!(after_a_write.await.unwrap(), (Some(7), false));
         assert_eq!(other_key.await.unwrap(), (Some(7), false));
         assert_eq!(loads.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_load_that_panics_fails_its_waiters_and_no_later_caller() {
+        let flights = Flights::<u32>::new();
+        let failed = flights.join_or_start("k".into(), Guard("g".into()), async {
+            panic!("the load broke")
+        });
+        assert_eq!(failed.outcome().await, None);
+        let retried = flights.join_or_start("k".into(), Guard("g".into()), async { 3 });
+        assert!(!retried.joined);
+        assert_eq!(retried.outcome().await, Some(3));
     }
 
     #[tokio::test]
