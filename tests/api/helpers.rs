@@ -592,17 +592,16 @@ impl TestCluster {
             .collect()
     }
 
-    /// Bounded wait until every node reports `cluster_state:ok` and the
-    /// same set of primaries serving every slot.
+    /// Ports of the nodes not killed.
+    fn alive_ports(&self) -> Vec<u16> {
+        let processes = self.processes.lock().unwrap();
+        processes.iter().map(|(port, _)| *port).collect()
+    }
+
+    /// Bounded wait until every live node reports `cluster_state:ok`.
     pub fn wait_until_ok(&self, limit: Duration) {
         let deadline = Instant::now() + limit;
-        let alive: Vec<u16> = self
-            .processes
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(port, _)| *port)
-            .collect();
+        let alive = self.alive_ports();
         loop {
             let ok = alive.iter().all(|port| {
                 redis::Client::open(format!("redis://127.0.0.1:{port}"))
@@ -632,13 +631,7 @@ impl TestCluster {
     }
 
     fn primary_port_of(&self, key: &str) -> u16 {
-        let alive: Vec<u16> = self
-            .processes
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(port, _)| *port)
-            .collect();
+        let alive = self.alive_ports();
         for port in alive {
             let Ok(mut conn) = redis::Client::open(format!("redis://127.0.0.1:{port}"))
                 .and_then(|client| client.get_connection())
