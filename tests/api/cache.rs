@@ -960,3 +960,70 @@ async fn a_write_to_one_item_refuses_no_fill_of_another(redis: Redis) {
         "the guard of one item is not another's"
     );
 }
+
+#[tokio::test]
+async fn on_a_cluster_stale_entries_are_flushed_from_every_primary_on_recovery() {
+    let cluster = tokio::task::spawn_blocking(|| crate::helpers::TestCluster::start(3, 0))
+        .await
+        .unwrap();
+    let url = cluster.url();
+    let app = TestApp::spawn_with(move |s| {
+        s.redis_url = Some(url);
+        s.redis_cluster = true;
+        s.cache_key_prefix = "stall:".into();
+    })
+    .await;
+    await_cache_state(&app, "ok", Duration::from_secs(10)).await;
+    let user = app.new_user().await;
+    // Items whose keys land on different primaries, and the listing.
+    let mut ids = Vec::new();
+    for n in 0..6 {
+        ids.push(app.post_item(&user, &format!("Before the stall {n}")).await);
+    }
+    for id in &ids {
+        app.get(&format!("/api/v1/content/{id}")).await;
+    }
+    app.get("/api/v1/content").await;
+    for id in &ids {
+        assert!(cached(&app, &app.keys().item(*id)).await.is_some());
+    }
+
+    // Every node stalls past the 50 ms budget: the writes cannot invalidate.
+    for node in cluster.node_urls() {
+        let mut conn = redis::Client::open(node)
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let _: () = redis::cmd("CLIENT")
+            .arg("PAUSE")
+            .arg(1500)
+            .arg("ALL")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    for id in &ids {
+        let answered = patch_content(
+            &app,
+            &user,
+            *id,
+            json!({"title": format!("During the stall {id}")}),
+        )
+        .await;
+        assert_eq!(answered.status(), 200);
+    }
+    assert_eq!(readiness_cache(&app).await, "degraded");
+
+    // Back: nothing written before the stall may be served, from any primary.
+    await_cache_state(&app, "ok", Duration::from_secs(10)).await;
+    for id in &ids {
+        let item: Value = app.get_json(&format!("/api/v1/content/{id}")).await;
+        assert_eq!(item["title"], format!("During the stall {id}"));
+    }
+    let list: Value = app.get_json("/api/v1/content").await;
+    assert!(list.as_array().unwrap().iter().all(|item| item["title"]
+        .as_str()
+        .unwrap()
+        .starts_with("During the stall")));
+}
