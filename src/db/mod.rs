@@ -7,14 +7,46 @@ pub mod schema;
 pub mod users;
 
 use anyhow::Context;
-use deadpool_diesel::postgres::{Manager, Pool, Runtime};
+use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
+use deadpool_diesel::postgres::Runtime;
+use diesel::connection::TransactionManager;
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use crate::config::Settings;
 
-pub type DbPool = Pool;
+pub type DbPool = managed::Pool<Manager>;
+
+/// deadpool-diesel's manager with a checkout check that needs no thread.
+/// Its own check (the `Fast` method: is a transaction left broken?) reads
+/// the connection through `interact`, a hop to the blocking pool and back on
+/// every checkout, before the query's own hop; the same in-memory check is
+/// done here in place.
+pub struct Manager(deadpool_diesel::postgres::Manager);
+
+impl managed::Manager for Manager {
+    type Type = deadpool_diesel::Connection<PgConnection>;
+    type Error = deadpool_diesel::Error;
+
+    async fn create(&self) -> Result<Self::Type, Self::Error> {
+        self.0.create().await
+    }
+
+    async fn recycle(&self, conn: &mut Self::Type, _: &Metrics) -> RecycleResult<Self::Error> {
+        // A pooled connection is idle: its lock is free unless poisoned.
+        let mut conn = conn
+            .try_lock()
+            .map_err(|_| RecycleError::message("the connection's lock is poisoned"))?;
+        type Transactions = <PgConnection as Connection>::TransactionManager;
+        if Transactions::is_broken_transaction_manager(&mut *conn) {
+            return Err(RecycleError::Backend(
+                deadpool_diesel::Error::BrokenTransactionManger,
+            ));
+        }
+        Ok(())
+    }
+}
 
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
@@ -55,8 +87,11 @@ impl From<DieselError> for DbError {
 }
 
 pub fn build_pool(settings: &Settings) -> anyhow::Result<DbPool> {
-    let manager = Manager::new(settings.database_url.as_str(), Runtime::Tokio1);
-    Pool::builder(manager)
+    let manager = Manager(deadpool_diesel::postgres::Manager::new(
+        settings.database_url.as_str(),
+        Runtime::Tokio1,
+    ));
+    managed::Pool::builder(manager)
         .max_size(settings.db_pool_size)
         .wait_timeout(Some(settings.db_pool_wait_timeout))
         .create_timeout(Some(settings.db_connect_timeout))
