@@ -37,12 +37,6 @@ use crate::metrics::Metrics;
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Guard(String);
 
-impl Guard {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
 pub enum Lookup<T> {
     Hit(T),
     /// Missed; `Some` when the value may be stored afterwards.

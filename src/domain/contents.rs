@@ -1,7 +1,8 @@
 //! Use cases of §3: content items, listings, and their cache policy.
 //!
-//! Reads: look up Redis (value + generation in one round trip); on a miss,
-//! read PostgreSQL, serialise once, store guarded by the generation.
+//! Reads: look up Redis (the value, or the guard a fill must carry, in one
+//! round trip); on a miss, join or start the one load of that key under that
+//! guard: read PostgreSQL, serialise once, store guarded.
 //! Writes: commit, then invalidate, then answer.
 
 use std::sync::Arc;
