@@ -212,7 +212,7 @@ impl TestApp {
             .expect("the application builds");
         let address = format!("http://127.0.0.1:{}", app.port());
         tokio::spawn(app.run_until_stopped());
-        TestApp {
+        let app = TestApp {
             address,
             client: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
@@ -220,6 +220,26 @@ impl TestApp {
                 .unwrap(),
             _database: database,
             settings,
+        };
+        if app.settings.redis_cluster {
+            // Startup waits 1 s for Redis; a cluster client on a loaded
+            // machine can take longer to learn the slots, and the tests of a
+            // cluster are about a cluster that serves.
+            app.await_cache_ok().await;
+        }
+        app
+    }
+
+    /// Bounded wait until `/health/ready` reports the cache `ok`.
+    pub async fn await_cache_ok(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let ready: Value = self.get("/health/ready").await.json().await.unwrap();
+            if ready["cache"] == "ok" {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the cache is not ok: {ready}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
