@@ -83,9 +83,13 @@ redis.call('UNLINK', KEYS[2])
 return #members
 "#;
 
-/// A fresh, never reused token.
+/// A fresh, never reused token: this process's random nonce and a counter
+/// (one random draw per process, not a system call per lookup).
 fn token() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
+    static NONCE: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| uuid::Uuid::new_v4().simple().to_string());
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    format!("{}-{}", *NONCE, COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
 /// A connection to either kind of deployment; both multiplex, clone
@@ -417,19 +421,18 @@ impl RedisStore {
             .arg(self.keys.listing_next(key))
             .arg(self.keys.listing_version());
         let mut conn = self.connection()?;
-        let values: Vec<Option<Vec<u8>>> = self.call(cmd.query_async(&mut conn)).await?;
-        let text = |value: &Option<Vec<u8>>| {
-            value
-                .as_deref()
-                .map(|bytes| String::from_utf8_lossy(bytes).into_owned())
-        };
-        match values.as_slice() {
-            [Some(body), next, _] => Ok(ListingLookup::Hit(Bytes::from(body.clone()), text(next))),
-            [None, _, version] => Ok(ListingLookup::Miss {
-                version: text(version).unwrap_or_default(),
-            }),
-            _ => Err(Unavailable::Failed),
+        let mut values: Vec<Option<Vec<u8>>> = self.call(cmd.query_async(&mut conn)).await?;
+        if values.len() != 3 {
+            return Err(Unavailable::Failed);
         }
+        let text = |bytes: Vec<u8>| String::from_utf8_lossy(&bytes).into_owned();
+        let (version, next) = (values.pop().flatten(), values.pop().flatten());
+        Ok(match values.pop().flatten() {
+            Some(body) => ListingLookup::Hit(Bytes::from(body), next.map(text)),
+            None => ListingLookup::Miss {
+                version: version.map(text).unwrap_or_default(),
+            },
+        })
     }
 
     /// Fills an item unless it was invalidated since the miss.
@@ -790,6 +793,12 @@ mod tests {
 292f8b365bb7edb5e285caf0b7e6ddc7265d2f4f 127.0.0.1:30003@31003 master - 0 1426238318243 3 connected 10923-16383
 e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 127.0.0.1:30001@31001 myself,master - 0 0 1 connected 0-5460
 ";
+
+    #[test]
+    fn tokens_are_never_reused() {
+        let tokens: std::collections::HashSet<String> = (0..1000).map(|_| token()).collect();
+        assert_eq!(tokens.len(), 1000);
+    }
 
     #[test]
     fn serving_primaries_are_read_from_cluster_nodes() {
