@@ -792,34 +792,49 @@ async fn concurrent_cold_reads_cost_one_query(redis: Redis) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_primary_failover_under_load_answers_every_request_and_serves_nothing_stale() {
-    use std::sync::atomic::{AtomicBool, Ordering};
-
-    let cluster = Arc::new(
-        tokio::task::spawn_blocking(|| crate::helpers::TestCluster::start(3, 1))
-            .await
-            .unwrap(),
-    );
+/// A cluster of the test's own (`primaries` × (1 + `replicas`) nodes) and an
+/// app on it whose cache serves.
+async fn app_on_own_cluster(
+    primaries: usize,
+    replicas: usize,
+) -> (crate::helpers::TestCluster, TestApp) {
+    let cluster = tokio::task::spawn_blocking(move || {
+        crate::helpers::TestCluster::start(primaries, replicas)
+    })
+    .await
+    .unwrap();
     let url = cluster.url();
-    let app = Arc::new(
-        TestApp::spawn_with(move |s| {
-            s.redis_url = Some(url);
-            s.redis_cluster = true;
-            s.cache_key_prefix = "failover:".into();
-        })
-        .await,
-    );
-    await_cache_state(&app, "ok", Duration::from_secs(10)).await;
-    let user = Arc::new(app.new_user().await);
+    let app = TestApp::spawn_with(move |s| {
+        s.redis_url = Some(url);
+        s.redis_cluster = true;
+        s.cache_key_prefix = "own-cluster:".into();
+    })
+    .await;
+    (cluster, app)
+}
+
+/// Posts `n` items titled `{title} {n}`, and reads each and the default
+/// listing once, so that all are cached.
+async fn cached_items(app: &TestApp, user: &TestUser, n: usize, title: &str) -> Vec<i64> {
     let mut ids = Vec::new();
-    for n in 0..12 {
-        ids.push(app.post_item(&user, &format!("Item {n} v0")).await);
+    for i in 0..n {
+        ids.push(app.post_item(user, &format!("{title} {i}")).await);
     }
     for id in &ids {
         app.get(&format!("/api/v1/content/{id}")).await;
     }
     app.get("/api/v1/content").await;
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primary_failover_under_load_answers_every_request_and_serves_nothing_stale() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let (cluster, app) = app_on_own_cluster(3, 1).await;
+    let (cluster, app) = (Arc::new(cluster), Arc::new(app));
+    let user = Arc::new(app.new_user().await);
+    let ids = cached_items(&app, &user, 12, "Item").await;
 
     // Readers over items and the listing; a writer that reads its own
     // write back after every acknowledgement.
@@ -959,27 +974,10 @@ async fn a_write_to_one_item_refuses_no_fill_of_another(redis: Redis) {
 
 #[tokio::test]
 async fn on_a_cluster_stale_entries_are_flushed_from_every_primary_on_recovery() {
-    let cluster = tokio::task::spawn_blocking(|| crate::helpers::TestCluster::start(3, 0))
-        .await
-        .unwrap();
-    let url = cluster.url();
-    let app = TestApp::spawn_with(move |s| {
-        s.redis_url = Some(url);
-        s.redis_cluster = true;
-        s.cache_key_prefix = "stall:".into();
-    })
-    .await;
-    await_cache_state(&app, "ok", Duration::from_secs(10)).await;
+    let (cluster, app) = app_on_own_cluster(3, 0).await;
     let user = app.new_user().await;
     // Items whose keys land on different primaries, and the listing.
-    let mut ids = Vec::new();
-    for n in 0..6 {
-        ids.push(app.post_item(&user, &format!("Before the stall {n}")).await);
-    }
-    for id in &ids {
-        app.get(&format!("/api/v1/content/{id}")).await;
-    }
-    app.get("/api/v1/content").await;
+    let ids = cached_items(&app, &user, 6, "Before the stall").await;
     for id in &ids {
         assert!(cached(&app, &app.keys().item(*id)).await.is_some());
     }
