@@ -36,6 +36,8 @@ pub struct Settings {
     /// Argon2 threads; 0 means one per core but one (at least one).
     pub password_hashing_threads: usize,
     pub cache_ttl_seconds: u64,
+    /// Bound of the in-process cache (L1) in bytes; 0 turns it off.
+    pub l1_cache_bytes: u64,
     pub cache_key_prefix: String,
     /// A Redis call slower than this counts as a failure (default 50 ms).
     pub redis_timeout: Duration,
@@ -171,6 +173,7 @@ impl Settings {
             });
         }
         let cache_ttl_seconds = parse_or(&get, "CACHE_TTL_SECONDS", 600u64)?;
+        let l1_cache_bytes = parse_or(&get, "L1_CACHE_BYTES", 64u64 << 20)?;
         if cache_ttl_seconds == 0 {
             return Err(ConfigError {
                 var: "CACHE_TTL_SECONDS",
@@ -231,6 +234,7 @@ impl Settings {
             workers: parse_or(&get, "WORKERS", 0usize)?,
             password_hashing_threads: parse_or(&get, "PASSWORD_HASHING_THREADS", 0usize)?,
             cache_ttl_seconds,
+            l1_cache_bytes,
             cache_key_prefix: lookup("CACHE_KEY_PREFIX").unwrap_or_default(),
             redis_timeout,
             cache_control,
@@ -341,6 +345,7 @@ mod tests {
         let s = settings(&[]).unwrap();
         assert_eq!(s.port, 8080);
         assert_eq!(s.cache_ttl_seconds, 600);
+        assert_eq!(s.l1_cache_bytes, 67_108_864);
         assert_eq!(s.jwt_ttl_seconds, 3600);
         assert_eq!(s.phone_regions, vec![country::Id::NG]);
         assert_eq!(s.default_phone_region, country::Id::NG);

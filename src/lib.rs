@@ -46,6 +46,7 @@ pub async fn prepare(settings: &Settings, hooks: Hooks) -> anyhow::Result<AppCon
             key_prefix: &settings.cache_key_prefix,
             ttl_seconds: settings.cache_ttl_seconds,
             timeout: settings.redis_timeout,
+            l1_bytes: settings.l1_cache_bytes,
         },
         metrics.clone(),
     )?;

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Latency buckets from 100 µs to 5 s: cached reads sit at the low end.
@@ -21,7 +21,20 @@ pub struct Metrics {
     cache_invalidation_duration: Histogram,
     cache_coalesced: IntCounterVec,
     cache_circuit_open: IntGauge,
+    /// L1 lookups, resolved once: they are on the hottest path.
+    l1_hits: [IntCounter; 2],
+    l1_misses: [IntCounter; 2],
+    l1_ack_duration: Histogram,
+    l1_lease: IntGauge,
     db_pool: IntGaugeVec,
+}
+
+/// Lookups of one layer, for the admin view.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct LayerCounts {
+    pub hits: u64,
+    pub misses: u64,
+    pub errors: u64,
 }
 
 /// The pool's state at scrape time.
@@ -85,6 +98,23 @@ impl Metrics {
             "1 while Redis is skipped (unreachable, slow or not configured)",
         )
         .expect("valid metric");
+        let l1_ack_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "cache_l1_ack_duration_seconds",
+                "From a write's announcement to the last L1 acknowledgement",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+        )
+        .expect("valid metric");
+        let l1_lease = IntGauge::new(
+            "cache_l1_lease_held",
+            "1 while this instance holds its L1 lease and serves from L1",
+        )
+        .expect("valid metric");
+        let l1_counter =
+            |family: &str, result: &str| cache_requests.with_label_values(&["l1", family, result]);
+        let l1_hits = [l1_counter("item", "hit"), l1_counter("listing", "hit")];
+        let l1_misses = [l1_counter("item", "miss"), l1_counter("listing", "miss")];
         let db_pool = IntGaugeVec::new(
             Opts::new(
                 "db_pool_connections",
@@ -119,6 +149,12 @@ impl Metrics {
         registry
             .register(Box::new(db_pool.clone()))
             .expect("unique metric");
+        registry
+            .register(Box::new(l1_ack_duration.clone()))
+            .expect("unique metric");
+        registry
+            .register(Box::new(l1_lease.clone()))
+            .expect("unique metric");
         Self {
             registry,
             http_requests,
@@ -128,6 +164,10 @@ impl Metrics {
             cache_invalidation_duration,
             cache_coalesced,
             cache_circuit_open,
+            l1_hits,
+            l1_misses,
+            l1_ack_duration,
+            l1_lease,
             db_pool,
         }
     }
@@ -145,6 +185,42 @@ impl Metrics {
         self.cache_requests
             .with_label_values(&["redis", family, result])
             .inc();
+    }
+
+    pub fn l1_lookup(&self, family: &str, hit: bool) {
+        let index = usize::from(family != "item");
+        if hit {
+            self.l1_hits[index].inc();
+        } else {
+            self.l1_misses[index].inc();
+        }
+    }
+
+    pub fn l1_ack(&self, elapsed: Duration) {
+        self.l1_ack_duration.observe(elapsed.as_secs_f64());
+    }
+
+    pub fn l1_serving(&self, serving: bool) {
+        self.l1_lease.set(i64::from(serving));
+    }
+
+    /// Hits, misses and errors of a layer (`l1`, `redis`), all families.
+    pub fn layer_counts(&self, layer: &str) -> LayerCounts {
+        let count = |result: &str| {
+            ["item", "listing"]
+                .iter()
+                .map(|family| {
+                    self.cache_requests
+                        .with_label_values(&[layer, family, result])
+                        .get()
+                })
+                .sum()
+        };
+        LayerCounts {
+            hits: count("hit"),
+            misses: count("miss"),
+            errors: count("error"),
+        }
     }
 
     pub fn coalesced(&self, family: &str) {

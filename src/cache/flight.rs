@@ -105,7 +105,7 @@ mod tests {
         let (release, released) = watch::channel(false);
         let call = |key: &str, guard: &str| {
             let (flights, loads, mut released) = (flights.clone(), loads.clone(), released.clone());
-            let (key, guard) = (key.to_owned(), Guard(guard.to_owned()));
+            let (key, guard) = (key.to_owned(), Guard::for_test(guard));
             tokio::spawn(async move {
                 let flight = flights.join_or_start(key, guard, async move {
                     loads.fetch_add(1, Ordering::SeqCst);
@@ -136,11 +136,11 @@ mod tests {
     #[tokio::test]
     async fn a_load_that_panics_fails_its_waiters_and_no_later_caller() {
         let flights = Flights::<u32>::new();
-        let failed = flights.join_or_start("k".into(), Guard("g".into()), async {
+        let failed = flights.join_or_start("k".into(), Guard::for_test("g"), async {
             panic!("the load broke")
         });
         assert_eq!(failed.outcome().await, None);
-        let retried = flights.join_or_start("k".into(), Guard("g".into()), async { 3 });
+        let retried = flights.join_or_start("k".into(), Guard::for_test("g"), async { 3 });
         assert!(!retried.joined);
         assert_eq!(retried.outcome().await, Some(3));
     }
@@ -153,7 +153,7 @@ mod tests {
         let first = tokio::spawn({
             let flights = flights.clone();
             async move {
-                let flight = flights.join_or_start("k".into(), Guard("g".into()), async move {
+                let flight = flights.join_or_start("k".into(), Guard::for_test("g"), async move {
                     let _ = first_released.wait_for(|go| *go).await;
                     1
                 });
@@ -164,7 +164,7 @@ mod tests {
         let second = tokio::spawn({
             let flights = flights.clone();
             async move {
-                let flight = flights.join_or_start("k".into(), Guard("g".into()), async { 2 });
+                let flight = flights.join_or_start("k".into(), Guard::for_test("g"), async { 2 });
                 let joined = flight.joined;
                 (flight.outcome().await, joined)
             }

@@ -16,26 +16,59 @@
 //!   invalidation was skipped or failed meanwhile, or a cluster's topology
 //!   changed.
 
+pub mod body;
+pub mod bus;
 mod flight;
 pub mod keys;
+mod l1;
 mod redis_store;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::web::Bytes;
-
+pub use body::{accepts_gzip, Chosen, ListingBody, Representation};
+use bus::{Bus, Settled};
 pub use flight::{Flight, Flights};
 pub use keys::Keys;
+pub use l1::Usage;
+use l1::{Local, Stamp};
 use redis_store::{Invalidation, ItemLookup, ListingLookup, RedisStore, Unavailable};
 
 use crate::metrics::Metrics;
 
 /// What a fill must carry to prove no invalidation happened since the
-/// lookup that missed: the item's lease or the listing version. Readers
-/// that carry the same guard may share one load.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Guard(String);
+/// lookup that missed: the item's lease or the listing version in Redis,
+/// and the L1 stamp. Readers that carry the same Redis guard may share one
+/// load (the one that started it fills L1 with its own, older, stamp).
+#[derive(Debug, Clone)]
+pub struct Guard {
+    token: String,
+    stamp: Option<Stamp>,
+}
+
+impl Guard {
+    #[cfg(test)]
+    pub(crate) fn for_test(token: &str) -> Self {
+        Self {
+            token: token.to_owned(),
+            stamp: None,
+        }
+    }
+}
+
+impl PartialEq for Guard {
+    fn eq(&self, other: &Self) -> bool {
+        self.token == other.token
+    }
+}
+
+impl Eq for Guard {}
+
+impl std::hash::Hash for Guard {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.token.hash(state);
+    }
+}
 
 pub enum Lookup<T> {
     Hit(T),
@@ -46,8 +79,8 @@ pub enum Lookup<T> {
 /// A cached listing page: the body and its next-page cursor, if any.
 #[derive(Clone)]
 pub struct CachedPage {
-    pub body: Bytes,
-    pub next_cursor: Option<String>,
+    pub body: Arc<ListingBody>,
+    pub next_cursor: Option<Arc<str>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +94,8 @@ pub struct Cache {
     keys: Keys,
     ttl_seconds: u64,
     redis: Option<Arc<RedisStore>>,
+    local: Option<Arc<Local>>,
+    bus: Option<Arc<Bus>>,
     metrics: Arc<Metrics>,
 }
 
@@ -75,6 +110,38 @@ pub struct CacheSettings<'a> {
     pub key_prefix: &'a str,
     pub ttl_seconds: u64,
     pub timeout: Duration,
+    /// The L1's bound; 0 turns it off. L1 needs Redis (its leases).
+    pub l1_bytes: u64,
+}
+
+/// The admin view of the layers (contract §11).
+#[derive(Debug, serde::Serialize)]
+pub struct Overview {
+    pub l1: Option<L1Overview>,
+    pub redis: RedisOverview,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct L1Overview {
+    pub instance: String,
+    pub serving: bool,
+    pub lease_remaining_ms: u64,
+    pub items: Usage,
+    pub listings: Usage,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct RedisOverview {
+    pub configured: bool,
+    pub state: &'static str,
+    /// Instances holding an L1 lease, with its remaining time.
+    pub live_instances: Vec<LiveInstance>,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct LiveInstance {
+    pub instance: String,
+    pub lease_expires_at_ms: i64,
 }
 
 impl Cache {
@@ -90,20 +157,42 @@ impl Cache {
                     .map(Arc::new)
             })
             .transpose()?;
+        let local =
+            (redis.is_some() && settings.l1_bytes > 0).then(|| Local::new(settings.l1_bytes));
+        let bus = redis
+            .as_ref()
+            .map(|redis| Bus::start(redis.clone(), local.clone(), metrics.clone()));
         Ok(Self {
             keys,
             ttl_seconds: settings.ttl_seconds,
             redis,
+            local,
+            bus,
             metrics,
         })
     }
 
     /// Gives a reachable Redis up to `limit` to connect before serving.
+    /// And for L1 to join, within the same limit.
     pub async fn connect(&self, limit: Duration) {
+        let started = std::time::Instant::now();
         if let Some(redis) = &self.redis {
             if !redis.wait_until_available(limit).await {
                 tracing::warn!("redis not reachable at startup: serving from PostgreSQL");
+                return;
             }
+        }
+        while self.local.is_some() && !self.l1_serving() && started.elapsed() < limit {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// `off`, `serving`, or `joining` (no lease: L1 is bypassed).
+    pub fn l1_state(&self) -> &'static str {
+        match (&self.local, self.l1_serving()) {
+            (None, _) => "off",
+            (Some(_), true) => "serving",
+            (Some(_), false) => "joining",
         }
     }
 
@@ -118,34 +207,82 @@ impl Cache {
         }
     }
 
-    pub async fn lookup_item(&self, id: i64) -> Lookup<Bytes> {
+    /// Whether L1 serves now (false without one).
+    pub fn l1_serving(&self) -> bool {
+        self.bus.as_ref().is_some_and(|bus| bus.serving())
+    }
+
+    fn stamp(&self) -> Option<Stamp> {
+        self.local.as_ref().and_then(|local| local.stamp())
+    }
+
+    pub async fn lookup_item(&self, id: i64) -> Lookup<Representation> {
+        if let Some(local) = &self.local {
+            if let Some(found) = local.item(id) {
+                self.metrics.l1_lookup(ITEM, true);
+                return Lookup::Hit(found);
+            }
+            self.metrics.l1_lookup(ITEM, false);
+        }
+        let stamp = self.stamp();
         let found = match &self.redis {
             Some(redis) => redis.lookup_item(id).await,
             None => Err(Unavailable::Skipped),
         };
-        self.record(
-            ITEM,
-            found.map(|lookup| match lookup {
-                ItemLookup::Hit(value) => Lookup::Hit(value),
-                ItemLookup::Miss { lease } => Lookup::Miss(Some(Guard(lease))),
-            }),
-        )
+        let found = found.map(|lookup| match lookup {
+            ItemLookup::Hit(bytes, ttl) => {
+                let found = Representation::new(bytes);
+                self.fill_item(stamp, id, &found, ttl);
+                Lookup::Hit(found)
+            }
+            ItemLookup::Miss { lease } => Lookup::Miss(Some(Guard {
+                token: lease,
+                stamp,
+            })),
+        });
+        self.record(ITEM, found)
     }
 
     pub async fn lookup_listing(&self, key: &str) -> Lookup<CachedPage> {
+        if let Some(local) = &self.local {
+            if let Some(found) = local.listing(key) {
+                self.metrics.l1_lookup(LISTING, true);
+                return Lookup::Hit(found);
+            }
+            self.metrics.l1_lookup(LISTING, false);
+        }
+        let stamp = self.stamp();
         let found = match &self.redis {
             Some(redis) => redis.lookup_listing(key).await,
             None => Err(Unavailable::Skipped),
         };
-        self.record(
-            LISTING,
-            found.map(|lookup| match lookup {
-                ListingLookup::Hit(body, next_cursor) => {
-                    Lookup::Hit(CachedPage { body, next_cursor })
-                }
-                ListingLookup::Miss { version } => Lookup::Miss(Some(Guard(version))),
-            }),
-        )
+        let found = found.map(|lookup| match lookup {
+            ListingLookup::Hit(stored, next_cursor, ttl) => {
+                let page = CachedPage {
+                    body: Arc::new(ListingBody::from_stored(stored)),
+                    next_cursor: next_cursor.map(Arc::from),
+                };
+                self.fill_listing(stamp, key, &page, ttl);
+                Lookup::Hit(page)
+            }
+            ListingLookup::Miss { version } => Lookup::Miss(Some(Guard {
+                token: version,
+                stamp,
+            })),
+        });
+        self.record(LISTING, found)
+    }
+
+    fn fill_item(&self, stamp: Option<Stamp>, id: i64, value: &Representation, ttl: Duration) {
+        if let (Some(local), Some(stamp)) = (&self.local, stamp) {
+            local.fill_item(stamp, id, value.clone(), ttl);
+        }
+    }
+
+    fn fill_listing(&self, stamp: Option<Stamp>, key: &str, page: &CachedPage, ttl: Duration) {
+        if let (Some(local), Some(stamp)) = (&self.local, stamp) {
+            local.fill_listing(stamp, key, page.clone(), ttl);
+        }
     }
 
     fn record<T>(&self, family: &str, found: Result<Lookup<T>, Unavailable>) -> Lookup<T> {
@@ -159,39 +296,138 @@ impl Cache {
         lookup
     }
 
-    pub async fn store_item(&self, guard: &Guard, id: i64, value: &Bytes) {
+    /// Stores in Redis, guarded; then in L1 if Redis took it.
+    pub async fn store_item(&self, guard: &Guard, id: i64, value: &Representation) {
         if let Some(redis) = &self.redis {
-            redis
-                .store_item(id, &guard.0, value, self.ttl_seconds)
-                .await;
+            if redis
+                .store_item(id, &guard.token, &value.bytes, self.ttl_seconds)
+                .await
+            {
+                self.fill_item(guard.stamp, id, value, self.ttl());
+            }
         }
     }
 
     pub async fn store_listing(&self, guard: &Guard, key: &str, page: &CachedPage) {
         if let Some(redis) = &self.redis {
-            redis
+            if redis
                 .store_listing(
-                    &guard.0,
+                    &guard.token,
                     key,
-                    &page.body,
+                    page.body.stored(),
                     page.next_cursor.as_deref(),
                     self.ttl_seconds,
                 )
-                .await;
+                .await
+            {
+                self.fill_listing(guard.stamp, key, page, self.ttl());
+            }
         }
     }
 
+    fn ttl(&self) -> Duration {
+        Duration::from_secs(self.ttl_seconds)
+    }
+
     /// Deletes `all_contents`, every listing (replacing the listing
-    /// version), and the given items with their leases. Call after the
-    /// database commit, before answering.
+    /// version), and the given items with their leases, in Redis and in
+    /// every instance's L1. Call after the database commit; returns once no
+    /// instance can serve what was deleted.
     pub async fn invalidate(&self, item_ids: &[i64]) {
-        let Some(redis) = &self.redis else {
-            return;
+        self.invalidate_everywhere(Some(item_ids)).await;
+    }
+
+    /// `None`: everything (the admin flush, after Redis was flushed).
+    async fn invalidate_everywhere(&self, item_ids: Option<&[i64]>) -> Option<Settled> {
+        let (Some(redis), Some(bus)) = (&self.redis, &self.bus) else {
+            return None;
         };
-        match redis.invalidate(item_ids).await {
-            Invalidation::Done(elapsed) => self.metrics.invalidation("done", Some(elapsed)),
-            Invalidation::Skipped => self.metrics.invalidation("skipped", None),
-            Invalidation::Failed => self.metrics.invalidation("failed", None),
+        let announcement = bus.announcement(item_ids);
+        loop {
+            let outcome = redis
+                .invalidate(
+                    item_ids.unwrap_or_default(),
+                    &announcement.channel,
+                    &announcement.message,
+                )
+                .await;
+            if let Some(local) = &self.local {
+                match item_ids {
+                    Some(ids) => local.invalidate(ids),
+                    None => local.clear(),
+                }
+            }
+            match outcome {
+                Invalidation::Done { elapsed, audience } => {
+                    self.metrics.invalidation("done", Some(elapsed));
+                    return Some(bus.settle(announcement, audience).await);
+                }
+                Invalidation::Failed => {
+                    self.metrics.invalidation("failed", None);
+                    if let Some(settled) = bus.unreachable(&announcement) {
+                        return Some(settled);
+                    }
+                    tokio::time::sleep(Bus::retry_pause()).await;
+                }
+            }
+        }
+    }
+
+    /// Empties Redis (the service's keys) and every live instance's L1;
+    /// `Err` if Redis could not be flushed.
+    pub async fn flush(&self) -> Result<(), anyhow::Error> {
+        if let Some(local) = &self.local {
+            local.clear();
+        }
+        let Some(redis) = &self.redis else {
+            return Ok(());
+        };
+        redis.flush().await?;
+        match self.invalidate_everywhere(None).await {
+            Some(Settled::LeasesLapsed) => {
+                Err(anyhow::anyhow!("redis unreachable after the flush"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    pub async fn overview(&self) -> Overview {
+        let l1 = match (&self.local, &self.bus) {
+            (Some(local), Some(bus)) => {
+                let (items, listings) = local.usage();
+                Some(L1Overview {
+                    instance: bus.instance.clone(),
+                    serving: local.lease.holds(),
+                    lease_remaining_ms: local.lease.remaining().as_millis() as u64,
+                    items,
+                    listings,
+                })
+            }
+            _ => None,
+        };
+        let live_instances = match &self.bus {
+            Some(bus) => bus
+                .members()
+                .await
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(instance, lease_expires_at_ms)| LiveInstance {
+                    instance,
+                    lease_expires_at_ms,
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        Overview {
+            l1,
+            redis: RedisOverview {
+                configured: self.redis.is_some(),
+                state: match self.health() {
+                    Health::Ok => "ok",
+                    Health::Degraded => "degraded",
+                },
+                live_instances,
+            },
         }
     }
 }

@@ -34,12 +34,13 @@ const MAINTENANCE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a reader may take between its miss and its fill of an item.
 const LEASE_MS: u64 = 2_000;
 
-/// KEYS: item, lease. ARGV: a fresh token, lease ms. The value if cached;
-/// else the token of the lease on filling it, taken now unless another
-/// reader holds it (every reader of one lease may fill with it).
+/// KEYS: item, lease. ARGV: a fresh token, lease ms. The value and its
+/// remaining ms if cached; else the token of the lease on filling it, taken
+/// now unless another reader holds it (every reader of one lease may fill
+/// with it).
 const ITEM_LOOKUP: &str = r#"
 local value = redis.call('GET', KEYS[1])
-if value then return {value} end
+if value then return {value, redis.call('PTTL', KEYS[1])} end
 local holder = redis.call('GET', KEYS[2])
 if holder then return {false, holder} end
 redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
@@ -69,10 +70,14 @@ redis.call('EXPIRE', KEYS[4], ARGV[3])
 return 1
 "#;
 
-/// KEYS: listing version, tag set. ARGV: a fresh version. Atomic: no
-/// listing store can slip in between the new version and the deletes. A
-/// version is never reused (unlike a counter, which a failover can set
-/// back), so a store that saw an old one is refused whatever happened since.
+/// KEYS: listing version, tag set, L1 members, L1 revoked. ARGV: a fresh
+/// version, channel, message. Atomic: no listing store can slip in between
+/// the new version and the deletes. A version is never reused (unlike a
+/// counter, which a failover can set back), so a store that saw an old one
+/// is refused whatever happened since. Then, in the same step, the L1
+/// audience: the instances whose lease is live now (they must acknowledge
+/// the message published last), and until when (ms) removed ones may still
+/// serve; with the Redis clock's now.
 const LISTING_INVALIDATE: &str = r#"
 redis.call('SET', KEYS[1], ARGV[1])
 local members = redis.call('SMEMBERS', KEYS[2])
@@ -80,7 +85,15 @@ for i = 1, #members, 500 do
   redis.call('UNLINK', unpack(members, i, math.min(i + 499, #members)))
 end
 redis.call('UNLINK', KEYS[2])
-return #members
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. now)
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', '(' .. now)
+local live = redis.call('ZRANGE', KEYS[3], 0, -1)
+local last = redis.call('ZRANGE', KEYS[4], -1, -1, 'WITHSCORES')
+local revoked_until = tonumber(last[2] or now)
+redis.call('PUBLISH', ARGV[2], ARGV[3])
+return {now, revoked_until, live}
 "#;
 
 /// A fresh, never reused token: this process's random nonce and a counter
@@ -95,7 +108,7 @@ fn token() -> String {
 /// A connection to either kind of deployment; both multiplex, clone
 /// cheaply and reconnect by themselves.
 #[derive(Clone)]
-enum Connection {
+pub(super) enum Connection {
     Single(ConnectionManager),
     Cluster(ClusterConnection),
 }
@@ -134,7 +147,10 @@ enum Deployment {
         client: redis::Client,
         config: ConnectionManagerConfig,
     },
-    Cluster(ClusterClient),
+    Cluster {
+        client: ClusterClient,
+        seeds: Vec<String>,
+    },
 }
 
 impl Deployment {
@@ -151,15 +167,15 @@ impl Deployment {
                 config,
             });
         }
-        let seeds: Vec<&str> = url.split(',').map(str::trim).collect();
-        let client = ClusterClient::builder(seeds)
+        let seeds: Vec<String> = url.split(',').map(|seed| seed.trim().to_owned()).collect();
+        let client = ClusterClient::builder(seeds.clone())
             .retries(2)
             .min_retry_wait(10)
             .max_retry_wait(100)
             .connection_timeout(Duration::from_millis(500))
             .response_timeout(MAINTENANCE_TIMEOUT)
             .build()?;
-        Ok(Deployment::Cluster(client))
+        Ok(Deployment::Cluster { client, seeds })
     }
 
     /// Connects in the background: no caller waits on a connect.
@@ -169,7 +185,7 @@ impl Deployment {
                 ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
                     .map(Connection::Single)
             }
-            Deployment::Cluster(client) => Ok(Connection::Cluster(
+            Deployment::Cluster { client, .. } => Ok(Connection::Cluster(
                 client.get_pending_async_connection_with_config(ClusterConfig::new()),
             )),
         }
@@ -180,12 +196,12 @@ struct Circuit {
     /// Read on every call without locking.
     open: AtomicBool,
     failures: AtomicU32,
-    /// An invalidation was skipped (circuit open) or failed, or a cluster's
-    /// topology changed: Redis may hold stale entries and must be flushed
-    /// before the circuit closes. Taken around every decision that involves
-    /// it and the closing itself, so a write either marks it before the
-    /// probe's last check or sees the circuit closed and invalidates Redis
-    /// itself.
+    /// The circuit opened, an invalidation failed, or a cluster's topology
+    /// changed: Redis may hold entries some write could not delete (this
+    /// instance's or another's) and must be flushed before the circuit
+    /// closes. Taken around the closing itself, so a write that fails
+    /// marks it either before the probe's last check or after the close,
+    /// and then trips the circuit again.
     missed_invalidation: Mutex<bool>,
     /// Bumped each time the circuit closes: workers then replace their
     /// connections, which may still hold a socket from before the outage.
@@ -207,7 +223,7 @@ impl Circuit {
         let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
         tracing::debug!(failures, reason, "redis call failed");
         if failures >= threshold {
-            self.trip(reason);
+            self.distrust(reason);
         }
     }
 
@@ -218,18 +234,6 @@ impl Circuit {
                 "redis unavailable: circuit opened, serving from PostgreSQL"
             );
             self.wake_probe.notify_one();
-        }
-    }
-
-    /// `true` if the circuit is open, after recording the skipped
-    /// invalidation; `false` means the caller must invalidate Redis.
-    fn skip_invalidation(&self) -> bool {
-        let mut missed = self.missed_invalidation.lock().expect("circuit lock");
-        if self.is_open() {
-            *missed = true;
-            true
-        } else {
-            false
         }
     }
 
@@ -266,23 +270,40 @@ pub enum Unavailable {
 }
 
 pub enum Invalidation {
-    Done(Duration),
-    /// Not attempted (circuit open); the cache will be flushed on recovery.
-    Skipped,
+    Done {
+        elapsed: Duration,
+        audience: Audience,
+    },
+    /// Redis is marked for a flush before it is used again.
     Failed,
 }
 
-/// An item lookup: the bytes, or the lease token a fill must carry.
+/// Whom a writer waits for after announcing a write to the L1s.
+#[derive(Debug, Clone, Default)]
+pub struct Audience {
+    /// Instances holding a live lease (possibly the writer itself).
+    pub live: Vec<String>,
+    /// How long (Redis clock) instances removed unacknowledged may still
+    /// serve under their last lease.
+    pub revoked_for: Duration,
+}
+
+/// An item lookup: the bytes and their remaining TTL, or the lease token a
+/// fill must carry.
 pub enum ItemLookup {
-    Hit(Bytes),
+    Hit(Bytes, Duration),
     Miss { lease: String },
 }
 
-/// A listing lookup: the page and its next cursor, or the version a fill
-/// must carry.
+/// A listing lookup: the page, its next cursor and remaining TTL, or the
+/// version a fill must carry.
 pub enum ListingLookup {
-    Hit(Bytes, Option<String>),
+    Hit(Bytes, Option<String>, Duration),
     Miss { version: String },
+}
+
+fn remaining(pttl_ms: i64) -> Duration {
+    Duration::from_millis(pttl_ms.max(0) as u64)
 }
 
 pub struct RedisStore {
@@ -340,7 +361,7 @@ impl RedisStore {
     /// own runtime: a shared one is driven on the main runtime, and every
     /// request's round trip then hops threads twice (A/B on this machine:
     /// cached item 0.37–0.47 × baseline shared, 0.51–0.58 × per worker).
-    fn connection(&self) -> Result<Connection, Unavailable> {
+    pub(super) fn connection(&self) -> Result<Connection, Unavailable> {
         thread_local! {
             static CONNECTIONS: RefCell<HashMap<u64, (u64, Connection)>> =
                 RefCell::new(HashMap::new());
@@ -375,7 +396,26 @@ impl RedisStore {
         self.is_available()
     }
 
-    async fn call<T>(&self, op: impl Future<Output = RedisResult<T>>) -> Result<T, Unavailable> {
+    pub(super) fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// A client for a pub/sub connection: the server, or one seed node of a
+    /// cluster in turn (a cluster forwards every `PUBLISH` to every node).
+    pub(super) fn pubsub_client(&self, attempt: usize) -> RedisResult<redis::Client> {
+        match &*self.deployment {
+            Deployment::Single { client, .. } => Ok(client.clone()),
+            Deployment::Cluster { seeds, .. } => {
+                redis::Client::open(seeds[attempt % seeds.len()].as_str())
+            }
+        }
+    }
+
+    /// Runs `op` unless the circuit is open, bounded by the timeout.
+    pub(super) async fn call<T>(
+        &self,
+        op: impl Future<Output = RedisResult<T>>,
+    ) -> Result<T, Unavailable> {
         if self.circuit.is_open() {
             return Err(Unavailable::Skipped);
         }
@@ -404,39 +444,48 @@ impl RedisStore {
             .arg(token())
             .arg(LEASE_MS);
         let mut conn = self.connection()?;
-        let mut found: Vec<Option<Vec<u8>>> = self.call(invocation.invoke_async(&mut conn)).await?;
-        match (found.first_mut().and_then(Option::take), found.get_mut(1)) {
-            (Some(value), _) => Ok(ItemLookup::Hit(Bytes::from(value))),
-            (None, Some(Some(lease))) => Ok(ItemLookup::Miss {
-                lease: String::from_utf8_lossy(lease).into_owned(),
+        let found: Vec<Value> = self.call(invocation.invoke_async(&mut conn)).await?;
+        let mut found = found.into_iter();
+        match (found.next(), found.next()) {
+            (Some(Value::BulkString(value)), Some(Value::Int(pttl))) => {
+                Ok(ItemLookup::Hit(Bytes::from(value), remaining(pttl)))
+            }
+            (Some(Value::Nil), Some(Value::BulkString(lease))) => Ok(ItemLookup::Miss {
+                lease: String::from_utf8_lossy(&lease).into_owned(),
             }),
-            (None, _) => Err(Unavailable::Failed),
+            _ => Err(Unavailable::Failed),
         }
     }
 
-    /// One round trip (one slot): the page, its cursor and the version.
+    /// One round trip (one slot): the page, its cursor, the version and
+    /// the page's remaining TTL.
     pub async fn lookup_listing(&self, key: &str) -> Result<ListingLookup, Unavailable> {
-        let mut cmd = redis::cmd("MGET");
-        cmd.arg(key)
+        let mut pipe = redis::pipe();
+        pipe.cmd("MGET")
+            .arg(key)
             .arg(self.keys.listing_next(key))
-            .arg(self.keys.listing_version());
+            .arg(self.keys.listing_version())
+            .cmd("PTTL")
+            .arg(key);
         let mut conn = self.connection()?;
-        let mut values: Vec<Option<Vec<u8>>> = self.call(cmd.query_async(&mut conn)).await?;
+        let (mut values, pttl): (Vec<Option<Vec<u8>>>, i64) =
+            self.call(pipe.query_async(&mut conn)).await?;
         if values.len() != 3 {
             return Err(Unavailable::Failed);
         }
         let text = |bytes: Vec<u8>| String::from_utf8_lossy(&bytes).into_owned();
         let (version, next) = (values.pop().flatten(), values.pop().flatten());
         Ok(match values.pop().flatten() {
-            Some(body) => ListingLookup::Hit(Bytes::from(body), next.map(text)),
+            Some(body) => ListingLookup::Hit(Bytes::from(body), next.map(text), remaining(pttl)),
             None => ListingLookup::Miss {
                 version: version.map(text).unwrap_or_default(),
             },
         })
     }
 
-    /// Fills an item unless it was invalidated since the miss.
-    pub async fn store_item(&self, id: i64, lease: &str, value: &Bytes, ttl_seconds: u64) {
+    /// Fills an item unless it was invalidated since the miss; `true` if
+    /// stored.
+    pub async fn store_item(&self, id: i64, lease: &str, value: &Bytes, ttl_seconds: u64) -> bool {
         let mut invocation = self.item_store.prepare_invoke();
         invocation
             .key(self.keys.item(id))
@@ -444,11 +493,11 @@ impl RedisStore {
             .arg(lease)
             .arg(value.as_ref())
             .arg(ttl_seconds);
-        self.store(invocation).await;
+        self.store(invocation).await
     }
 
     /// Fills a listing (and its next cursor) unless listings were
-    /// invalidated since the miss.
+    /// invalidated since the miss; `true` if stored.
     pub async fn store_listing(
         &self,
         version: &str,
@@ -456,7 +505,7 @@ impl RedisStore {
         value: &Bytes,
         next_cursor: Option<&str>,
         ttl_seconds: u64,
-    ) {
+    ) -> bool {
         let mut invocation = self.listing_store.prepare_invoke();
         invocation
             .key(self.keys.listing_version())
@@ -469,28 +518,29 @@ impl RedisStore {
         if let Some(cursor) = next_cursor {
             invocation.arg(cursor);
         }
-        self.store(invocation).await;
+        self.store(invocation).await
     }
 
-    async fn store(&self, invocation: redis::ScriptInvocation<'_>) {
+    async fn store(&self, invocation: redis::ScriptInvocation<'_>) -> bool {
         let Ok(mut conn) = self.connection() else {
-            return;
+            return false;
         };
         let stored: Result<i64, Unavailable> = self.call(invocation.invoke_async(&mut conn)).await;
         if stored == Ok(0) {
             tracing::debug!("store skipped: invalidated since the lookup");
         }
+        stored == Ok(1)
     }
 
     /// Every listing, `all_contents`, and the given items with their
-    /// leases: the listing script and one `UNLINK` (split by slot on a
-    /// cluster), sent together. Skipped while the circuit is open (marking
-    /// the cache for a flush); a failure distrusts Redis at once: until the
-    /// recovery flush, nothing may be served from it.
-    pub async fn invalidate(&self, item_ids: &[i64]) -> Invalidation {
-        if self.circuit.skip_invalidation() {
-            return Invalidation::Skipped;
-        }
+    /// leases; then `message` is published on `channel` and the audience
+    /// that must acknowledge it returned. The items go first (one `UNLINK`,
+    /// split by slot on a cluster), so that no instance told of the write
+    /// can refill itself from them; a create has none and sends both at
+    /// once. Attempted even while the circuit is open (writes are rare, and
+    /// a Redis that is back must hear of them); a failure distrusts Redis
+    /// at once: until the recovery flush, nothing is served from it.
+    pub async fn invalidate(&self, item_ids: &[i64], channel: &str, message: &str) -> Invalidation {
         let Ok(conn) = self.connection() else {
             self.circuit.distrust("no connection");
             return Invalidation::Failed;
@@ -499,7 +549,11 @@ impl RedisStore {
         listings
             .key(self.keys.listing_version())
             .key(self.keys.listing_tags())
-            .arg(token());
+            .key(self.keys.l1_members())
+            .key(self.keys.l1_revoked())
+            .arg(token())
+            .arg(channel)
+            .arg(message);
         let mut unlink = redis::cmd("UNLINK");
         unlink.arg(self.keys.all_contents());
         for id in item_ids {
@@ -510,27 +564,42 @@ impl RedisStore {
         let started = std::time::Instant::now();
         let (mut listing_conn, mut item_conn) = (conn.clone(), conn);
         let both = async {
-            tokio::try_join!(
-                listings.invoke_async::<i64>(&mut listing_conn),
-                unlink.query_async::<i64>(&mut item_conn),
-            )
+            let listings = listings.invoke_async::<(i64, i64, Vec<String>)>(&mut listing_conn);
+            let items = unlink.query_async::<i64>(&mut item_conn);
+            if item_ids.is_empty() {
+                Ok(tokio::try_join!(listings, items)?.0)
+            } else {
+                items.await?;
+                listings.await
+            }
         };
         let reason = match tokio::time::timeout(self.timeout, both).await {
-            Ok(Ok((deleted, _))) => {
+            Ok(Ok((now, revoked_until, live))) => {
                 self.circuit.succeeded();
                 let elapsed = started.elapsed();
-                tracing::debug!(
-                    deleted_listing_keys = deleted,
-                    elapsed_us = elapsed.as_micros() as u64,
-                    "cache invalidated"
-                );
-                return Invalidation::Done(elapsed);
+                tracing::debug!(elapsed_us = elapsed.as_micros() as u64, "cache invalidated");
+                return Invalidation::Done {
+                    elapsed,
+                    audience: Audience {
+                        live,
+                        revoked_for: remaining(revoked_until - now),
+                    },
+                };
             }
             Ok(Err(err)) => err.to_string(),
             Err(_) => "timed out".to_owned(),
         };
         self.circuit.distrust(&reason);
         Invalidation::Failed
+    }
+
+    /// The recovery flush, on demand (admin): every key of the service's
+    /// families on every primary.
+    pub async fn flush(&self) -> RedisResult<()> {
+        let mut conn = self
+            .connection()
+            .map_err(|_| redis::RedisError::from((redis::ErrorKind::Io, "no connection")))?;
+        flush(&mut conn, &self.keys).await
     }
 }
 

@@ -17,7 +17,9 @@ use super::rules::SEARCH_MAX_CHARS;
 use super::validation::{digits, Fields, Rule};
 use super::views::{Content, ContentWithUser};
 use super::{AppContext, AppError};
-use crate::cache::{keys::DEFAULT_LISTING, CachedPage, Flight, Lookup, ITEM, LISTING};
+use crate::cache::{
+    keys::DEFAULT_LISTING, CachedPage, Flight, ListingBody, Lookup, Representation, ITEM, LISTING,
+};
 use crate::db::contents::{After, ListFilter};
 use crate::db::models::{ContentChanges, ListingRow, NewContentRow};
 use crate::db::{self, DbError};
@@ -126,9 +128,9 @@ fn with_user(row: ListingRow) -> ContentWithUser {
 /// A load's outcome, shared by every request that waited for it.
 type Shared<T> = Result<T, Arc<AppError>>;
 
-/// `GET /content/{id}`: the `ContentWithUser` bytes, from Redis when
+/// `GET /content/{id}`: the `ContentWithUser` bytes, from L1 or Redis when
 /// cached. Concurrent misses with the same lease share one load.
-pub async fn get(ctx: &AppContext, id: i64) -> Result<Bytes, AppError> {
+pub async fn get(ctx: &AppContext, id: i64) -> Result<Representation, AppError> {
     let guard = match ctx.cache.lookup_item(id).await {
         Lookup::Hit(bytes) => return Ok(bytes),
         Lookup::Miss(guard) => guard,
@@ -163,7 +165,7 @@ async fn shared_outcome<T: Clone>(
         .map_err(AppError::from)
 }
 
-async fn read_item(pool: &db::DbPool, id: i64) -> Result<Bytes, AppError> {
+async fn read_item(pool: &db::DbPool, id: i64) -> Result<Representation, AppError> {
     let (content, author) =
         db::interact(pool, move |conn| db::contents::find_with_author(conn, id))
             .await?
@@ -172,6 +174,7 @@ async fn read_item(pool: &db::DbPool, id: i64) -> Result<Bytes, AppError> {
         content: content.into(),
         user: author.into(),
     })
+    .map(Representation::new)
 }
 
 /// `GET /content`: one page (body bytes and next cursor), cached per
@@ -218,14 +221,14 @@ async fn read_page(
     rows.truncate(limit as usize);
     let next_cursor = rows.last().filter(|_| has_more).map(|last| {
         let id = last.content.id;
-        pagination::encode_content_cursor(match last.rank {
+        Arc::from(pagination::encode_content_cursor(match last.rank {
             Some(rank) => After::Rank(rank, id),
             None => After::Time(last.content.created_at, id),
-        })
+        }))
     });
     let items: Vec<ContentWithUser> = rows.into_iter().map(with_user).collect();
     Ok(CachedPage {
-        body: serialise(&items)?,
+        body: Arc::new(ListingBody::from_json(serialise(&items)?)),
         next_cursor,
     })
 }

@@ -19,5 +19,6 @@ pub async fn readiness(ctx: &AppContext) -> Result<Readiness, AppError> {
             Health::Ok => "ok",
             Health::Degraded => "degraded",
         },
+        l1: ctx.cache.l1_state(),
     })
 }

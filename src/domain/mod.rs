@@ -17,9 +17,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use actix_web::web::Bytes;
-
-use crate::cache::{Cache, CachedPage, Flights};
+use crate::cache::{Cache, CachedPage, Flights, Representation};
 use crate::config::Settings;
 use crate::db::DbPool;
 use crate::metrics::Metrics;
@@ -39,7 +37,7 @@ pub struct AppContext {
     pub passwords: Passwords,
     pub phones: PhonePolicy,
     /// Item and listing loads in flight, shared by concurrent misses.
-    pub item_flights: Arc<Flights<Result<Bytes, Arc<AppError>>>>,
+    pub item_flights: Arc<Flights<Result<Representation, Arc<AppError>>>>,
     pub listing_flights: Arc<Flights<Result<CachedPage, Arc<AppError>>>>,
     /// Verified against when a login names no user, so that a wrong email
     /// costs the same time as a wrong password.

@@ -161,4 +161,7 @@ pub struct Readiness {
     /// `ok`, or `degraded` while Redis is unreachable, slow or not configured
     /// (reads then come from PostgreSQL).
     pub cache: &'static str,
+    /// The in-process cache: `serving`, `joining` (no lease yet or lost:
+    /// bypassed), or `off`.
+    pub l1: &'static str,
 }

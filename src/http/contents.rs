@@ -1,13 +1,14 @@
 //! §3: content items and listings. Cached reads answer with the stored
-//! bytes, a strong `ETag` and `304` on `If-None-Match`.
+//! bytes, a strong `ETag` and `304` on `If-None-Match`; listings in gzip
+//! when the client accepts it (§11), with their own `ETag`.
 
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::web::{self, Bytes};
+use actix_web::web;
 use actix_web::{HttpRequest, HttpResponse};
-use xxhash_rust::xxh3::xxh3_128;
 
 use super::extract::{Auth, JsonObject, PathId, QueryParams};
 use super::rate_limit::WriteRateLimit;
+use crate::cache::{accepts_gzip, Representation};
 use crate::domain::content_input::{parse_content_changes, NewContent};
 use crate::domain::contents::{self, ContentListQuery};
 use crate::domain::views::{Content, ContentWithUser};
@@ -20,12 +21,6 @@ pub struct ReadCachePolicy {
     pub cache_control: HeaderValue,
 }
 
-/// A strong validator: the same bytes always give the same tag, on every
-/// instance.
-fn etag(body: &[u8]) -> String {
-    format!("\"{:032x}\"", xxh3_128(body))
-}
-
 fn matches_if_none_match(req: &HttpRequest, etag: &str) -> bool {
     req.headers()
         .get_all(header::IF_NONE_MATCH)
@@ -35,9 +30,23 @@ fn matches_if_none_match(req: &HttpRequest, etag: &str) -> bool {
         .any(|tag| tag == "*" || tag.trim_start_matches("W/") == etag)
 }
 
-fn cached_read(req: &HttpRequest, body: Bytes, link: Option<String>) -> HttpResponse {
-    let tag = etag(&body);
-    let not_modified = matches_if_none_match(req, &tag);
+/// How a cached body is sent: its encoding, and whether it varies by
+/// `Accept-Encoding` (listings do).
+struct Encoding {
+    content_encoding: Option<&'static str>,
+    varies: bool,
+}
+
+fn cached_read(
+    req: &HttpRequest,
+    body: &Representation,
+    encoding: Encoding,
+    link: Option<String>,
+) -> HttpResponse {
+    let not_modified = body
+        .etag
+        .to_str()
+        .is_ok_and(|tag| matches_if_none_match(req, tag));
     let mut response = if not_modified {
         HttpResponse::NotModified()
     } else {
@@ -46,15 +55,22 @@ fn cached_read(req: &HttpRequest, body: Bytes, link: Option<String>) -> HttpResp
     if let Some(policy) = req.app_data::<web::Data<ReadCachePolicy>>() {
         response.insert_header((header::CACHE_CONTROL, policy.cache_control.clone()));
     }
-    response.insert_header((header::ETAG, tag));
+    response.insert_header((header::ETAG, body.etag.clone()));
+    if encoding.varies {
+        response.insert_header((header::VARY, HeaderValue::from_static("Accept-Encoding")));
+    }
     if let Some(link) = link {
         response.insert_header((header::LINK, link));
     }
     if not_modified {
-        response.finish()
-    } else {
-        response.content_type("application/json").body(body)
+        return response.finish();
     }
+    if let Some(coding) = encoding.content_encoding {
+        response.insert_header((header::CONTENT_ENCODING, HeaderValue::from_static(coding)));
+    }
+    response
+        .content_type("application/json")
+        .body(body.bytes.clone())
 }
 
 /// Post an item as yourself (admins may name another `user_id`).
@@ -103,7 +119,11 @@ pub async fn create_alias(
 )]
 pub async fn get(ctx: Ctx, req: HttpRequest, id: PathId) -> Result<HttpResponse, AppError> {
     let body = contents::get(&ctx, id.0).await?;
-    Ok(cached_read(&req, body, None))
+    let encoding = Encoding {
+        content_encoding: None,
+        varies: false,
+    };
+    Ok(cached_read(&req, &body, encoding, None))
 }
 
 /// Items with their authors, newest first (or best match first with `q`),
@@ -125,8 +145,22 @@ pub async fn list(
     let page = contents::list(&ctx, &query).await?;
     let link = page
         .next_cursor
-        .map(|cursor| format!("<{}>; rel=\"next\"", query.next_link(&cursor)));
-    Ok(cached_read(&req, page.body, link))
+        .as_deref()
+        .map(|cursor| format!("<{}>; rel=\"next\"", query.next_link(cursor)));
+    let gzip = accepts_gzip(
+        req.headers()
+            .get(header::ACCEPT_ENCODING)
+            .and_then(|value| value.to_str().ok()),
+    );
+    let chosen = page
+        .body
+        .choose(gzip)
+        .map_err(|err| AppError::Internal(anyhow::anyhow!("a cached listing is corrupt: {err}")))?;
+    let encoding = Encoding {
+        content_encoding: chosen.content_encoding,
+        varies: true,
+    };
+    Ok(cached_read(&req, chosen.representation, encoding, link))
 }
 
 /// Change an item (owner or admin). Absent fields are left alone;
@@ -169,6 +203,10 @@ pub async fn delete(
 mod tests {
     use super::*;
     use actix_web::test::TestRequest;
+
+    fn etag(bytes: &'static [u8]) -> String {
+        crate::cache::body::etag(bytes).to_str().unwrap().to_owned()
+    }
 
     #[test]
     fn etags_are_strong_and_stable() {

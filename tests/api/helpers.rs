@@ -230,6 +230,19 @@ impl TestApp {
         app
     }
 
+    /// Bounded wait until `/health/ready` reports L1 `serving`.
+    pub async fn await_l1_serving(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let ready: Value = self.get("/health/ready").await.json().await.unwrap();
+            if ready["l1"] == "serving" {
+                return;
+            }
+            assert!(Instant::now() < deadline, "L1 is not serving: {ready}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Bounded wait until `/health/ready` reports the cache `ok`.
     pub async fn await_cache_ok(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);

@@ -144,6 +144,7 @@ async fn metrics_count_requests_by_route_template_with_latency_histograms() {
 #[tokio::test]
 async fn metrics_count_cache_hits_misses_and_invalidations_by_family() {
     let app = TestApp::spawn_with_redis().await;
+    app.await_l1_serving().await;
     let user = app.new_user().await;
     let id = app.post_item(&user, "Counted item").await;
     for _ in 0..3 {
@@ -152,12 +153,19 @@ async fn metrics_count_cache_hits_misses_and_invalidations_by_family() {
     }
     let text = metrics_text(&app).await;
     for family in ["item", "listing"] {
-        let series = |result: &str| {
-            format!(r#"cache_requests_total{{family="{family}",layer="redis",result="{result}"}}"#)
+        let series = |layer: &str, result: &str| {
+            format!(
+                r#"cache_requests_total{{family="{family}",layer="{layer}",result="{result}"}}"#
+            )
         };
-        assert_eq!(sample(&text, &series("miss")), 1.0, "{family}");
-        assert_eq!(sample(&text, &series("hit")), 2.0, "{family}");
+        // The first read misses both layers and fills both; the others
+        // are L1 hits that never reach Redis.
+        assert_eq!(sample(&text, &series("l1", "miss")), 1.0, "{family}");
+        assert_eq!(sample(&text, &series("l1", "hit")), 2.0, "{family}");
+        assert_eq!(sample(&text, &series("redis", "miss")), 1.0, "{family}");
+        assert_eq!(sample(&text, &series("redis", "hit")), 0.0, "{family}");
     }
+    assert_eq!(sample(&text, "cache_l1_lease_held"), 1.0);
     assert_eq!(
         sample(&text, r#"cache_invalidations_total{result="done"}"#),
         1.0

@@ -1,0 +1,327 @@
+//! The in-process cache (L1): item and listing bodies in moka, bounded by
+//! bytes, served only while this instance's lease holds (see `bus.rs`).
+//!
+//! Fills race invalidations without locks: a fill is stamped with the
+//! generation read *before* its source (Redis or PostgreSQL) was read; an
+//! invalidation takes a new generation and marks what it covers (the item's
+//! shard, every listing, or everything) with it. An entry is served only if
+//! its stamp is at least the marks that cover it, so a fill that read old
+//! data before an invalidation can be inserted but never served.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use moka::sync::Cache as Moka;
+use moka::Expiry;
+
+use super::body::Representation;
+use super::CachedPage;
+
+/// Item invalidations mark one of this many shards: a write to item 7
+/// refuses in-flight fills of 1/1024 of the other items, not all of them.
+const ITEM_SHARDS: usize = 1024;
+/// Per-entry bookkeeping, counted in the byte bound.
+const ENTRY_OVERHEAD: usize = 96;
+
+/// Proof that a fill read its source after every invalidation up to
+/// `generation`; `None` when L1 was not serving (no fill then).
+#[derive(Debug, Clone, Copy)]
+pub struct Stamp(u64);
+
+#[derive(Clone)]
+struct Entry<V> {
+    value: V,
+    stamp: u64,
+    ttl: Duration,
+}
+
+struct TimeToLive;
+
+impl<K, V> Expiry<K, Entry<V>> for TimeToLive {
+    fn expire_after_create(&self, _: &K, entry: &Entry<V>, _: Instant) -> Option<Duration> {
+        Some(entry.ttl)
+    }
+
+    fn expire_after_update(
+        &self,
+        _: &K,
+        entry: &Entry<V>,
+        _: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(entry.ttl)
+    }
+}
+
+/// The time until which this instance may serve from L1, on its monotonic
+/// clock. Zero: not serving.
+pub struct Lease {
+    origin: Instant,
+    valid_until_ns: AtomicU64,
+}
+
+impl Lease {
+    fn new() -> Self {
+        Self {
+            origin: Instant::now(),
+            valid_until_ns: AtomicU64::new(0),
+        }
+    }
+
+    fn nanos(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.origin).as_nanos() as u64
+    }
+
+    pub fn holds(&self) -> bool {
+        self.nanos(Instant::now()) < self.valid_until_ns.load(Ordering::Acquire)
+    }
+
+    /// Serve until `until` (a renewal's send time plus the lease, less the
+    /// margin).
+    pub fn hold_until(&self, until: Instant) {
+        self.valid_until_ns
+            .store(self.nanos(until), Ordering::Release);
+    }
+
+    pub fn stop(&self) {
+        self.valid_until_ns.store(0, Ordering::Release);
+    }
+
+    /// How long it still holds.
+    pub fn remaining(&self) -> Duration {
+        let until = self.valid_until_ns.load(Ordering::Acquire);
+        Duration::from_nanos(until.saturating_sub(self.nanos(Instant::now())))
+    }
+}
+
+pub struct Local {
+    items: Moka<i64, Entry<Representation>>,
+    listings: Moka<String, Entry<CachedPage>>,
+    generation: AtomicU64,
+    item_marks: Box<[AtomicU64]>,
+    listings_mark: AtomicU64,
+    cleared_mark: AtomicU64,
+    pub lease: Lease,
+}
+
+/// Entries and bytes held, for the admin view.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Usage {
+    pub entries: u64,
+    pub bytes: u64,
+}
+
+impl Local {
+    /// Items and listings share `max_bytes`, split evenly.
+    pub fn new(max_bytes: u64) -> Arc<Self> {
+        let half = (max_bytes / 2).max(1);
+        let items = Moka::builder()
+            .max_capacity(half)
+            .weigher(|_: &i64, entry: &Entry<Representation>| {
+                weight(entry.value.bytes.len() + ENTRY_OVERHEAD)
+            })
+            .expire_after(TimeToLive)
+            .build();
+        let listings = Moka::builder()
+            .max_capacity(half)
+            .weigher(|key: &String, entry: &Entry<CachedPage>| {
+                let cursor = entry.value.next_cursor.as_deref().map_or(0, str::len);
+                weight(key.len() + cursor + entry.value.body.weight() + ENTRY_OVERHEAD)
+            })
+            .expire_after(TimeToLive)
+            .build();
+        Arc::new(Self {
+            items,
+            listings,
+            generation: AtomicU64::new(1),
+            item_marks: (0..ITEM_SHARDS).map(|_| AtomicU64::new(0)).collect(),
+            listings_mark: AtomicU64::new(0),
+            cleared_mark: AtomicU64::new(0),
+            lease: Lease::new(),
+        })
+    }
+
+    fn item_mark(&self, id: i64) -> &AtomicU64 {
+        &self.item_marks[id.rem_euclid(ITEM_SHARDS as i64) as usize]
+    }
+
+    /// Taken before reading the source of a fill; `None` while not serving.
+    pub fn stamp(&self) -> Option<Stamp> {
+        self.lease
+            .holds()
+            .then(|| Stamp(self.generation.load(Ordering::SeqCst)))
+    }
+
+    fn current(&self, stamp: u64, mark: &AtomicU64) -> bool {
+        stamp >= mark.load(Ordering::SeqCst) && stamp >= self.cleared_mark.load(Ordering::SeqCst)
+    }
+
+    pub fn item(&self, id: i64) -> Option<Representation> {
+        if !self.lease.holds() {
+            return None;
+        }
+        let entry = self.items.get(&id)?;
+        self.current(entry.stamp, self.item_mark(id))
+            .then_some(entry.value)
+    }
+
+    pub fn listing(&self, key: &str) -> Option<CachedPage> {
+        if !self.lease.holds() {
+            return None;
+        }
+        let entry = self.listings.get(key)?;
+        self.current(entry.stamp, &self.listings_mark)
+            .then_some(entry.value)
+    }
+
+    pub fn fill_item(&self, stamp: Stamp, id: i64, value: Representation, ttl: Duration) {
+        if self.current(stamp.0, self.item_mark(id)) && !ttl.is_zero() {
+            self.items.insert(
+                id,
+                Entry {
+                    value,
+                    stamp: stamp.0,
+                    ttl,
+                },
+            );
+        }
+    }
+
+    pub fn fill_listing(&self, stamp: Stamp, key: &str, value: CachedPage, ttl: Duration) {
+        if self.current(stamp.0, &self.listings_mark) && !ttl.is_zero() {
+            self.listings.insert(
+                key.to_owned(),
+                Entry {
+                    value,
+                    stamp: stamp.0,
+                    ttl,
+                },
+            );
+        }
+    }
+
+    fn next_generation(&self) -> u64 {
+        self.generation.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// Every listing and the given items. Returns once no reader can be
+    /// served them, nor any fill that read its source before this call.
+    pub fn invalidate(&self, item_ids: &[i64]) {
+        let generation = self.next_generation();
+        for id in item_ids {
+            self.item_mark(*id).fetch_max(generation, Ordering::SeqCst);
+            self.items.invalidate(id);
+        }
+        self.listings_mark.fetch_max(generation, Ordering::SeqCst);
+        self.listings.invalidate_all();
+    }
+
+    /// Everything, including fills in flight.
+    pub fn clear(&self) {
+        let generation = self.next_generation();
+        self.cleared_mark.fetch_max(generation, Ordering::SeqCst);
+        self.items.invalidate_all();
+        self.listings.invalidate_all();
+    }
+
+    pub fn usage(&self) -> (Usage, Usage) {
+        self.items.run_pending_tasks();
+        self.listings.run_pending_tasks();
+        let usage = |entries, bytes| Usage { entries, bytes };
+        (
+            usage(self.items.entry_count(), self.items.weighted_size()),
+            usage(self.listings.entry_count(), self.listings.weighted_size()),
+        )
+    }
+}
+
+fn weight(bytes: usize) -> u32 {
+    u32::try_from(bytes).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::web::Bytes;
+
+    fn serving() -> Arc<Local> {
+        let local = Local::new(1 << 20);
+        local
+            .lease
+            .hold_until(Instant::now() + Duration::from_secs(60));
+        local
+    }
+
+    fn rep(text: &'static str) -> Representation {
+        Representation::new(Bytes::from_static(text.as_bytes()))
+    }
+
+    const TTL: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn nothing_is_served_or_filled_without_the_lease() {
+        let local = serving();
+        let stamp = local.stamp().unwrap();
+        local.fill_item(stamp, 1, rep("one"), TTL);
+        assert!(local.item(1).is_some());
+        local.lease.stop();
+        assert!(local.item(1).is_none());
+        assert!(local.stamp().is_none());
+    }
+
+    #[test]
+    fn a_fill_that_read_before_an_invalidation_is_never_served() {
+        let local = serving();
+        let before = local.stamp().unwrap();
+        local.invalidate(&[7]);
+        local.fill_item(before, 7, rep("old"), TTL);
+        assert!(local.item(7).is_none());
+        // Inserted before the invalidation's marks were read: still refused.
+        local.items.insert(
+            7,
+            Entry {
+                value: rep("old"),
+                stamp: before.0,
+                ttl: TTL,
+            },
+        );
+        assert!(local.item(7).is_none());
+        let after = local.stamp().unwrap();
+        local.fill_item(after, 7, rep("new"), TTL);
+        assert_eq!(local.item(7).unwrap().bytes, "new");
+    }
+
+    #[test]
+    fn an_item_write_leaves_other_shards_fillable_and_every_listing_goes() {
+        let local = serving();
+        let before = local.stamp().unwrap();
+        let page = CachedPage {
+            body: Arc::new(super::super::body::ListingBody::from_json(
+                Bytes::from_static(b"[]"),
+            )),
+            next_cursor: None,
+        };
+        local.fill_listing(before, "all", page.clone(), TTL);
+        assert!(local.listing("all").is_some());
+        local.invalidate(&[7]);
+        assert!(local.listing("all").is_none());
+        local.fill_item(before, 8, rep("eight"), TTL);
+        assert!(local.item(8).is_some(), "item 8 was not invalidated");
+        local.fill_listing(before, "all", page, TTL);
+        assert!(local.listing("all").is_none(), "read before the write");
+        local.clear();
+        assert!(local.item(8).is_none());
+    }
+
+    #[test]
+    fn the_lease_runs_on_the_monotonic_clock() {
+        let lease = Lease::new();
+        assert!(!lease.holds());
+        lease.hold_until(Instant::now() + Duration::from_millis(200));
+        assert!(lease.holds());
+        assert!(lease.remaining() <= Duration::from_millis(200));
+        lease.hold_until(Instant::now());
+        assert!(!lease.holds());
+    }
+}
