@@ -47,6 +47,7 @@ pub async fn prepare(settings: &Settings, hooks: Hooks) -> anyhow::Result<AppCon
             ttl_seconds: settings.cache_ttl_seconds,
             timeout: settings.redis_timeout,
             l1_bytes: settings.l1_cache_bytes,
+            before_l1_fill: hooks.before_l1_fill.clone(),
         },
         metrics.clone(),
     )?;

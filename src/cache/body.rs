@@ -167,7 +167,7 @@ pub fn accepts_gzip(accept_encoding: Option<&str>) -> bool {
         let coding = parts.next().unwrap_or_default().trim();
         let allowed = parts
             .filter_map(|param| param.trim().strip_prefix("q="))
-            .all(|quality| quality.trim().parse::<f32>().map_or(false, |q| q > 0.0));
+            .all(|quality| quality.trim().parse::<f32>().is_ok_and(|q| q > 0.0));
         if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
             gzip = Some(allowed);
         } else if coding == "*" {

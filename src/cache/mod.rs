@@ -97,7 +97,14 @@ pub struct Cache {
     local: Option<Arc<Local>>,
     bus: Option<Arc<Bus>>,
     metrics: Arc<Metrics>,
+    before_l1_fill: Option<PauseHook>,
 }
+
+/// A pause point: called with a cache key, it may hold the request (a test
+/// seam; production leaves it empty).
+pub type PauseHook = Arc<
+    dyn Fn(String) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send + Sync,
+>;
 
 /// Key families, as metrics label them.
 pub const ITEM: &str = "item";
@@ -112,36 +119,16 @@ pub struct CacheSettings<'a> {
     pub timeout: Duration,
     /// The L1's bound; 0 turns it off. L1 needs Redis (its leases).
     pub l1_bytes: u64,
+    pub before_l1_fill: Option<PauseHook>,
 }
 
-/// The admin view of the layers (contract §11).
-#[derive(Debug, serde::Serialize)]
-pub struct Overview {
-    pub l1: Option<L1Overview>,
-    pub redis: RedisOverview,
-}
-
-#[derive(Debug, serde::Serialize)]
-pub struct L1Overview {
+/// This instance's L1, for the admin view.
+pub struct L1State {
     pub instance: String,
     pub serving: bool,
-    pub lease_remaining_ms: u64,
+    pub lease_remaining: Duration,
     pub items: Usage,
     pub listings: Usage,
-}
-
-#[derive(Debug, serde::Serialize)]
-pub struct RedisOverview {
-    pub configured: bool,
-    pub state: &'static str,
-    /// Instances holding an L1 lease, with its remaining time.
-    pub live_instances: Vec<LiveInstance>,
-}
-
-#[derive(Debug, serde::Serialize)]
-pub struct LiveInstance {
-    pub instance: String,
-    pub lease_expires_at_ms: i64,
 }
 
 impl Cache {
@@ -169,6 +156,7 @@ impl Cache {
             local,
             bus,
             metrics,
+            before_l1_fill: settings.before_l1_fill,
         })
     }
 
@@ -230,17 +218,20 @@ impl Cache {
             None => Err(Unavailable::Skipped),
         };
         let found = found.map(|lookup| match lookup {
-            ItemLookup::Hit(bytes, ttl) => {
-                let found = Representation::new(bytes);
+            ItemLookup::Hit(bytes, ttl) => Ok((Representation::new(bytes), ttl)),
+            ItemLookup::Miss { lease } => Err(Guard {
+                token: lease,
+                stamp,
+            }),
+        });
+        match self.record(ITEM, found) {
+            Lookup::Hit((found, ttl)) => {
+                self.pause_before_l1_fill(|| self.keys.item(id)).await;
                 self.fill_item(stamp, id, &found, ttl);
                 Lookup::Hit(found)
             }
-            ItemLookup::Miss { lease } => Lookup::Miss(Some(Guard {
-                token: lease,
-                stamp,
-            })),
-        });
-        self.record(ITEM, found)
+            Lookup::Miss(guard) => Lookup::Miss(guard),
+        }
     }
 
     pub async fn lookup_listing(&self, key: &str) -> Lookup<CachedPage> {
@@ -257,20 +248,32 @@ impl Cache {
             None => Err(Unavailable::Skipped),
         };
         let found = found.map(|lookup| match lookup {
-            ListingLookup::Hit(stored, next_cursor, ttl) => {
-                let page = CachedPage {
+            ListingLookup::Hit(stored, next_cursor, ttl) => Ok((
+                CachedPage {
                     body: Arc::new(ListingBody::from_stored(stored)),
                     next_cursor: next_cursor.map(Arc::from),
-                };
+                },
+                ttl,
+            )),
+            ListingLookup::Miss { version } => Err(Guard {
+                token: version,
+                stamp,
+            }),
+        });
+        match self.record(LISTING, found) {
+            Lookup::Hit((page, ttl)) => {
+                self.pause_before_l1_fill(|| key.to_owned()).await;
                 self.fill_listing(stamp, key, &page, ttl);
                 Lookup::Hit(page)
             }
-            ListingLookup::Miss { version } => Lookup::Miss(Some(Guard {
-                token: version,
-                stamp,
-            })),
-        });
-        self.record(LISTING, found)
+            Lookup::Miss(guard) => Lookup::Miss(guard),
+        }
+    }
+
+    async fn pause_before_l1_fill(&self, key: impl FnOnce() -> String) {
+        if let Some(hook) = &self.before_l1_fill {
+            hook(key()).await;
+        }
     }
 
     fn fill_item(&self, stamp: Option<Stamp>, id: i64, value: &Representation, ttl: Duration) {
@@ -285,10 +288,11 @@ impl Cache {
         }
     }
 
-    fn record<T>(&self, family: &str, found: Result<Lookup<T>, Unavailable>) -> Lookup<T> {
+    /// Counts a Redis lookup: a value, or the guard of a miss.
+    fn record<T>(&self, family: &str, found: Result<Result<T, Guard>, Unavailable>) -> Lookup<T> {
         let (result, lookup) = match found {
-            Ok(Lookup::Hit(value)) => ("hit", Lookup::Hit(value)),
-            Ok(miss) => ("miss", miss),
+            Ok(Ok(value)) => ("hit", Lookup::Hit(value)),
+            Ok(Err(guard)) => ("miss", Lookup::Miss(Some(guard))),
             Err(Unavailable::Skipped) => ("skipped", Lookup::Miss(None)),
             Err(Unavailable::Failed) => ("error", Lookup::Miss(None)),
         };
@@ -391,43 +395,35 @@ impl Cache {
         }
     }
 
-    pub async fn overview(&self) -> Overview {
-        let l1 = match (&self.local, &self.bus) {
-            (Some(local), Some(bus)) => {
-                let (items, listings) = local.usage();
-                Some(L1Overview {
-                    instance: bus.instance.clone(),
-                    serving: local.lease.holds(),
-                    lease_remaining_ms: local.lease.remaining().as_millis() as u64,
-                    items,
-                    listings,
-                })
-            }
-            _ => None,
-        };
-        let live_instances = match &self.bus {
-            Some(bus) => bus
-                .members()
-                .await
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(instance, lease_expires_at_ms)| LiveInstance {
-                    instance,
-                    lease_expires_at_ms,
-                })
-                .collect(),
+    pub fn l1_state_details(&self) -> Option<L1State> {
+        let (local, bus) = (self.local.as_ref()?, self.bus.as_ref()?);
+        let (items, listings) = local.usage();
+        Some(L1State {
+            instance: bus.instance.clone(),
+            serving: local.lease.holds(),
+            lease_remaining: local.lease.remaining(),
+            items,
+            listings,
+        })
+    }
+
+    /// Instances holding an L1 lease and when it ends (ms since the Unix
+    /// epoch, Redis clock); empty if Redis cannot say.
+    pub async fn live_instances(&self) -> Vec<(String, i64)> {
+        match &self.bus {
+            Some(bus) => bus.members().await.unwrap_or_default(),
             None => Vec::new(),
-        };
-        Overview {
-            l1,
-            redis: RedisOverview {
-                configured: self.redis.is_some(),
-                state: match self.health() {
-                    Health::Ok => "ok",
-                    Health::Degraded => "degraded",
-                },
-                live_instances,
-            },
         }
+    }
+
+    /// Keys and bytes of the whole Redis; `None` without one or while it
+    /// does not answer.
+    pub async fn redis_usage(&self) -> Option<Usage> {
+        let (entries, bytes) = self.redis.as_ref()?.usage().await.ok()?;
+        Some(Usage { entries, bytes })
+    }
+
+    pub fn redis_configured(&self) -> bool {
+        self.redis.is_some()
     }
 }

@@ -593,6 +593,19 @@ impl RedisStore {
         Invalidation::Failed
     }
 
+    /// Keys in the whole Redis (every prefix; every primary of a cluster)
+    /// and the memory it uses, for the admin view.
+    pub async fn usage(&self) -> Result<(u64, u64), Unavailable> {
+        let mut conn = self.connection()?;
+        let keys: u64 = self
+            .call(redis::cmd("DBSIZE").query_async(&mut conn))
+            .await?;
+        let mut info = redis::cmd("INFO");
+        info.arg("memory");
+        let reply: Value = self.call(info.query_async(&mut conn)).await?;
+        Ok((keys, used_memory(&reply)))
+    }
+
     /// The recovery flush, on demand (admin): every key of the service's
     /// families on every primary.
     pub async fn flush(&self) -> RedisResult<()> {
@@ -600,6 +613,24 @@ impl RedisStore {
             .connection()
             .map_err(|_| redis::RedisError::from((redis::ErrorKind::Io, "no connection")))?;
         flush(&mut conn, &self.keys).await
+    }
+}
+
+/// `used_memory` of an `INFO memory` reply, summed over the nodes of a
+/// cluster's (a map of node to text).
+fn used_memory(reply: &Value) -> u64 {
+    match reply {
+        Value::BulkString(text) => String::from_utf8_lossy(text)
+            .lines()
+            .find_map(|line| line.strip_prefix("used_memory:"))
+            .and_then(|bytes| bytes.trim().parse().ok())
+            .unwrap_or(0),
+        Value::VerbatimString { text, .. } | Value::SimpleString(text) => {
+            used_memory(&Value::BulkString(text.clone().into_bytes()))
+        }
+        Value::Map(nodes) => nodes.iter().map(|(_, text)| used_memory(text)).sum(),
+        Value::Array(values) => values.iter().map(used_memory).sum(),
+        _ => 0,
     }
 }
 

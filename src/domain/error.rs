@@ -32,6 +32,8 @@ pub enum AppError {
     RateLimited { retry_after_seconds: u64 },
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    #[error("Redis is unavailable: the cache could not be flushed; retry shortly")]
+    CacheUnavailable,
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }

@@ -1,6 +1,7 @@
 //! Rules and use cases. Knows PostgreSQL (through `db`) but not HTTP.
 
 pub mod auth;
+pub mod cache_admin;
 pub mod content_input;
 pub mod contents;
 pub mod error;
@@ -13,8 +14,6 @@ pub mod users;
 pub mod validation;
 pub mod views;
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use crate::cache::{Cache, CachedPage, Flights, Representation};
@@ -89,8 +88,7 @@ fn hashing_threads(configured: usize) -> usize {
     cores.saturating_sub(1).max(1)
 }
 
-/// A pause point: called with a cache key, it may hold the request.
-pub type PauseHook = Arc<dyn Fn(String) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+pub use crate::cache::PauseHook;
 
 /// Seams for tests that must order concurrent requests deterministically
 /// (e.g. hold a reader between its database read and its cache store).
@@ -98,6 +96,8 @@ pub type PauseHook = Arc<dyn Fn(String) -> Pin<Box<dyn Future<Output = ()> + Sen
 #[derive(Clone, Default)]
 pub struct Hooks {
     pub before_cache_store: Option<PauseHook>,
+    /// Between a Redis hit and its copy into L1.
+    pub before_l1_fill: Option<PauseHook>,
 }
 
 impl Hooks {

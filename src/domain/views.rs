@@ -165,3 +165,60 @@ pub struct Readiness {
     /// bypassed), or `off`.
     pub l1: &'static str,
 }
+
+/// Entries and bytes a cache layer holds.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LayerUsage {
+    pub entries: u64,
+    pub bytes: u64,
+}
+
+/// Lookups a layer answered since this instance started.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LayerCounts {
+    pub hits: u64,
+    pub misses: u64,
+    pub errors: u64,
+}
+
+/// This instance's in-process cache.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct L1Layer {
+    /// This instance's id among the live instances.
+    pub instance: String,
+    /// Whether it holds its lease (only then is L1 served).
+    pub serving: bool,
+    pub lease_remaining_ms: u64,
+    pub items: LayerUsage,
+    pub listings: LayerUsage,
+    #[serde(flatten)]
+    pub counts: LayerCounts,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RedisLayer {
+    /// `ok`, `degraded` (unreachable or slow: bypassed) or `off` (no `REDIS_URL`).
+    pub state: &'static str,
+    /// Every key and the memory of the whole Redis (all prefixes, every
+    /// primary of a cluster); `null` while it does not answer.
+    pub usage: Option<LayerUsage>,
+    #[serde(flatten)]
+    pub counts: LayerCounts,
+}
+
+/// An instance holding an L1 lease.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LiveInstance {
+    pub instance: String,
+    /// When its lease ends, by Redis' clock (ms since the Unix epoch).
+    pub lease_expires_at_ms: i64,
+}
+
+/// `GET /api/v1/admin/cache` (§11).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CacheOverview {
+    /// `null` when `L1_CACHE_BYTES=0` or without Redis.
+    pub l1: Option<L1Layer>,
+    pub redis: RedisLayer,
+    pub live_instances: Vec<LiveInstance>,
+}

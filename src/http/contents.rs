@@ -132,7 +132,10 @@ pub async fn get(ctx: Ctx, req: HttpRequest, id: PathId) -> Result<HttpResponse,
     get, path = "/api/v1/content", tag = "content",
     responses(
         (status = 200, body = Vec<ContentWithUser>,
-            headers(("ETag" = String), ("Link" = String, description = "`<…>; rel=\"next\"` when there is a next page"))),
+            headers(("ETag" = String, description = "Strong; each encoding has its own"),
+                ("Link" = String, description = "`<…>; rel=\"next\"` when there is a next page"),
+                ("Vary" = String, description = "`Accept-Encoding`"),
+                ("Content-Encoding" = String, description = "`gzip` when `Accept-Encoding` allows it and the page is 1 KiB or more"))),
         (status = 304, description = "`If-None-Match` matched the current `ETag`"),
     )
 )]

@@ -1,6 +1,7 @@
 //! HTTP: routes, extractors, problem+json errors, request ids, OpenAPI.
 //! Handlers only translate between HTTP and the domain.
 
+pub mod admin;
 pub mod contents;
 pub mod extract;
 pub mod metrics;
@@ -114,6 +115,11 @@ fn configure(cfg: &mut web::ServiceConfig, openapi: serde_json::Value) {
                         .route(read().to(users::get))
                         .route(web::put().to(users::update))
                         .route(web::patch().to(users::update)),
+                )
+                .service(resource("/admin/cache", "GET, HEAD").route(read().to(admin::cache)))
+                .service(
+                    resource("/admin/cache/flush", "POST")
+                        .route(web::post().to(admin::flush_cache)),
                 ),
         )
         .default_service(web::to(unknown_route));

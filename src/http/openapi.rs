@@ -41,11 +41,14 @@ use crate::domain::users::{DEFAULT_CONTENTS_LIMIT, MAX_CONTENTS_LIMIT};
         super::contents::list,
         super::contents::update,
         super::contents::delete,
+        super::admin::cache,
+        super::admin::flush_cache,
     ),
     components(schemas(super::problem::Problem)),
     tags(
         (name = "users", description = "Accounts, login and profiles (§2)"),
         (name = "content", description = "Content items and listings, cached in Redis (§3)"),
+        (name = "admin", description = "Cache administration, admins only (§11)"),
         (name = "operations", description = "Service info, liveness and readiness"),
     )
 )]
@@ -102,6 +105,7 @@ const DUPLICATE: (u16, &str) = (
      `Phone number already registered`",
 );
 const NOT_YOURS: (u16, &str) = (403, "Not the owner (and not an admin)");
+const NOT_ADMIN: (u16, &str) = (403, "Not an admin");
 
 const OPERATIONS: &[Operation] = &[
     Operation {
@@ -211,6 +215,24 @@ const OPERATIONS: &[Operation] = &[
         path: "/api/v1/content/{id}",
         traits: &[Bearer, PathId, RateLimited, Database],
         specific: &[NOT_YOURS, (404, "`Content with id {id} not found`")],
+    },
+    Operation {
+        methods: &["get"],
+        path: "/api/v1/admin/cache",
+        traits: &[Bearer],
+        specific: &[NOT_ADMIN],
+    },
+    Operation {
+        methods: &["post"],
+        path: "/api/v1/admin/cache/flush",
+        traits: &[Bearer],
+        specific: &[
+            NOT_ADMIN,
+            (
+                503,
+                "Redis could not be flushed (unreachable or slow); retry",
+            ),
+        ],
     },
 ];
 

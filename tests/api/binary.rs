@@ -24,7 +24,7 @@ fn content_api(args: &[&str], vars: &[(&str, &str)]) -> Command {
     command
 }
 
-fn base_vars(database_url: &str) -> Vec<(&'static str, String)> {
+pub(crate) fn base_vars(database_url: &str) -> Vec<(&'static str, String)> {
     vec![
         ("DATABASE_URL", database_url.to_owned()),
         ("JWT_SECRET", TEST_JWT_SECRET.to_owned()),
@@ -124,13 +124,17 @@ fn every_command_fails_fast_and_says_so_while_postgres_is_unreachable() {
 }
 
 /// `content-api serve` as a child process on a free port.
-struct ServerProcess {
-    port: u16,
+pub(crate) struct ServerProcess {
+    pub(crate) port: u16,
     child: std::process::Child,
 }
 
 impl ServerProcess {
-    async fn start(vars: Vec<(&'static str, String)>) -> ServerProcess {
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub(crate) async fn start(vars: Vec<(&'static str, String)>) -> ServerProcess {
         let port = free_port();
         let mut vars = vars;
         vars.push(("PORT", port.to_string()));
@@ -146,7 +150,7 @@ impl ServerProcess {
         ServerProcess { port, child }
     }
 
-    async fn get(&self, path: &str, request_id: &str) -> reqwest::Response {
+    pub(crate) async fn get(&self, path: &str, request_id: &str) -> reqwest::Response {
         reqwest::Client::new()
             .get(format!("http://127.0.0.1:{}{path}", self.port))
             .header("x-request-id", request_id)
@@ -163,7 +167,7 @@ impl ServerProcess {
     }
 
     /// SIGTERM; returns the JSON log lines after checking a clean exit.
-    fn stop(self) -> Vec<Value> {
+    pub(crate) fn stop(self) -> Vec<Value> {
         self.terminate();
         self.wait_for_exit()
     }

@@ -342,6 +342,7 @@ fn store_gate() -> (Hooks, StoreGate) {
     (
         Hooks {
             before_cache_store: Some(hook),
+            ..Hooks::default()
         },
         StoreGate {
             target,
@@ -737,6 +738,7 @@ fn counting_gate(target: String) -> (Hooks, Arc<std::sync::atomic::AtomicUsize>,
     (
         Hooks {
             before_cache_store: Some(hook),
+            ..Hooks::default()
         },
         loads,
         release,

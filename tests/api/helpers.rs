@@ -230,6 +230,30 @@ impl TestApp {
         app
     }
 
+    /// One sample of `/metrics` (0 if the series is absent).
+    pub async fn metric(&self, series: &str) -> f64 {
+        let text = self.get("/metrics").await.text().await.unwrap();
+        text.lines()
+            .find(|line| line.starts_with(series))
+            .and_then(|line| line.rsplit(' ').next())
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    /// L1 hits of a family (`item`, `listing`) on this instance.
+    pub async fn l1_hits(&self, family: &str) -> f64 {
+        self.metric(&format!(
+            r#"cache_requests_total{{family="{family}",layer="l1",result="hit"}}"#
+        ))
+        .await
+    }
+
+    /// `/health/ready`'s `l1`: `serving`, `joining` or `off`.
+    pub async fn l1_state(&self) -> String {
+        let ready: Value = self.get("/health/ready").await.json().await.unwrap();
+        ready["l1"].as_str().unwrap_or_default().to_owned()
+    }
+
     /// Bounded wait until `/health/ready` reports L1 `serving`.
     pub async fn await_l1_serving(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -835,6 +859,20 @@ impl OwnRedis {
 
     pub fn client(&self) -> redis::Client {
         redis::Client::open(self.url()).unwrap()
+    }
+
+    /// SIGSTOP (`true`) or SIGCONT: a Redis that keeps its connections
+    /// open and answers nothing, like one cut off by the network.
+    pub fn freeze(&self, frozen: bool) {
+        let process = self.process.as_ref().expect("running");
+        let status = Command::new("kill")
+            .args([
+                if frozen { "-STOP" } else { "-CONT" },
+                &process.id().to_string(),
+            ])
+            .status()
+            .unwrap();
+        assert!(status.success());
     }
 
     pub fn stop(&mut self) {

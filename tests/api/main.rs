@@ -7,6 +7,7 @@ mod cache;
 mod content;
 mod errors;
 mod hostile;
+mod instances;
 mod login;
 mod operations;
 mod signup;

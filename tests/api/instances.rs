@@ -1,0 +1,457 @@
+//! Several instances on one PostgreSQL and one Redis (own key prefix), each
+//! with its L1: no read sent after a write was answered returns older data,
+//! on any instance (contract §3, §11; ARCHITECTURE.md "L1 protocol").
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use content_api::cache::bus::{ACK_WAIT, LEASE};
+use content_api::config::Settings;
+use content_api::domain::{Hooks, PauseHook};
+use reqwest::Method;
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, Semaphore};
+
+use crate::binary::{base_vars, ServerProcess};
+use crate::helpers::{free_port, OwnRedis, TestApp, TestUser};
+
+type Redis = fn(&mut Settings);
+
+macro_rules! on_redis_and_cluster {
+    ($($scenario:ident),* $(,)?) => {$(
+        mod $scenario {
+            #[tokio::test]
+            async fn on_redis() {
+                super::$scenario(crate::helpers::use_redis).await;
+            }
+
+            #[tokio::test]
+            async fn on_cluster() {
+                super::$scenario(crate::helpers::use_cluster).await;
+            }
+        }
+    )*};
+}
+
+on_redis_and_cluster!(
+    every_instance_acknowledges_a_write_before_it_is_answered,
+    reads_after_an_acknowledged_write_see_it_on_all_three_instances,
+);
+
+/// `count` instances sharing the first one's database, Redis and key
+/// prefix, each serving from its L1.
+async fn instances(count: usize, customize: impl FnOnce(&mut Settings)) -> Vec<TestApp> {
+    let first = TestApp::spawn_with(customize).await;
+    let mut all = vec![];
+    for _ in 1..count {
+        all.push(TestApp::start(first.settings.clone(), None).await);
+    }
+    all.insert(0, first);
+    for app in &all {
+        app.await_l1_serving().await;
+    }
+    all
+}
+
+async fn set_title(app: &TestApp, user: &TestUser, id: i64, title: &str) -> Duration {
+    let started = Instant::now();
+    let response = app
+        .request(Method::PATCH, &format!("/api/v1/content/{id}"))
+        .bearer_auth(&user.token)
+        .json(&json!({ "title": title }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    started.elapsed()
+}
+
+async fn title_of(app: &TestApp, id: i64) -> String {
+    let item: Value = app.get_json(&format!("/api/v1/content/{id}")).await;
+    item["title"].as_str().unwrap().to_owned()
+}
+
+async fn first_listed_title(app: &TestApp) -> String {
+    let list: Value = app.get_json("/api/v1/content").await;
+    list[0]["title"].as_str().unwrap().to_owned()
+}
+
+/// Reads the item and the default listing twice: the second read is an L1
+/// hit.
+async fn warm(app: &TestApp, id: i64) {
+    for _ in 0..2 {
+        title_of(app, id).await;
+        first_listed_title(app).await;
+    }
+}
+
+async fn acknowledged_writes(app: &TestApp) -> f64 {
+    app.metric("cache_l1_ack_duration_seconds_count").await
+}
+
+async fn every_instance_acknowledges_a_write_before_it_is_answered(redis: Redis) {
+    let apps = instances(3, redis).await;
+    let user = apps[0].new_user().await;
+    let id = apps[0].post_item(&user, "Version 0").await;
+    for app in &apps {
+        warm(app, id).await;
+        assert!(app.l1_hits("item").await >= 1.0);
+        assert!(app.l1_hits("listing").await >= 1.0);
+    }
+    for (round, writer) in apps.iter().enumerate() {
+        let title = format!("Version {}", round + 1);
+        let took = set_title(writer, &user, id, &title).await;
+        for app in &apps {
+            assert_eq!(title_of(app, id).await, title, "item, after {took:?}");
+            assert_eq!(first_listed_title(app).await, title, "listing");
+        }
+        // Read again: served from L1 once more, still the new title.
+        let hits = writer.l1_hits("item").await;
+        assert_eq!(title_of(writer, id).await, title);
+        assert_eq!(writer.l1_hits("item").await, hits + 1.0);
+    }
+    // Every write waited for the others' acknowledgements (the create and
+    // each update) and nobody had to be removed.
+    assert_eq!(acknowledged_writes(&apps[0]).await, 2.0);
+    assert_eq!(acknowledged_writes(&apps[1]).await, 1.0);
+    assert_eq!(acknowledged_writes(&apps[2]).await, 1.0);
+    for app in &apps {
+        assert_eq!(app.l1_state().await, "serving");
+    }
+}
+
+/// The read-your-writes checker: writes round-robin over three instances;
+/// readers on every instance note the last acknowledged version before
+/// sending and must get it or a later one, from the item and the listing.
+async fn reads_after_an_acknowledged_write_see_it_on_all_three_instances(redis: Redis) {
+    const WRITES: u64 = 45;
+    let apps = Arc::new(instances(3, redis).await);
+    let user = apps[0].new_user().await;
+    let id = apps[0].post_item(&user, "rev 0").await;
+    let acknowledged = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let version = |title: &str| -> u64 { title.trim_start_matches("rev ").parse().unwrap() };
+
+    let mut readers = Vec::new();
+    for reader in 0..3 {
+        let (apps, acknowledged, done) = (apps.clone(), acknowledged.clone(), done.clone());
+        readers.push(tokio::spawn(async move {
+            let (mut reads, mut stale) = (0u64, Vec::new());
+            let mut turn = reader;
+            while !done.load(Ordering::SeqCst) {
+                let app = &apps[turn % 3];
+                turn += 1;
+                let floor = acknowledged.load(Ordering::SeqCst);
+                let item = version(&title_of(app, id).await);
+                let listed = version(&first_listed_title(app).await);
+                reads += 2;
+                if item < floor || listed < floor {
+                    stale.push((turn % 3, floor, item, listed));
+                }
+            }
+            (reads, stale)
+        }));
+    }
+    let mut slowest = Duration::ZERO;
+    for n in 1..=WRITES {
+        let writer = &apps[(n % 3) as usize];
+        slowest = slowest.max(set_title(writer, &user, id, &format!("rev {n}")).await);
+        acknowledged.store(n, Ordering::SeqCst);
+    }
+    done.store(true, Ordering::SeqCst);
+    let mut total_reads = 0;
+    for reader in readers {
+        let (reads, stale) = reader.await.unwrap();
+        assert!(
+            stale.is_empty(),
+            "stale reads (instance, floor, item, listed): {stale:?}"
+        );
+        total_reads += reads;
+    }
+    assert!(total_reads > WRITES, "{total_reads} reads");
+    let l1_hits: f64 = {
+        let mut sum = 0.0;
+        for app in apps.iter() {
+            sum += app.l1_hits("item").await + app.l1_hits("listing").await;
+        }
+        sum
+    };
+    assert!(l1_hits > 0.0, "the readers were served from L1 too");
+    println!("{WRITES} writes, {total_reads} checked reads, {l1_hits} L1 hits, slowest write {slowest:?}");
+}
+
+fn settings_on(redis: &OwnRedis) -> impl FnOnce(&mut Settings) {
+    let url = redis.url();
+    move |s: &mut Settings| {
+        s.redis_url = Some(url);
+        s.cache_key_prefix = String::new();
+    }
+}
+
+/// Ids of the clients of `redis` subscribed to `subscriptions` channels.
+async fn pubsub_clients(redis: &OwnRedis, subscriptions: usize) -> Vec<String> {
+    let mut conn = redis
+        .client()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let list: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    list.lines()
+        .filter(|line| line.contains(&format!(" sub={subscriptions} ")))
+        .filter_map(|line| {
+            line.split(' ')
+                .find_map(|field| field.strip_prefix("id="))
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn an_instance_whose_subscription_dropped_serves_nothing_stale() {
+    let redis = OwnRedis::start_on(free_port()).await;
+    // The writer has no L1, so the reader's is the only client subscribed
+    // to two channels (invalidations and its acknowledgements).
+    let writer = TestApp::spawn_with(|s| {
+        settings_on(&redis)(s);
+        s.l1_cache_bytes = 0;
+    })
+    .await;
+    let mut reader_settings = writer.settings.clone();
+    reader_settings.l1_cache_bytes = 64 << 20;
+    let reader = TestApp::start(reader_settings, None).await;
+    reader.await_l1_serving().await;
+    let user = writer.new_user().await;
+    let id = writer.post_item(&user, "Before the drop").await;
+    warm(&reader, id).await;
+    assert!(reader.l1_hits("item").await >= 1.0);
+
+    let subscribed = pubsub_clients(&redis, 2).await;
+    assert_eq!(subscribed.len(), 1, "the reader's subscription");
+    let mut conn = redis
+        .client()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: () = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("ID")
+        .arg(&subscribed[0])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    set_title(&writer, &user, id, "After the drop").await;
+    assert_eq!(title_of(&reader, id).await, "After the drop");
+    assert_eq!(first_listed_title(&reader).await, "After the drop");
+
+    // It subscribes and joins again, and serves from L1 once more.
+    reader.await_l1_serving().await;
+    assert_eq!(pubsub_clients(&redis, 2).await.len(), 1);
+    warm(&reader, id).await;
+    let hits = reader.l1_hits("item").await;
+    assert_eq!(title_of(&reader, id).await, "After the drop");
+    assert_eq!(reader.l1_hits("item").await, hits + 1.0);
+    set_title(&writer, &user, id, "After the rejoin").await;
+    assert_eq!(title_of(&reader, id).await, "After the rejoin");
+}
+
+#[tokio::test]
+async fn with_redis_unreachable_every_l1_stops_serving_within_one_lease() {
+    let redis = OwnRedis::start_on(free_port()).await;
+    let apps = instances(2, settings_on(&redis)).await;
+    let user = apps[0].new_user().await;
+    let id = apps[0].post_item(&user, "Before the outage").await;
+    for app in &apps {
+        warm(app, id).await;
+    }
+
+    // Frozen, not stopped: connections stay open and nothing answers, so
+    // only the leases can turn the L1s off.
+    let frozen = Instant::now();
+    redis.freeze(true);
+    for app in &apps {
+        while app.l1_state().await == "serving" {
+            assert!(
+                frozen.elapsed() < LEASE,
+                "still serving from L1 after {:?}",
+                frozen.elapsed()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    println!("every L1 off {:?} after Redis froze", frozen.elapsed());
+    let took = set_title(&apps[0], &user, id, "During the outage").await;
+    assert!(took < LEASE + Duration::from_millis(500), "{took:?}");
+    for app in &apps {
+        assert_eq!(title_of(app, id).await, "During the outage");
+        assert_eq!(first_listed_title(app).await, "During the outage");
+    }
+
+    // Back: Redis still holds the entries from before the write, which
+    // could not be deleted; each instance flushes before using it again.
+    redis.freeze(false);
+    for app in &apps {
+        app.await_cache_ok().await;
+        app.await_l1_serving().await;
+    }
+    for app in &apps {
+        assert_eq!(title_of(app, id).await, "During the outage");
+        assert_eq!(first_listed_title(app).await, "During the outage");
+    }
+}
+
+#[tokio::test]
+async fn a_restarted_redis_clears_every_l1_and_each_joins_again() {
+    let port = free_port();
+    let mut redis = OwnRedis::start_on(port).await;
+    let apps = instances(2, settings_on(&redis)).await;
+    let user = apps[0].new_user().await;
+    let id = apps[0].post_item(&user, "Cached everywhere").await;
+    for app in &apps {
+        warm(app, id).await;
+    }
+    // Behind the service's back: only an emptied L1 can show it.
+    apps[0].sql(&format!(
+        "UPDATE contents SET title = 'Changed behind' WHERE id = {id}"
+    ));
+    redis.stop();
+    let _restarted = OwnRedis::start_on(port).await;
+    for app in &apps {
+        app.await_cache_ok().await;
+        app.await_l1_serving().await;
+    }
+    for app in &apps {
+        assert_eq!(title_of(app, id).await, "Changed behind");
+        assert_eq!(first_listed_title(app).await, "Changed behind");
+    }
+    set_title(&apps[1], &user, id, "After the restart").await;
+    for app in &apps {
+        assert_eq!(title_of(app, id).await, "After the restart");
+    }
+}
+
+#[tokio::test]
+async fn a_fill_racing_an_invalidation_loses() {
+    let writer = TestApp::spawn_with(crate::helpers::use_redis).await;
+    let user = writer.new_user().await;
+    let id = writer.post_item(&user, "Old title").await;
+    title_of(&writer, id).await;
+
+    // The reader's first read of the item: a Redis hit (the old title),
+    // held before its copy into L1 until the write is answered.
+    let item_key = writer.keys().item(id);
+    let (reached, mut held) = mpsc::unbounded_channel();
+    let release = Arc::new(Semaphore::new(0));
+    let hook: PauseHook = {
+        let release = release.clone();
+        Arc::new(move |key: String| {
+            let hold = key == item_key && reached.send(()).is_ok();
+            let release = release.clone();
+            Box::pin(async move {
+                if hold {
+                    release.acquire().await.unwrap().forget();
+                }
+            })
+        })
+    };
+    let hooks = Hooks {
+        before_l1_fill: Some(hook),
+        ..Hooks::default()
+    };
+    let reader = Arc::new(TestApp::start_with_hooks(writer.settings.clone(), None, hooks).await);
+    reader.await_l1_serving().await;
+    let racing = {
+        let reader = reader.clone();
+        tokio::spawn(async move { title_of(&reader, id).await })
+    };
+    held.recv().await.unwrap();
+    set_title(&writer, &user, id, "New title").await;
+    release.add_permits(1);
+    assert_eq!(racing.await.unwrap(), "Old title", "it raced the write");
+    assert_eq!(title_of(&reader, id).await, "New title");
+    assert_eq!(
+        title_of(&reader, id).await,
+        "New title",
+        "and L1 holds the new one"
+    );
+}
+
+fn signal(pid: u32, name: &str) {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{name}"), &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test]
+async fn a_paused_instance_serves_nothing_older_than_a_write_answered_meanwhile() {
+    let writer = TestApp::spawn_with(crate::helpers::use_redis).await;
+    let mut vars = base_vars(&writer.settings.database_url);
+    vars.retain(|(name, _)| *name != "REDIS_URL");
+    vars.push(("REDIS_URL", writer.settings.redis_url.clone().unwrap()));
+    vars.push(("CACHE_KEY_PREFIX", writer.settings.cache_key_prefix.clone()));
+    vars.push(("RUN_MIGRATIONS", "false".to_owned()));
+    let paused = ServerProcess::start(vars).await;
+    let read = |path: String| {
+        let port = paused.port;
+        async move {
+            let response = reqwest::get(format!("http://127.0.0.1:{port}{path}"))
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+            response.json::<Value>().await.unwrap()
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while read("/health/ready".into()).await["l1"] != "serving" {
+        assert!(
+            Instant::now() < deadline,
+            "the second instance never served L1"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let user = writer.new_user().await;
+    let id = writer.post_item(&user, "Before the pause").await;
+    for _ in 0..2 {
+        assert_eq!(
+            read(format!("/api/v1/content/{id}")).await["title"],
+            "Before the pause"
+        );
+        read("/api/v1/content".into()).await;
+    }
+
+    signal(paused.pid(), "STOP");
+    let paused_at = Instant::now();
+    // While its lease still holds: no acknowledgement comes, so the writer
+    // removes it and waits its lease out.
+    let within_lease = set_title(&writer, &user, id, "While paused").await;
+    assert!(within_lease >= ACK_WAIT, "{within_lease:?}");
+    assert!(
+        within_lease < ACK_WAIT + LEASE + Duration::from_millis(300),
+        "{within_lease:?}"
+    );
+    // Paused longer than a lease; a write answered meanwhile.
+    tokio::time::sleep((LEASE + Duration::from_millis(500)).saturating_sub(paused_at.elapsed()))
+        .await;
+    let after_lease = set_title(&writer, &user, id, "Written during the pause").await;
+    signal(paused.pid(), "CONT");
+
+    assert_eq!(
+        read(format!("/api/v1/content/{id}")).await["title"],
+        "Written during the pause",
+        "its first read after SIGCONT"
+    );
+    assert_eq!(
+        read("/api/v1/content".into()).await[0]["title"],
+        "Written during the pause"
+    );
+    println!("writes while paused: {within_lease:?} within its lease, {after_lease:?} after it");
+    paused.stop();
+}
