@@ -1029,3 +1029,213 @@ async fn on_a_cluster_stale_entries_are_flushed_from_every_primary_on_recovery()
         .unwrap()
         .starts_with("During the stall")));
 }
+
+/// Five items with long bodies: a default listing well over 1 KiB.
+async fn large_listing(app: &TestApp) -> TestUser {
+    let user = app.new_user().await;
+    for n in 0..5 {
+        app.create_content(
+            &user,
+            &format!("Long item {n}"),
+            &"A long body. ".repeat(40),
+        )
+        .await;
+    }
+    user
+}
+
+async fn listing_with(app: &TestApp, headers: &[(&str, &str)]) -> reqwest::Response {
+    let mut request = app.request(Method::GET, "/api/v1/content");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request.send().await.unwrap()
+}
+
+fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Read;
+    let mut json = Vec::new();
+    flate2::read::GzDecoder::new(bytes)
+        .read_to_end(&mut json)
+        .unwrap();
+    json
+}
+
+async fn listings_are_stored_compressed_and_sent_by_accept_encoding(l1_cache_bytes: u64) {
+    let app = TestApp::spawn_with(|s| {
+        crate::helpers::use_redis(s);
+        s.l1_cache_bytes = l1_cache_bytes;
+    })
+    .await;
+    large_listing(&app).await;
+    for _ in 0..2 {
+        let gzip = listing_with(&app, &[("accept-encoding", "gzip, br")]).await;
+        assert_eq!(gzip.status(), 200);
+        assert_eq!(gzip.headers()["content-encoding"], "gzip");
+        assert_eq!(gzip.headers()["vary"], "Accept-Encoding");
+        let gzip_tag = gzip.headers()["etag"].to_str().unwrap().to_owned();
+        let compressed = gzip.bytes().await.unwrap().to_vec();
+        assert_eq!(
+            cached(&app, &app.keys().listing("all")).await.unwrap(),
+            compressed,
+            "Redis holds the bytes sent"
+        );
+
+        let identity = listing_with(&app, &[]).await;
+        assert_eq!(identity.status(), 200);
+        assert!(identity.headers().get("content-encoding").is_none());
+        assert_eq!(identity.headers()["vary"], "Accept-Encoding");
+        let identity_tag = identity.headers()["etag"].to_str().unwrap().to_owned();
+        assert_ne!(identity_tag, gzip_tag, "one strong ETag per encoding");
+        let json = identity.bytes().await.unwrap().to_vec();
+        assert_eq!(gunzip(&compressed), json);
+        assert_eq!(
+            serde_json::from_slice::<Value>(&json)
+                .unwrap()
+                .as_array()
+                .unwrap()
+                .len(),
+            5
+        );
+        assert!(
+            compressed.len() * 3 < json.len(),
+            "{} of {}",
+            compressed.len(),
+            json.len()
+        );
+
+        let revalidate = |tag: &str, encoding: &str| {
+            let (tag, encoding) = (tag.to_owned(), encoding.to_owned());
+            let app = &app;
+            async move {
+                listing_with(
+                    app,
+                    &[("if-none-match", &tag), ("accept-encoding", &encoding)],
+                )
+                .await
+                .status()
+            }
+        };
+        assert_eq!(revalidate(&gzip_tag, "gzip").await, 304);
+        assert_eq!(revalidate(&identity_tag, "identity").await, 304);
+        assert_eq!(
+            revalidate(&gzip_tag, "identity").await,
+            200,
+            "another representation"
+        );
+        assert_eq!(revalidate(&identity_tag, "gzip").await, 200);
+    }
+    let small = app
+        .request(Method::GET, "/api/v1/content?user_id=999")
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        small.headers().get("content-encoding").is_none(),
+        "[] stays JSON"
+    );
+    assert_eq!(small.bytes().await.unwrap(), "[]");
+}
+
+#[tokio::test]
+async fn listings_are_compressed_with_l1() {
+    listings_are_stored_compressed_and_sent_by_accept_encoding(64 << 20).await;
+}
+
+#[tokio::test]
+async fn listings_are_compressed_from_redis_alone() {
+    listings_are_stored_compressed_and_sent_by_accept_encoding(0).await;
+}
+
+#[tokio::test]
+async fn the_cache_overview_is_for_admins_and_shows_every_layer() {
+    let app = TestApp::spawn_with_redis().await;
+    app.await_l1_serving().await;
+    let user = app.new_user().await;
+    let id = app.post_item(&user, "Looked at").await;
+    for _ in 0..2 {
+        app.get(&format!("/api/v1/content/{id}")).await;
+        app.get("/api/v1/content").await;
+    }
+    assert_eq!(app.get("/api/v1/admin/cache").await.status(), 401);
+    let as_user = app
+        .request(Method::GET, "/api/v1/admin/cache")
+        .bearer_auth(&user.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        problem(as_user, 403).await["detail"],
+        "Only an admin may manage the cache"
+    );
+    let flush_as_user = app
+        .request(Method::POST, "/api/v1/admin/cache/flush")
+        .bearer_auth(&user.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(flush_as_user.status(), 403);
+
+    let admin = app.new_admin().await;
+    let overview: Value = app
+        .request(Method::GET, "/api/v1/admin/cache")
+        .bearer_auth(&admin.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let l1 = &overview["l1"];
+    assert_eq!(l1["serving"], true, "{overview}");
+    assert_eq!(l1["items"]["entries"], 1, "{overview}");
+    assert_eq!(l1["listings"]["entries"], 1, "{overview}");
+    assert!(l1["items"]["bytes"].as_u64().unwrap() > 0);
+    assert_eq!(l1["hits"], 2, "{overview}");
+    assert_eq!(l1["misses"], 2, "{overview}");
+    assert!(l1["lease_remaining_ms"].as_u64().unwrap() > 0);
+    assert_eq!(overview["redis"]["state"], "ok");
+    assert_eq!(overview["redis"]["misses"], 2, "{overview}");
+    assert!(overview["redis"]["usage"]["entries"].as_u64().unwrap() >= 2);
+    let live: Vec<&str> = overview["live_instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|member| member["instance"].as_str().unwrap())
+        .collect();
+    assert_eq!(live, [l1["instance"].as_str().unwrap()]);
+}
+
+#[tokio::test]
+async fn a_flush_empties_every_layer_of_every_instance() {
+    let first = TestApp::spawn_with_redis().await;
+    let second = TestApp::start(first.settings.clone(), None).await;
+    let user = first.new_user().await;
+    let id = first.post_item(&user, "Cached twice").await;
+    for app in [&first, &second] {
+        app.await_l1_serving().await;
+        for _ in 0..2 {
+            app.get(&format!("/api/v1/content/{id}")).await;
+            app.get("/api/v1/content").await;
+        }
+    }
+    first.sql(&format!(
+        "UPDATE contents SET title = 'Changed behind' WHERE id = {id}"
+    ));
+    let admin = first.new_admin().await;
+    let flushed = first
+        .request(Method::POST, "/api/v1/admin/cache/flush")
+        .bearer_auth(&admin.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(flushed.status(), 204);
+    assert!(first.scan(&first.key("content*")).await.is_empty());
+    for app in [&first, &second] {
+        let item: Value = app.get_json(&format!("/api/v1/content/{id}")).await;
+        assert_eq!(item["title"], "Changed behind");
+        let list: Value = app.get_json("/api/v1/content").await;
+        assert_eq!(list[0]["title"], "Changed behind");
+    }
+}
