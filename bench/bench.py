@@ -192,6 +192,10 @@ class Server:
     def peak_rss_mb(self):
         return vm_status(self.proc.pid, "VmHWM")
 
+    def l1_serving(self):
+        status, _, payload = call(self.port, "GET", "/health/ready")
+        return status == 200 and json.loads(payload).get("l1") == "serving"
+
     def stop(self):
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -201,6 +205,31 @@ class Server:
                 self.proc.kill()
                 self.proc.wait()
         self.logfile.close()
+
+
+class Ceiling:
+    """bench/ceiling: bare actix-web answering each file's bytes at its path."""
+
+    def __init__(self, binary, bodies):
+        self.port = free_port()
+        self.proc = subprocess.Popen([binary, str(self.port)] + [f"{path}={file}" for path, file in bodies.items()],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        wait_port(self.port, self.proc)
+
+    def peak_rss_mb(self):
+        return vm_status(self.proc.pid, "VmHWM")
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait()
+
+
+def wait_for(predicate, what, limit=20.0):
+    deadline = time.time() + limit
+    while not predicate():
+        if time.time() > deadline:
+            raise SystemExit(f"{what}: not after {limit:.0f} s")
+        time.sleep(0.02)
 
 
 # ---------------------------------------------------------------- wrk
@@ -359,6 +388,7 @@ def main():
                              "several); 'none' leaves it unpinned")
     parser.add_argument("--rust-log", default="warn", help="RUST_LOG of the server (default warn)")
     parser.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "content-api"))
+    parser.add_argument("--ceiling-binary", default=os.path.join(ROOT, "target", "release", "ceiling"))
     parser.add_argument("--output", help="result file (default bench/results/latest.json, "
                                          "with --large bench/results/latest-large.json)")
     parser.add_argument("--keep-logs", action="store_true", help="keep the server logs (path printed)")
@@ -380,8 +410,9 @@ def main():
     for tool in ("wrk", "redis-server", "redis-cli", "psql") + (("taskset",) if args.wrk_cpu is not None else ()):
         if not shutil.which(tool):
             raise SystemExit(f"{tool} is not on PATH (bench/run installs what is missing)")
-    if not os.access(args.binary, os.X_OK):
-        raise SystemExit(f"no binary at {args.binary}: cargo build --release --bin content-api")
+    for binary in (args.binary, args.ceiling_binary):
+        if not os.access(binary, os.X_OK):
+            raise SystemExit(f"no binary at {binary}: bench/run builds both")
 
     # Deep page: page 5 000 when it exists at the default limit (20); in a
     # smaller dataset the deepest page that exists, with the largest limit
@@ -465,6 +496,23 @@ def main():
         row("cached_listing_100", "GET /api/v1/content?limit=100 (cached)",
             wrk.run(port, "/api/v1/content?limit=100"), "cached")
 
+        log("ceiling: bare actix-web answering the same bytes from memory")
+        bodies = {}
+        for name, path in (("item", "/api/v1/content/1"), ("listing", "/api/v1/content?limit=100")):
+            _, payload = expect(port, "GET", path, 200)
+            bodies[f"/{name}"] = os.path.join(tmpdir, f"{name}.json")
+            with open(bodies[f"/{name}"], "wb") as f:
+                f.write(payload)
+            info[f"{name}_bytes"] = len(payload)
+        ceiling = Ceiling(args.ceiling_binary, bodies)
+        try:
+            row("ceiling_item", f"ceiling: {info['item_bytes']:,} B item from memory (bare actix-web)",
+                wrk.run(ceiling.port, "/item"), "ceiling", measured=ceiling)
+            row("ceiling_listing", f"ceiling: {info['listing_bytes'] / 1000:.0f} KB listing from memory "
+                "(bare actix-web)", wrk.run(ceiling.port, "/listing"), "ceiling", measured=ceiling)
+        finally:
+            ceiling.stop()
+
         log("uncached reads")
         row("user", f"GET /api/v1/users/{{id}}, {users:,} ids (never cached)",
             wrk.run(port, "/", "pick_ids", ["/api/v1/users/", 1, users]), "uncached")
@@ -508,6 +556,29 @@ def main():
         post_1m = post_row("post_1m_keys", 1_000_000)
         signup = row("signup", "POST /api/v1/signup (unique e-mail and phone)",
                      wrk.run(port, "/", "signup", ["a", 1_000_000], statuses=True), "writes")
+
+        log("three instances on one PostgreSQL and one Redis")
+        others = [Server(args.binary, database_url, redis_url, tmpdir, f"server-{n}", args.rust_log)
+                  for n in (2, 3)]
+        servers.extend(others)
+        three = [server] + others
+        redis_cli(redis_port, "FLUSHDB")
+        redis_cli(redis_port, "DEBUG", "POPULATE", "1000", "unrelated")
+        wait_for(lambda: int(redis_cli(redis_port, "ZCARD", "cache:l1:members:{all}")) == 3
+                 and all(s.l1_serving() for s in three), "three instances serving from L1")
+        psql(database_url, "VACUUM ANALYZE contents")
+        for s in three:
+            warm(s.port, ["/api/v1/content", "/api/v1/content?limit=100"])
+        three_post = row("three_post_1k_keys", "three instances: POST /api/v1/post-content on one, "
+                         "1 000 unrelated keys (the two others acknowledge each write)",
+                         wrk.run(port, "/", "post_content", [token]), "three")
+        for s in three:
+            warm(s.port, [f"/api/v1/content/{i}" for i in range(1, HOT_IDS + 1)])
+        row("three_cached_item", f"three instances: GET /api/v1/content/{{id}} on one, {HOT_IDS:,} hot ids",
+            wrk.run(port, "/", "pick_ids", ["/api/v1/content/", 1, HOT_IDS]), "three")
+        info["three_instances_peak_rss_mb"] = [s.peak_rss_mb() for s in three]
+        for s in others:
+            s.stop()
 
         if args.cluster:
             log("the same rows on a private 3-primary Redis Cluster")
@@ -618,11 +689,27 @@ def main():
                       f"{cluster_post_1m['p50_ms'] / cluster_post_1k['p50_ms']:.2f} ×",
              "pass": cluster_post_1m["p50_ms"] <= 1.5 * cluster_post_1k["p50_ms"]},
         ]
+    ceiling_item, ceiling_listing, listing_100 = by["ceiling_item"], by["ceiling_listing"], by["cached_listing_100"]
+    three_rss = [rss for rss in info["three_instances_peak_rss_mb"] if rss is not None]
+    worst_rss = max([peak_rss or 0] + three_rss)
     targets += [
+        {"target": "L1 cached item ≥ 0.85 × ceiling item req/s",
+         "value": f"{cached['rps']:,.0f} / {ceiling_item['rps']:,.0f} = {cached['rps'] / ceiling_item['rps']:.2f} ×",
+         "pass": cached["rps"] >= 0.85 * ceiling_item["rps"]},
+        {"target": "cached limit=100 listing ≥ 0.7 × ceiling listing req/s",
+         "value": f"{listing_100['rps']:,.0f} / {ceiling_listing['rps']:,.0f} = "
+                  f"{listing_100['rps'] / ceiling_listing['rps']:.2f} ×",
+         "pass": listing_100["rps"] >= 0.7 * ceiling_listing["rps"]},
+        {"target": "post-content p50 with three instances ≤ 2 × with one (1 000 keys)",
+         "value": f"{three_post['p50_ms']:.2f} / {post_1k['p50_ms']:.2f} ms = "
+                  f"{three_post['p50_ms'] / post_1k['p50_ms']:.2f} ×",
+         "pass": three_post["p50_ms"] <= 2 * post_1k["p50_ms"]},
         {"target": "zero errors (non-2xx/3xx + socket errors, all rows)",
          "value": str(total_errors), "pass": total_errors == 0},
-        {"target": "server peak RSS (VmHWM) ≤ 150 MB",
-         "value": f"{peak_rss:.1f} MiB", "pass": peak_rss is not None and peak_rss <= 150},
+        {"target": "peak RSS (VmHWM) of every instance ≤ 150 MB at the default L1_CACHE_BYTES",
+         "value": f"{worst_rss:.1f} MiB (first instance {peak_rss:.1f}; three: "
+                  + ", ".join(f"{rss:.1f}" for rss in three_rss) + ")",
+         "pass": peak_rss is not None and worst_rss <= 150},
     ]
 
     finished = time.time()
@@ -640,12 +727,19 @@ def main():
                  "rate_limits": "RATE_LIMIT_AUTH_PER_MINUTE=0, RATE_LIMIT_WRITES_PER_MINUTE=0"},
         "rows": rows,
         "server_peak_rss_mb": peak_rss,
+        "three_instances_peak_rss_mb": info["three_instances_peak_rss_mb"],
+        "bodies_bytes": {"item": info["item_bytes"], "listing_100": info["listing_bytes"]},
         "no_redis_server_peak_rss_mb": info.get("no_redis_server_peak_rss_mb"),
         "targets": targets,
         "notes": notes + [
             "Uncached listing pages (page 1 and the deep page) are measured on a second instance of the "
             "service started without REDIS_URL on the same database, because GET /api/v1/content?cursor= "
             "is cached per canonical query.",
+            "Ceiling rows: bench/ceiling, a bare actix-web server (one worker per core, no middleware) "
+            "answering the service's own item and limit=100 listing bytes from memory, measured in the "
+            "same run with the same wrk settings.",
+            "Three-instance rows: two more instances of the service on the same database and private Redis "
+            "(each with its L1, WORKERS=0, all on the same 2 cores); the load goes to the first.",
             "Read probe: wrk with 8 connections, 1 thread, each connection pausing 5 ms between requests "
             "(latency excludes the pause); the signup storm is a second wrk with 16 connections.",
             "wrk runs on the same machine as the server, PostgreSQL and Redis, so the baseline is "

@@ -93,7 +93,6 @@ impl Application {
                 .configure(http::routes(openapi.clone()))
                 .wrap(ErrorHandlers::new().default_handler(http::problem::problem_for_other_errors))
                 .wrap(Condition::new(cors_enabled, http::cors(&cors_origins)))
-                .wrap(http::security_headers())
                 .wrap(from_fn(http::metrics::record))
                 .wrap(from_fn(http::request_id::request_id))
         })
@@ -115,10 +114,11 @@ impl Application {
     }
 
     /// Serves until SIGINT/SIGTERM; then stops accepting, lets in-flight
-    /// requests finish (up to `SHUTDOWN_TIMEOUT_SECONDS`) and closes the
-    /// PostgreSQL pool.
+    /// requests finish (up to `SHUTDOWN_TIMEOUT_SECONDS`), leaves the L1
+    /// members and closes the PostgreSQL pool.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let served = self.server.await;
+        self.context.cache.shut_down().await;
         self.context.pool.close();
         tracing::info!("shut down");
         served

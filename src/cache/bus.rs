@@ -244,8 +244,10 @@ impl Bus {
             wait_until = wait_until.max(self.revoked(&missing).await);
             Settled::Revoked
         };
-        tokio::time::sleep_until(wait_until.into()).await;
-        if wait_until > started {
+        // Only when there is something to wait out: even a deadline already
+        // passed costs a timer tick (up to 1 ms) in tokio.
+        if wait_until > Instant::now() {
+            tokio::time::sleep_until(wait_until.into()).await;
             tracing::debug!(
                 waited_ms = started.elapsed().as_millis() as u64,
                 "waited out L1 leases"
@@ -479,6 +481,16 @@ impl Bus {
         invocation.arg(&self.instance).arg(LEASE.as_millis() as u64);
         let mut conn = self.redis.connection()?;
         self.redis.call(invocation.invoke_async(&mut conn)).await
+    }
+
+    /// At shutdown: stop serving and leave, so that no writer waits for
+    /// an instance that is gone.
+    pub async fn shut_down(&self) {
+        if let Some(local) = &self.local {
+            local.lease.stop();
+            local.clear();
+            self.leave().await;
+        }
     }
 
     /// Best effort, once no longer serving: writers need not wait for us.

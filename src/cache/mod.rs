@@ -175,6 +175,13 @@ impl Cache {
         }
     }
 
+    /// Leaves the L1 members (at shutdown).
+    pub async fn shut_down(&self) {
+        if let Some(bus) = &self.bus {
+            bus.shut_down().await;
+        }
+    }
+
     /// `off`, `serving`, or `joining` (no lease: L1 is bypassed).
     pub fn l1_state(&self) -> &'static str {
         match (&self.local, self.l1_serving()) {

@@ -19,12 +19,12 @@ pub async fn record(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
     let context = req.app_data::<web::Data<AppContext>>().cloned();
-    let method = req.method().to_string();
+    let method = req.method().clone();
     let res = next.call(req).await?;
     if let Some(context) = context {
         let route = res.request().match_pattern();
         context.metrics.observe_request(
-            &method,
+            method.as_str(),
             route.as_deref().unwrap_or("unmatched"),
             res.status().as_u16(),
             started.elapsed(),

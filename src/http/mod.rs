@@ -14,19 +14,10 @@ pub mod users;
 
 use actix_cors::Cors;
 use actix_web::http::{header, Method};
-use actix_web::middleware::DefaultHeaders;
 use actix_web::{guard, web, HttpRequest, HttpResponse, Resource, Route};
-use utoipa_swagger_ui::SwaggerUi;
+use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use crate::domain::AppError;
-
-/// On every response (handlers never set these themselves).
-pub fn security_headers() -> DefaultHeaders {
-    DefaultHeaders::new()
-        .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-        .add((header::REFERRER_POLICY, "no-referrer"))
-        .add((header::X_FRAME_OPTIONS, "DENY"))
-}
 
 /// Browsers may call the API only from the configured origins.
 pub fn cors(origins: &[String]) -> Cors {
@@ -74,10 +65,15 @@ async fn unknown_route(req: HttpRequest) -> Result<HttpResponse, AppError> {
 
 /// Every route; `openapi` is the document served at `/api/v1/openapi.json`.
 pub fn routes(openapi: serde_json::Value) -> impl Fn(&mut web::ServiceConfig) {
-    move |cfg| configure(cfg, openapi.clone())
+    let document = actix_web::web::Bytes::from(
+        serde_json::to_vec(&openapi).expect("a JSON value always serialises"),
+    );
+    move |cfg| configure(cfg, document.clone())
 }
 
-fn configure(cfg: &mut web::ServiceConfig, openapi: serde_json::Value) {
+const OPENAPI_PATH: &str = "/api/v1/openapi.json";
+
+fn configure(cfg: &mut web::ServiceConfig, document: actix_web::web::Bytes) {
     cfg.service(resource("/", "GET, HEAD").route(read().to(root::index)))
         .service(resource("/health/live", "GET, HEAD").route(read().to(root::live)))
         .service(resource("/health/ready", "GET, HEAD").route(read().to(root::ready)))
@@ -87,10 +83,16 @@ fn configure(cfg: &mut web::ServiceConfig, openapi: serde_json::Value) {
                 .insert_header((actix_web::http::header::LOCATION, "/docs/"))
                 .finish()
         })))
-        // Before the /api/v1 scope, which would otherwise claim /api/v1/openapi.json.
+        // Before the /api/v1 scope, which would otherwise claim it.
         .service(
-            SwaggerUi::new("/docs/{_:.*}")
-                .external_urls_from_iter_unchecked([("/api/v1/openapi.json", openapi)]),
+            resource(OPENAPI_PATH, "GET, HEAD").route(read().to(move || {
+                let document = document.clone();
+                async move {
+                    HttpResponse::Ok()
+                        .content_type("application/json")
+                        .body(document)
+                }
+            })),
         )
         .service(
             web::scope("/api/v1")
@@ -122,5 +124,8 @@ fn configure(cfg: &mut web::ServiceConfig, openapi: serde_json::Value) {
                         .route(web::post().to(admin::flush_cache)),
                 ),
         )
+        // After the API: its `{_:.*}` pattern is a regular expression that
+        // every request before it would be matched against.
+        .service(SwaggerUi::new("/docs/{_:.*}").config(Config::new([OPENAPI_PATH])))
         .default_service(web::to(unknown_route));
 }
