@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::Server;
-use actix_web::middleware::{from_fn, Condition, ErrorHandlers};
+use actix_web::middleware::{from_fn, Condition};
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 
@@ -91,9 +91,7 @@ impl Application {
                 .app_data(rate_limits.clone())
                 .app_data(web::PayloadConfig::new(http::extract::MAX_BODY_BYTES))
                 .configure(http::routes(openapi.clone()))
-                .wrap(ErrorHandlers::new().default_handler(http::problem::problem_for_other_errors))
                 .wrap(Condition::new(cors_enabled, http::cors(&cors_origins)))
-                .wrap(from_fn(http::metrics::record))
                 .wrap(from_fn(http::request_id::request_id))
         })
         .listen(listener)?

@@ -18,6 +18,10 @@ use moka::Expiry;
 use super::body::Representation;
 use super::CachedPage;
 
+/// Keys are ids and canonical queries of existing entries: no flooding to
+/// fear, and xxh3 is a third of SipHash's cost on the hot path.
+type Hasher = xxhash_rust::xxh3::Xxh3DefaultBuilder;
+
 /// Item invalidations mark one of this many shards: a write to item 7
 /// refuses in-flight fills of 1/1024 of the other items, not all of them.
 const ITEM_SHARDS: usize = 1024;
@@ -96,8 +100,8 @@ impl Lease {
 }
 
 pub struct Local {
-    items: Moka<i64, Entry<Representation>>,
-    listings: Moka<String, Entry<CachedPage>>,
+    items: Moka<i64, Entry<Representation>, Hasher>,
+    listings: Moka<String, Entry<CachedPage>, Hasher>,
     generation: AtomicU64,
     item_marks: Box<[AtomicU64]>,
     listings_mark: AtomicU64,
@@ -122,7 +126,7 @@ impl Local {
                 weight(entry.value.bytes.len() + ENTRY_OVERHEAD)
             })
             .expire_after(TimeToLive)
-            .build();
+            .build_with_hasher(Hasher::default());
         let listings = Moka::builder()
             .max_capacity(half)
             .weigher(|key: &String, entry: &Entry<CachedPage>| {
@@ -130,7 +134,7 @@ impl Local {
                 weight(key.len() + cursor + entry.value.body.weight() + ENTRY_OVERHEAD)
             })
             .expire_after(TimeToLive)
-            .build();
+            .build_with_hasher(Hasher::default());
         Arc::new(Self {
             items,
             listings,

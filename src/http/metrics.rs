@@ -1,36 +1,38 @@
-//! `GET /metrics` and the middleware that records every request.
+//! `GET /metrics`, and the recording of every request.
 
+use std::borrow::Cow;
 use std::time::Instant;
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::middleware::Next;
+use actix_web::dev::ServiceResponse;
+use actix_web::http::Method;
 use actix_web::{web, HttpResponse};
 
 use crate::cache::Health;
 use crate::domain::AppContext;
 use crate::metrics::PoolState;
 
-/// Counts the request and its latency under its route template (so ids do
-/// not explode the label set); unknown paths are `unmatched`.
-pub async fn record(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let started = Instant::now();
-    let context = req.app_data::<web::Data<AppContext>>().cloned();
-    let method = req.method().clone();
-    let res = next.call(req).await?;
-    if let Some(context) = context {
-        let route = res.request().match_pattern();
-        context.metrics.observe_request(
-            method.as_str(),
-            route.as_deref().unwrap_or("unmatched"),
-            res.status().as_u16(),
-            started.elapsed(),
-        );
-    }
-    Ok(res)
+/// Counts a finished request and its latency under its route template (so
+/// ids do not explode the label set); unknown paths are `unmatched`. Called
+/// by the request-id middleware (one layer for both).
+pub fn record<B>(res: &ServiceResponse<B>, method: &Method, started: Instant) {
+    let request = res.request();
+    let Some(context) = request.app_data::<web::Data<AppContext>>() else {
+        return;
+    };
+    // Our resources are named after their full path (no string built);
+    // others (the Swagger UI) by their pattern.
+    let route = match request.match_name() {
+        Some(name) => Cow::Borrowed(name),
+        None => request
+            .match_pattern()
+            .map_or(Cow::Borrowed("unmatched"), Cow::Owned),
+    };
+    context.metrics.observe_request(
+        method.as_str(),
+        &route,
+        res.status().as_u16(),
+        started.elapsed(),
+    );
 }
 
 /// Prometheus text format.

@@ -53,10 +53,24 @@ fn read() -> Route {
 }
 
 /// A resource whose other methods answer 405 with `Allow`.
+/// Named after its full path: the metrics label, read without building it.
 fn resource(path: &str, allow: &'static str) -> Resource {
-    web::resource(path).default_service(web::to(move || async move {
-        Err::<HttpResponse, _>(AppError::MethodNotAllowed { allow })
-    }))
+    named_resource(path, path, allow)
+}
+
+/// A resource inside the `/api/v1` scope.
+fn api_resource(path: &str, allow: &'static str) -> Resource {
+    named_resource(path, &format!("{API}{path}"), allow)
+}
+
+const API: &str = "/api/v1";
+
+fn named_resource(path: &str, name: &str, allow: &'static str) -> Resource {
+    web::resource(path)
+        .name(name)
+        .default_service(web::to(move || async move {
+            Err::<HttpResponse, _>(AppError::MethodNotAllowed { allow })
+        }))
 }
 
 async fn unknown_route(req: HttpRequest) -> Result<HttpResponse, AppError> {
@@ -95,32 +109,34 @@ fn configure(cfg: &mut web::ServiceConfig, document: actix_web::web::Bytes) {
             })),
         )
         .service(
-            web::scope("/api/v1")
-                .service(resource("/signup", "POST").route(web::post().to(users::signup)))
-                .service(resource("/login", "POST").route(web::post().to(users::login)))
-                .service(resource("/users", "GET, HEAD").route(read().to(users::list)))
-                .service(resource("/post-content", "POST").route(web::post().to(contents::create)))
+            web::scope(API)
+                .service(api_resource("/signup", "POST").route(web::post().to(users::signup)))
+                .service(api_resource("/login", "POST").route(web::post().to(users::login)))
+                .service(api_resource("/users", "GET, HEAD").route(read().to(users::list)))
                 .service(
-                    resource("/content", "GET, HEAD, POST")
+                    api_resource("/post-content", "POST").route(web::post().to(contents::create)),
+                )
+                .service(
+                    api_resource("/content", "GET, HEAD, POST")
                         .route(read().to(contents::list))
                         .route(web::post().to(contents::create_alias)),
                 )
                 .service(
-                    resource("/content/{id}", "GET, HEAD, PUT, PATCH, DELETE")
+                    api_resource("/content/{id}", "GET, HEAD, PUT, PATCH, DELETE")
                         .route(read().to(contents::get))
                         .route(web::put().to(contents::update))
                         .route(web::patch().to(contents::update))
                         .route(web::delete().to(contents::delete)),
                 )
                 .service(
-                    resource("/users/{id}", "GET, HEAD, PUT, PATCH")
+                    api_resource("/users/{id}", "GET, HEAD, PUT, PATCH")
                         .route(read().to(users::get))
                         .route(web::put().to(users::update))
                         .route(web::patch().to(users::update)),
                 )
-                .service(resource("/admin/cache", "GET, HEAD").route(read().to(admin::cache)))
+                .service(api_resource("/admin/cache", "GET, HEAD").route(read().to(admin::cache)))
                 .service(
-                    resource("/admin/cache/flush", "POST")
+                    api_resource("/admin/cache/flush", "POST")
                         .route(web::post().to(admin::flush_cache)),
                 ),
         )

@@ -1,11 +1,10 @@
 //! RFC 9457 problem+json for every failure: `AppError` values and the
 //! errors actix produces by itself.
 
-use actix_web::body::BoxBody;
+use actix_web::body::{BoxBody, EitherBody};
 use actix_web::dev::ServiceResponse;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
-use actix_web::middleware::ErrorHandlerResponse;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -134,18 +133,17 @@ impl ResponseError for AppError {
 }
 
 /// Turns any error response that is not already a problem (one actix made
-/// by itself) into one, keeping its status and headers.
-pub fn problem_for_other_errors<B>(
-    res: ServiceResponse<B>,
-) -> actix_web::Result<ErrorHandlerResponse<B>> {
+/// by itself) into one, keeping its status and headers; other responses
+/// pass as they are. Called by the request-id middleware.
+pub fn problem_for_other_errors<B>(res: ServiceResponse<B>) -> ServiceResponse<EitherBody<B>> {
+    let status = res.status();
     let is_problem = res
         .headers()
         .get(header::CONTENT_TYPE)
         .is_some_and(|value| value.as_bytes() == PROBLEM_CONTENT_TYPE.as_bytes());
-    if is_problem {
-        return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return res.map_into_left_body();
     }
-    let status = res.status();
     let (slug, title) = slug_and_title(status);
     let detail = if status.is_server_error() {
         "An unexpected error occurred; it has been logged".to_owned()
@@ -161,7 +159,5 @@ pub fn problem_for_other_errors<B>(
         }
     }
     let response: HttpResponse<BoxBody> = response;
-    Ok(ErrorHandlerResponse::Response(
-        ServiceResponse::new(req, response).map_into_right_body::<B>(),
-    ))
+    ServiceResponse::new(req, response).map_into_right_body::<B>()
 }

@@ -1,5 +1,5 @@
 //! `X-Request-Id` on every response and in every log line of the request,
-//! and the security headers on every response.
+//! the request's metrics, and the security headers on every response.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -37,12 +37,13 @@ const SECURITY_HEADERS: [(HeaderName, &str); 3] = [
     (header::X_FRAME_OPTIONS, "DENY"),
 ];
 
-/// The request's id (kept or made), its span, and on the response the id
-/// and the security headers (one middleware for both: each layer costs
-/// every request a little).
-pub async fn request_id(
+/// The request's id (kept or made), its span, its metrics, and on the
+/// response the id, the security headers and problem+json for errors actix
+/// made by itself (one middleware for all: each layer costs every request a
+/// little).
+pub async fn request_id<B: MessageBody + 'static>(
     req: ServiceRequest,
-    next: Next<impl MessageBody>,
+    next: Next<B>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let id = req
         .headers()
@@ -56,9 +57,12 @@ pub async fn request_id(
         method = %req.method(),
         path = %req.path(),
     );
-    let started = tracing::enabled!(tracing::Level::INFO).then(Instant::now);
-    let mut res = next.call(req).instrument(span.clone()).await?;
-    if let Some(started) = started {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let res = next.call(req).instrument(span.clone()).await?;
+    let mut res = super::problem::problem_for_other_errors(res);
+    super::metrics::record(&res, &method, started);
+    if tracing::enabled!(tracing::Level::INFO) {
         let status = res.status().as_u16();
         span.in_scope(|| {
             tracing::info!(
