@@ -224,6 +224,25 @@ class Ceiling:
         self.proc.wait()
 
 
+def ack_quantiles(port):
+    """p50/p99 of cache_l1_ack_duration_seconds from the server's /metrics:
+    the upper bound of the bucket that holds each quantile."""
+    _, _, payload = call(port, "GET", "/metrics")
+    buckets = []
+    for line in payload.decode().splitlines():
+        if line.startswith("cache_l1_ack_duration_seconds_bucket"):
+            bound = line.split('le="')[1].split('"')[0]
+            buckets.append((math.inf if bound == "+Inf" else float(bound), float(line.rsplit(" ", 1)[1])))
+    total = buckets[-1][1] if buckets else 0
+    def quantile(q):
+        for bound, count in buckets:
+            if count >= q * total:
+                return None if bound == math.inf else round(bound * 1000, 3)
+        return None
+    return {"acknowledged_writes": int(total), "p50_ms_at_most": quantile(0.5),
+            "p99_ms_at_most": quantile(0.99)}
+
+
 def wait_for(predicate, what, limit=20.0):
     deadline = time.time() + limit
     while not predicate():
@@ -572,6 +591,8 @@ def main():
         three_post = row("three_post_1k_keys", "three instances: POST /api/v1/post-content on one, "
                          "1 000 unrelated keys (the two others acknowledge each write)",
                          wrk.run(port, "/", "post_content", [token]), "three")
+        info["ack"] = ack_quantiles(port)
+        log(f"  acknowledgements: {info['ack']}")
         for s in three:
             warm(s.port, [f"/api/v1/content/{i}" for i in range(1, HOT_IDS + 1)])
         row("three_cached_item", f"three instances: GET /api/v1/content/{{id}} on one, {HOT_IDS:,} hot ids",
@@ -728,6 +749,7 @@ def main():
         "rows": rows,
         "server_peak_rss_mb": peak_rss,
         "three_instances_peak_rss_mb": info["three_instances_peak_rss_mb"],
+        "three_instances_acknowledgements": info["ack"],
         "bodies_bytes": {"item": info["item_bytes"], "listing_100": info["listing_bytes"]},
         "no_redis_server_peak_rss_mb": info.get("no_redis_server_peak_rss_mb"),
         "targets": targets,

@@ -47,12 +47,22 @@ pub async fn prepare(settings: &Settings, hooks: Hooks) -> anyhow::Result<AppCon
             ttl_seconds: settings.cache_ttl_seconds,
             timeout: settings.redis_timeout,
             l1_bytes: settings.l1_cache_bytes,
+            l1_threads: http_workers(settings.workers),
             before_l1_fill: hooks.before_l1_fill.clone(),
         },
         metrics.clone(),
     )?;
     cache.connect(REDIS_STARTUP_WAIT).await;
     AppContext::new(settings, pool, cache, metrics, hooks).await
+}
+
+/// `WORKERS`, or actix's default: one per available core.
+fn http_workers(configured: usize) -> usize {
+    if configured > 0 {
+        configured
+    } else {
+        std::thread::available_parallelism().map_or(1, usize::from)
+    }
 }
 
 pub struct Application {

@@ -14,6 +14,13 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
 
+/// Acknowledgements take tens to hundreds of microseconds; `ACK_WAIT` is
+/// 150 ms.
+const ACK_BUCKETS: &[f64] = &[
+    0.00005, 0.0001, 0.00015, 0.0002, 0.0003, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005,
+    0.0075, 0.01, 0.025, 0.05, 0.1, 0.15,
+];
+
 pub struct Metrics {
     /// Tells registries apart in the per-thread series (tests run several
     /// apps in one process).
@@ -108,7 +115,7 @@ impl Metrics {
                 "cache_l1_ack_duration_seconds",
                 "From a write's announcement to the last L1 acknowledgement",
             )
-            .buckets(LATENCY_BUCKETS.to_vec()),
+            .buckets(ACK_BUCKETS.to_vec()),
         )
         .expect("valid metric");
         let l1_lease = IntGauge::new(

@@ -119,6 +119,8 @@ pub struct CacheSettings<'a> {
     pub timeout: Duration,
     /// The L1's bound; 0 turns it off. L1 needs Redis (its leases).
     pub l1_bytes: u64,
+    /// HTTP worker threads: each keeps a small front of L1's items.
+    pub l1_threads: usize,
     pub before_l1_fill: Option<PauseHook>,
 }
 
@@ -144,8 +146,8 @@ impl Cache {
                     .map(Arc::new)
             })
             .transpose()?;
-        let local =
-            (redis.is_some() && settings.l1_bytes > 0).then(|| Local::new(settings.l1_bytes));
+        let local = (redis.is_some() && settings.l1_bytes > 0)
+            .then(|| Local::new(settings.l1_bytes, settings.l1_threads));
         let bus = redis
             .as_ref()
             .map(|redis| Bus::start(redis.clone(), local.clone(), metrics.clone()));
