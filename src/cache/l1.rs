@@ -405,7 +405,12 @@ mod tests {
         assert_eq!(one.item(5).unwrap().bytes, "one's", "from the front again");
         one.invalidate(&[5]);
         assert!(one.item(5).is_none(), "the front's copy is stale too");
-        one.fill_item(one.stamp().unwrap(), 5, rep("newer"), Duration::from_millis(1));
+        one.fill_item(
+            one.stamp().unwrap(),
+            5,
+            rep("newer"),
+            Duration::from_millis(1),
+        );
         assert_eq!(one.item(5).unwrap().bytes, "newer");
         std::thread::sleep(Duration::from_millis(2));
         assert!(one.item(5).is_none(), "expired, front included");

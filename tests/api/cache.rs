@@ -19,23 +19,6 @@ use crate::helpers::{free_port, problem, OwnRedis, TestApp, TestUser};
 /// How a scenario reaches Redis: `use_redis` (one server) or `use_cluster`.
 type Redis = fn(&mut Settings);
 
-/// Each scenario against the shared Redis and against a 3-primary cluster.
-macro_rules! on_redis_and_cluster {
-    ($($scenario:ident),* $(,)?) => {$(
-        mod $scenario {
-            #[tokio::test]
-            async fn on_redis() {
-                super::$scenario(crate::helpers::use_redis).await;
-            }
-
-            #[tokio::test]
-            async fn on_cluster() {
-                super::$scenario(crate::helpers::use_cluster).await;
-            }
-        }
-    )*};
-}
-
 on_redis_and_cluster!(
     items_and_listings_are_stored_as_the_response_bytes_with_the_ttl,
     the_ttl_is_configurable,

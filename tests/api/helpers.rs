@@ -256,26 +256,22 @@ impl TestApp {
 
     /// Bounded wait until `/health/ready` reports L1 `serving`.
     pub async fn await_l1_serving(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let ready: Value = self.get("/health/ready").await.json().await.unwrap();
-            if ready["l1"] == "serving" {
-                return;
-            }
-            assert!(Instant::now() < deadline, "L1 is not serving: {ready}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        self.await_ready("l1", "serving").await;
     }
 
     /// Bounded wait until `/health/ready` reports the cache `ok`.
     pub async fn await_cache_ok(&self) {
+        self.await_ready("cache", "ok").await;
+    }
+
+    async fn await_ready(&self, field: &str, want: &str) {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let ready: Value = self.get("/health/ready").await.json().await.unwrap();
-            if ready["cache"] == "ok" {
+            if ready[field] == want {
                 return;
             }
-            assert!(Instant::now() < deadline, "the cache is not ok: {ready}");
+            assert!(Instant::now() < deadline, "{field} is not {want}: {ready}");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -905,4 +901,23 @@ pub fn sorted(keys: &[&str]) -> Vec<String> {
     let mut keys: Vec<String> = keys.iter().map(|k| (*k).to_owned()).collect();
     keys.sort();
     keys
+}
+
+/// Each scenario against the shared Redis and against a 3-primary cluster.
+/// (`tests/queries.rs` shares this file and uses no scenario.)
+#[allow(unused_macros)]
+macro_rules! on_redis_and_cluster {
+    ($($scenario:ident),* $(,)?) => {$(
+        mod $scenario {
+            #[tokio::test]
+            async fn on_redis() {
+                super::$scenario(crate::helpers::use_redis).await;
+            }
+
+            #[tokio::test]
+            async fn on_cluster() {
+                super::$scenario(crate::helpers::use_cluster).await;
+            }
+        }
+    )*};
 }

@@ -18,22 +18,6 @@ use crate::helpers::{free_port, OwnRedis, TestApp, TestUser};
 
 type Redis = fn(&mut Settings);
 
-macro_rules! on_redis_and_cluster {
-    ($($scenario:ident),* $(,)?) => {$(
-        mod $scenario {
-            #[tokio::test]
-            async fn on_redis() {
-                super::$scenario(crate::helpers::use_redis).await;
-            }
-
-            #[tokio::test]
-            async fn on_cluster() {
-                super::$scenario(crate::helpers::use_cluster).await;
-            }
-        }
-    )*};
-}
-
 on_redis_and_cluster!(
     every_instance_acknowledges_a_write_before_it_is_answered,
     reads_after_an_acknowledged_write_see_it_on_all_three_instances,

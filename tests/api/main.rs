@@ -1,5 +1,6 @@
 //! Integration tests: one binary (one link), one module per area.
 
+#[macro_use]
 mod helpers;
 
 mod binary;
