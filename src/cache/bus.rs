@@ -361,6 +361,7 @@ impl Bus {
                 return "could not subscribe";
             }
         };
+        self.reached();
         let (_sink, stream) = pubsub.split();
         tokio::select! {
             reason = self.read(stream) => reason,
@@ -427,10 +428,11 @@ impl Bus {
         }
     }
 
-    /// Joins and renews until removed; without an L1, waits forever.
+    /// Joins and renews until removed; without an L1, only keeps track of
+    /// whether Redis answers.
     async fn keep_lease(&self) -> &'static str {
         let Some(local) = &self.local else {
-            return std::future::pending().await;
+            return self.keep_in_touch().await;
         };
         loop {
             let sent = Instant::now();
@@ -467,6 +469,30 @@ impl Bus {
                         self.metrics.l1_serving(false);
                     }
                 }
+            }
+        }
+    }
+
+    /// An instance without L1 still writes: it must know when Redis last
+    /// answered, or a failure long after an earlier outage would count from
+    /// that outage's start (and skip the wait for the others' leases).
+    async fn keep_in_touch(&self) -> &'static str {
+        let mut ticks = tokio::time::interval(RENEW_EVERY);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            let answered = match self.redis.connection() {
+                Ok(mut conn) => self
+                    .redis
+                    .call(redis::cmd("PING").query_async::<()>(&mut conn))
+                    .await
+                    .is_ok(),
+                Err(_) => false,
+            };
+            if answered {
+                self.reached();
+            } else {
+                self.failed_to_reach();
             }
         }
     }

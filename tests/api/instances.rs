@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use content_api::cache::bus::{ACK_WAIT, LEASE};
+use content_api::cache::bus::{ACK_WAIT, LEASE, RENEW_EVERY};
 use content_api::config::Settings;
 use content_api::domain::{Hooks, PauseHook};
 use reqwest::Method;
@@ -438,4 +438,46 @@ async fn a_paused_instance_serves_nothing_older_than_a_write_answered_meanwhile(
     );
     println!("writes while paused: {within_lease:?} within its lease, {after_lease:?} after it");
     paused.stop();
+}
+
+/// A second outage long after a first must be waited out from its own
+/// start: the writer (no L1 of its own) keeps track of when Redis last
+/// answered.
+#[tokio::test]
+async fn a_second_outage_is_waited_out_from_its_own_start() {
+    let redis = OwnRedis::start_on(free_port()).await;
+    let writer = TestApp::spawn_with(|s| {
+        settings_on(&redis)(s);
+        s.l1_cache_bytes = 0;
+    })
+    .await;
+    let mut reader_settings = writer.settings.clone();
+    reader_settings.l1_cache_bytes = 64 << 20;
+    let reader = TestApp::start(reader_settings, None).await;
+    reader.await_l1_serving().await;
+    let user = writer.new_user().await;
+    let id = writer.post_item(&user, "Before the outages").await;
+
+    redis.freeze(true);
+    set_title(&writer, &user, id, "During the first outage").await;
+    redis.freeze(false);
+    for app in [&writer, &reader] {
+        app.await_cache_ok().await;
+    }
+    reader.await_l1_serving().await;
+    warm(&reader, id).await;
+    assert_eq!(title_of(&reader, id).await, "During the first outage");
+    // Long enough for the writer to have heard from Redis again (it checks
+    // every RENEW_EVERY): the first outage is over for it too.
+    tokio::time::sleep(RENEW_EVERY * 3).await;
+
+    redis.freeze(true);
+    let took = set_title(&writer, &user, id, "During the second outage").await;
+    assert_eq!(
+        title_of(&reader, id).await,
+        "During the second outage",
+        "the write was answered after {took:?}"
+    );
+    assert!(took >= LEASE - Duration::from_millis(100), "{took:?}");
+    redis.freeze(false);
 }
