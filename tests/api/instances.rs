@@ -197,13 +197,10 @@ async fn pubsub_clients(redis: &OwnRedis, subscriptions: usize) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
-async fn an_instance_whose_subscription_dropped_serves_nothing_stale() {
-    let redis = OwnRedis::start_on(free_port()).await;
-    // The writer has no L1, so the reader's is the only client subscribed
-    // to two channels (invalidations and its acknowledgements).
+/// A writer without L1 and a reader with one, on `redis`.
+async fn writer_and_reader(redis: &OwnRedis) -> (TestApp, TestApp) {
     let writer = TestApp::spawn_with(|s| {
-        settings_on(&redis)(s);
+        settings_on(redis)(s);
         s.l1_cache_bytes = 0;
     })
     .await;
@@ -211,6 +208,15 @@ async fn an_instance_whose_subscription_dropped_serves_nothing_stale() {
     reader_settings.l1_cache_bytes = 64 << 20;
     let reader = TestApp::start(reader_settings, None).await;
     reader.await_l1_serving().await;
+    (writer, reader)
+}
+
+#[tokio::test]
+async fn an_instance_whose_subscription_dropped_serves_nothing_stale() {
+    let redis = OwnRedis::start_on(free_port()).await;
+    // The writer has no L1, so the reader's is the only client subscribed
+    // to two channels (invalidations and its acknowledgements).
+    let (writer, reader) = writer_and_reader(&redis).await;
     let user = writer.new_user().await;
     let id = writer.post_item(&user, "Before the drop").await;
     warm(&reader, id).await;
@@ -446,15 +452,7 @@ async fn a_paused_instance_serves_nothing_older_than_a_write_answered_meanwhile(
 #[tokio::test]
 async fn a_second_outage_is_waited_out_from_its_own_start() {
     let redis = OwnRedis::start_on(free_port()).await;
-    let writer = TestApp::spawn_with(|s| {
-        settings_on(&redis)(s);
-        s.l1_cache_bytes = 0;
-    })
-    .await;
-    let mut reader_settings = writer.settings.clone();
-    reader_settings.l1_cache_bytes = 64 << 20;
-    let reader = TestApp::start(reader_settings, None).await;
-    reader.await_l1_serving().await;
+    let (writer, reader) = writer_and_reader(&redis).await;
     let user = writer.new_user().await;
     let id = writer.post_item(&user, "Before the outages").await;
 
