@@ -42,7 +42,7 @@ pub struct Metrics {
 }
 
 /// Lookups of one layer, for the admin view.
-#[derive(Debug, Clone, Copy, serde::Serialize)]
+#[derive(Debug, Clone, Copy)]
 pub struct LayerCounts {
     pub hits: u64,
     pub misses: u64,

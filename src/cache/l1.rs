@@ -149,7 +149,7 @@ pub struct Local {
 }
 
 /// Entries and bytes held, for the admin view.
-#[derive(Debug, Clone, Copy, serde::Serialize)]
+#[derive(Debug, Clone, Copy)]
 pub struct Usage {
     pub entries: u64,
     pub bytes: u64,
