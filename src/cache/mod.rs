@@ -209,17 +209,21 @@ impl Cache {
         self.bus.as_ref().is_some_and(|bus| bus.serving())
     }
 
+    /// An L1 lookup, counted; `None` without L1 or on a miss.
+    fn lookup_l1<T>(&self, family: &str, lookup: impl FnOnce(&Local) -> Option<T>) -> Option<T> {
+        let local = self.local.as_ref()?;
+        let found = lookup(local);
+        self.metrics.l1_lookup(family, found.is_some());
+        found
+    }
+
     fn stamp(&self) -> Option<Stamp> {
         self.local.as_ref().and_then(|local| local.stamp())
     }
 
     pub async fn lookup_item(&self, id: i64) -> Lookup<Representation> {
-        if let Some(local) = &self.local {
-            if let Some(found) = local.item(id) {
-                self.metrics.l1_lookup(ITEM, true);
-                return Lookup::Hit(found);
-            }
-            self.metrics.l1_lookup(ITEM, false);
+        if let Some(found) = self.lookup_l1(ITEM, |local| local.item(id)) {
+            return Lookup::Hit(found);
         }
         let stamp = self.stamp();
         let found = match &self.redis {
@@ -244,12 +248,8 @@ impl Cache {
     }
 
     pub async fn lookup_listing(&self, key: &str) -> Lookup<CachedPage> {
-        if let Some(local) = &self.local {
-            if let Some(found) = local.listing(key) {
-                self.metrics.l1_lookup(LISTING, true);
-                return Lookup::Hit(found);
-            }
-            self.metrics.l1_lookup(LISTING, false);
+        if let Some(found) = self.lookup_l1(LISTING, |local| local.listing(key)) {
+            return Lookup::Hit(found);
         }
         let stamp = self.stamp();
         let found = match &self.redis {

@@ -1222,3 +1222,22 @@ async fn a_flush_empties_every_layer_of_every_instance() {
         assert_eq!(list[0]["title"], "Changed behind");
     }
 }
+
+#[tokio::test]
+async fn a_flush_without_redis_is_a_503_problem() {
+    let mut redis = OwnRedis::start_on(free_port()).await;
+    let app = app_on(&redis).await;
+    let admin = app.new_admin().await;
+    redis.stop();
+    let flushed = app
+        .request(Method::POST, "/api/v1/admin/cache/flush")
+        .bearer_auth(&admin.token)
+        .send()
+        .await
+        .unwrap();
+    assert!(flushed.headers().contains_key("retry-after"));
+    assert_eq!(
+        problem(flushed, 503).await["detail"],
+        "Redis is unavailable: the cache could not be flushed; retry shortly"
+    );
+}
