@@ -221,10 +221,13 @@ impl Cache {
         self.local.as_ref().and_then(|local| local.stamp())
     }
 
-    pub async fn lookup_item(&self, id: i64) -> Lookup<Representation> {
-        if let Some(found) = self.lookup_l1(ITEM, |local| local.item(id)) {
-            return Lookup::Hit(found);
-        }
+    /// An item from this instance's L1 (counted), without awaiting anything.
+    pub fn item_in_l1(&self, id: i64) -> Option<Representation> {
+        self.lookup_l1(ITEM, |local| local.item(id))
+    }
+
+    /// An item from Redis (after `item_in_l1` missed), copied into L1 on a hit.
+    pub async fn lookup_item_below_l1(&self, id: i64) -> Lookup<Representation> {
         let stamp = self.stamp();
         let found = match &self.redis {
             Some(redis) => redis.lookup_item(id).await,
@@ -247,10 +250,13 @@ impl Cache {
         }
     }
 
-    pub async fn lookup_listing(&self, key: &str) -> Lookup<CachedPage> {
-        if let Some(found) = self.lookup_l1(LISTING, |local| local.listing(key)) {
-            return Lookup::Hit(found);
-        }
+    /// A listing page from this instance's L1 (counted).
+    pub fn listing_in_l1(&self, key: &str) -> Option<CachedPage> {
+        self.lookup_l1(LISTING, |local| local.listing(key))
+    }
+
+    /// A listing page from Redis (after `listing_in_l1` missed), copied into L1 on a hit.
+    pub async fn lookup_listing_below_l1(&self, key: &str) -> Lookup<CachedPage> {
         let stamp = self.stamp();
         let found = match &self.redis {
             Some(redis) => redis.lookup_listing(key).await,

@@ -131,7 +131,15 @@ type Shared<T> = Result<T, Arc<AppError>>;
 /// `GET /content/{id}`: the `ContentWithUser` bytes, from L1 or Redis when
 /// cached. Concurrent misses with the same lease share one load.
 pub async fn get(ctx: &AppContext, id: i64) -> Result<Representation, AppError> {
-    let guard = match ctx.cache.lookup_item(id).await {
+    match ctx.cache.item_in_l1(id) {
+        Some(found) => Ok(found),
+        // Boxed: an L1 hit then never moves the miss path's large future.
+        None => Box::pin(get_below_l1(ctx, id)).await,
+    }
+}
+
+async fn get_below_l1(ctx: &AppContext, id: i64) -> Result<Representation, AppError> {
+    let guard = match ctx.cache.lookup_item_below_l1(id).await {
         Lookup::Hit(bytes) => return Ok(bytes),
         Lookup::Miss(guard) => guard,
     };
@@ -182,7 +190,18 @@ async fn read_item(pool: &db::DbPool, id: i64) -> Result<Representation, AppErro
 /// page under the same listing version share one load.
 pub async fn list(ctx: &AppContext, query: &ContentListQuery) -> Result<CachedPage, AppError> {
     let key = ctx.cache.keys().listing(&query.cache_name());
-    let guard = match ctx.cache.lookup_listing(&key).await {
+    match ctx.cache.listing_in_l1(&key) {
+        Some(found) => Ok(found),
+        None => Box::pin(list_below_l1(ctx, query, key)).await,
+    }
+}
+
+async fn list_below_l1(
+    ctx: &AppContext,
+    query: &ContentListQuery,
+    key: String,
+) -> Result<CachedPage, AppError> {
+    let guard = match ctx.cache.lookup_listing_below_l1(&key).await {
         Lookup::Hit(page) => return Ok(page),
         Lookup::Miss(guard) => guard,
     };
