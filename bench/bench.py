@@ -272,7 +272,7 @@ class Wrk:
         return self.scripts[name]
 
     def start(self, port, path, script="static", script_args=(), connections=None, threads=None,
-              duration=None, pause_ms=0, statuses=False):
+              duration=None, pause_ms=0, statuses=False, token=None):
         connections = connections or self.args.connections
         threads = threads or self.args.threads
         duration = duration or self.args.duration
@@ -283,7 +283,8 @@ class Wrk:
             cmd = ["taskset", "-c", str(self.args.wrk_cpu)] + cmd
         if script_args:
             cmd += ["--", *map(str, script_args)]
-        env = dict(os.environ, BENCH_PAUSE_MS=str(pause_ms), BENCH_STATUS="1" if statuses else "0")
+        env = dict(os.environ, BENCH_PAUSE_MS=str(pause_ms), BENCH_STATUS="1" if statuses else "0",
+                   BENCH_TOKEN=token or "")
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         return proc, {"connections": connections, "threads": threads, "duration_s": duration}
 
@@ -539,6 +540,11 @@ def main():
         log("uncached reads")
         row("user", f"GET /api/v1/users/{{id}}, {users:,} ids (never cached)",
             wrk.run(port, "/", "pick_ids", ["/api/v1/users/", 1, users]), "uncached")
+        # The same reads with a bearer token: what an authenticated request
+        # adds (the session check in PostgreSQL) on top of the same query.
+        row("user_authenticated", f"GET /api/v1/users/{{id}} with a bearer token (session check), "
+            f"{users:,} ids", wrk.run(port, "/", "pick_ids", ["/api/v1/users/", 1, users], token=token),
+            "uncached")
         # GET /content?cursor= is cached per canonical query, so the uncached
         # cost of a page is measured on a second server without REDIS_URL.
         nocache = Server(args.binary, database_url, None, tmpdir, "server-no-redis", args.rust_log)
@@ -714,6 +720,12 @@ def main():
                       f"{cluster_post_1m['p50_ms'] / cluster_post_1k['p50_ms']:.2f} ×",
              "pass": cluster_post_1m["p50_ms"] <= 1.5 * cluster_post_1k["p50_ms"]},
         ]
+    anonymous, authenticated = by["user"], by["user_authenticated"]
+    notes.append(f"Authenticated request cost: GET /users/{{id}} with a bearer token "
+                 f"{authenticated['rps']:,.0f} req/s, p50 {authenticated['p50_ms']:.2f} ms against "
+                 f"{anonymous['rps']:,.0f} req/s, p50 {anonymous['p50_ms']:.2f} ms without "
+                 f"({authenticated['rps'] / anonymous['rps']:.2f} ×): the session check is one indexed "
+                 "PostgreSQL query; the post-content rows are authenticated writes and include it.")
     ceiling_item, ceiling_listing, listing_100 = by["ceiling_item"], by["ceiling_listing"], by["cached_listing_100"]
     three_rss = [rss for rss in info["three_instances_peak_rss_mb"] if rss is not None]
     worst_rss = max([peak_rss or 0] + three_rss)

@@ -62,6 +62,13 @@ pub struct Settings {
     pub cors_allowed_origins: Vec<String>,
     /// How long SIGTERM/SIGINT waits for in-flight requests.
     pub shutdown_timeout: Duration,
+    /// Lifetime of a refresh token (and so of an unused session).
+    pub refresh_ttl_seconds: u64,
+    pub password_reset_ttl_seconds: u64,
+    /// `smtp://[user:password@]host[:port]`; without it password reset is off.
+    pub smtp_url: Option<String>,
+    /// The sender of password-reset mail.
+    pub mail_from: String,
 }
 
 impl Settings {
@@ -172,6 +179,17 @@ impl Settings {
                 reason: "must be at least 1".into(),
             });
         }
+        let refresh_ttl_seconds = at_least_one(&get, "REFRESH_TTL_SECONDS", 2_592_000)?;
+        let password_reset_ttl_seconds = at_least_one(&get, "PASSWORD_RESET_TTL_SECONDS", 1800)?;
+        let smtp_url = get("SMTP_URL");
+        let mail_from =
+            get("MAIL_FROM").unwrap_or_else(|| "Content API <no-reply@localhost>".into());
+        if let Some(url) = &smtp_url {
+            crate::mail::Mailer::new(url, &mail_from).map_err(|err| ConfigError {
+                var: "SMTP_URL",
+                reason: format!("{err:#} (or MAIL_FROM is not a mailbox: {mail_from:?})"),
+            })?;
+        }
         let cache_ttl_seconds = parse_or(&get, "CACHE_TTL_SECONDS", 600u64)?;
         let l1_cache_bytes = parse_or(&get, "L1_CACHE_BYTES", 64u64 << 20)?;
         if cache_ttl_seconds == 0 {
@@ -264,8 +282,27 @@ impl Settings {
                 "SHUTDOWN_TIMEOUT_SECONDS",
                 30u64,
             )?),
+            refresh_ttl_seconds,
+            password_reset_ttl_seconds,
+            smtp_url,
+            mail_from,
         })
     }
+}
+
+fn at_least_one(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    default: u64,
+) -> Result<u64, ConfigError> {
+    let value = parse_or(get, var, default)?;
+    if value == 0 {
+        return Err(ConfigError {
+            var,
+            reason: "must be at least 1".into(),
+        });
+    }
+    Ok(value)
 }
 
 fn parse_or<T: FromStr>(

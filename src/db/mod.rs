@@ -1,6 +1,8 @@
 //! PostgreSQL: pool, migrations, and the queries the domain needs.
 //! Nothing here knows about HTTP or the cache.
 
+pub mod accounts;
+pub mod audit;
 pub mod contents;
 pub mod models;
 pub mod schema;

@@ -99,3 +99,86 @@ pub fn update(
         .get_result(conn)
         .optional()?)
 }
+
+pub fn set_password_hash(conn: &mut PgConnection, id: i64, hash: &str) -> Result<(), DbError> {
+    diesel::update(users::table.find(id))
+        .set(users::password_hash.eq(hash))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Locks every admin row, in id order (so that two demotions or deletions
+/// racing see each other's effect), and answers whether `id` is the only
+/// admin left.
+fn is_last_admin(conn: &mut PgConnection, id: i64) -> Result<bool, DbError> {
+    let admins: Vec<i64> = users::table
+        .filter(users::role.eq("admin"))
+        .order(users::id.asc())
+        .select(users::id)
+        .for_update()
+        .load(conn)?;
+    Ok(admins == [id])
+}
+
+pub enum RoleChange {
+    /// The user now has the role; `changed` is false when they had it already.
+    Done {
+        user: Box<UserRow>,
+        changed: bool,
+    },
+    NotFound,
+    LastAdmin,
+}
+
+/// Sets the role, refusing to demote the last admin. Call inside a
+/// transaction.
+pub fn set_role(conn: &mut PgConnection, id: i64, role: &str) -> Result<RoleChange, DbError> {
+    let last_admin = is_last_admin(conn, id)?;
+    let Some(user) = find(conn, id)? else {
+        return Ok(RoleChange::NotFound);
+    };
+    if user.role == role {
+        return Ok(RoleChange::Done {
+            user: Box::new(user),
+            changed: false,
+        });
+    }
+    if last_admin {
+        return Ok(RoleChange::LastAdmin);
+    }
+    let user = diesel::update(users::table.find(id))
+        .set(users::role.eq(role))
+        .returning(UserRow::as_returning())
+        .get_result(conn)?;
+    Ok(RoleChange::Done {
+        user: Box::new(user),
+        changed: true,
+    })
+}
+
+pub enum Deletion {
+    /// Gone, with the ids of the items that went with them.
+    Deleted {
+        content_ids: Vec<i64>,
+    },
+    NotFound,
+    LastAdmin,
+}
+
+/// Deletes the user and (by cascade) their items, sessions, tokens and
+/// resets, refusing to remove the last admin. Call inside a transaction.
+pub fn delete(conn: &mut PgConnection, id: i64) -> Result<Deletion, DbError> {
+    if is_last_admin(conn, id)? {
+        return Ok(Deletion::LastAdmin);
+    }
+    let content_ids = contents::table
+        .filter(contents::user_id.eq(id))
+        .select(contents::id)
+        .load(conn)?;
+    let deleted = diesel::delete(users::table.find(id)).execute(conn)?;
+    Ok(if deleted == 0 {
+        Deletion::NotFound
+    } else {
+        Deletion::Deleted { content_ids }
+    })
+}

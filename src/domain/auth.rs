@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::AppError;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     User,
@@ -19,6 +19,13 @@ pub enum Role {
 }
 
 impl Role {
+    pub fn column(self) -> &'static str {
+        match self {
+            Role::User => "user",
+            Role::Admin => "admin",
+        }
+    }
+
     pub fn from_column(role: &str) -> Self {
         if role == "admin" {
             Role::Admin
@@ -28,11 +35,84 @@ impl Role {
     }
 }
 
-/// The authenticated caller, as the bearer token says.
+/// What a machine token may do (§10); a session may do everything its
+/// user may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Scopes {
+    pub content_read: bool,
+    pub content_write: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    ContentRead,
+    ContentWrite,
+}
+
+impl Scope {
+    pub const ALL: [Scope; 2] = [Scope::ContentRead, Scope::ContentWrite];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Scope::ContentRead => "content:read",
+            Scope::ContentWrite => "content:write",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|scope| scope.name() == name)
+    }
+}
+
+impl Scopes {
+    /// Names that are not scopes are ignored (the database allows none).
+    pub fn from_names(names: &[String]) -> Self {
+        names
+            .iter()
+            .filter_map(|name| Scope::from_name(name))
+            .fold(Scopes::default(), |scopes, scope| scopes.with(scope))
+    }
+
+    pub fn with(mut self, scope: Scope) -> Self {
+        match scope {
+            Scope::ContentRead => self.content_read = true,
+            Scope::ContentWrite => self.content_write = true,
+        }
+        self
+    }
+
+    pub fn allows(self, scope: Scope) -> bool {
+        match scope {
+            Scope::ContentRead => self.content_read,
+            Scope::ContentWrite => self.content_write,
+        }
+    }
+
+    pub fn names(self) -> Vec<String> {
+        Scope::ALL
+            .into_iter()
+            .filter(|scope| self.allows(*scope))
+            .map(|scope| scope.name().to_owned())
+            .collect()
+    }
+}
+
+/// How the caller proved who they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credential {
+    /// An access token of a live login session.
+    Session { session_id: i64 },
+    /// A machine token (`cat_…`), limited to its scopes.
+    Machine { token_id: i64, scopes: Scopes },
+}
+
+/// The authenticated caller: the user and role as PostgreSQL has them at
+/// this request, and the credential used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Principal {
     pub user_id: i64,
     pub role: Role,
+    pub credential: Credential,
 }
 
 impl Principal {
@@ -44,14 +124,52 @@ impl Principal {
     pub fn may_act_for(&self, owner_id: i64) -> bool {
         self.is_admin() || self.user_id == owner_id
     }
+
+    pub fn session_id(&self) -> Option<i64> {
+        match self.credential {
+            Credential::Session { session_id } => Some(session_id),
+            Credential::Machine { .. } => None,
+        }
+    }
+
+    /// Account, session and token management, and administration, need a
+    /// login session: a machine token is never enough (403). The session's id.
+    pub fn require_session(&self) -> Result<i64, AppError> {
+        match self.credential {
+            Credential::Session { session_id } => Ok(session_id),
+            Credential::Machine { .. } => Err(AppError::Forbidden(
+                "A machine token cannot be used here; log in".into(),
+            )),
+        }
+    }
+
+    /// A machine token must carry `scope`; a session may do anything.
+    pub fn require_scope(self, scope: Scope) -> Result<Self, AppError> {
+        match self.credential {
+            Credential::Machine { scopes, .. } if !scopes.allows(scope) => Err(
+                AppError::Forbidden(format!("This token lacks the {} scope", scope.name())),
+            ),
+            _ => Ok(self),
+        }
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Claims {
     sub: String,
+    /// The session the token belongs to: it is valid only while that lives.
+    sid: i64,
+    /// Informational: the role is read from PostgreSQL on every request.
     role: Role,
     iat: i64,
     exp: i64,
+}
+
+/// What a verified access token says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccessClaims {
+    pub user_id: i64,
+    pub session_id: i64,
 }
 
 pub struct Tokens {
@@ -75,11 +193,12 @@ impl Tokens {
         }
     }
 
-    pub fn issue(&self, principal: Principal) -> Result<String, AppError> {
+    pub fn issue(&self, user_id: i64, role: Role, session_id: i64) -> Result<String, AppError> {
         let now = chrono::Utc::now().timestamp();
         let claims = Claims {
-            sub: principal.user_id.to_string(),
-            role: principal.role,
+            sub: user_id.to_string(),
+            sid: session_id,
+            role,
             iat: now,
             exp: now + self.ttl_seconds as i64,
         };
@@ -91,16 +210,19 @@ impl Tokens {
         .map_err(|err| AppError::Internal(anyhow::Error::new(err).context("signing a token")))
     }
 
-    /// Any defect (bad signature, other algorithm, expired, malformed)
-    /// is the same 401 to the client.
-    pub fn verify(&self, token: &str) -> Result<Principal, AppError> {
-        let invalid = || AppError::Unauthorized("Invalid or expired token".into());
+    /// Any defect (bad signature, other algorithm, expired, malformed, no
+    /// session: a token from before sessions existed) is the same 401.
+    pub fn verify(&self, token: &str) -> Result<AccessClaims, AppError> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|_| invalid())?;
-        let user_id = data.claims.sub.parse::<i64>().map_err(|_| invalid())?;
-        Ok(Principal {
+            .map_err(|_| AppError::invalid_token())?;
+        let user_id = data
+            .claims
+            .sub
+            .parse::<i64>()
+            .map_err(|_| AppError::invalid_token())?;
+        Ok(AccessClaims {
             user_id,
-            role: data.claims.role,
+            session_id: data.claims.sid,
         })
     }
 }
@@ -260,15 +382,39 @@ mod tests {
     #[test]
     fn tokens_round_trip_and_reject_other_secrets() {
         let tokens = Tokens::new(SECRET, 60);
-        let me = Principal {
+        let token = tokens.issue(7, Role::Admin, 12).unwrap();
+        let me = AccessClaims {
             user_id: 7,
-            role: Role::Admin,
+            session_id: 12,
         };
-        let token = tokens.issue(me).unwrap();
         assert_eq!(tokens.verify(&token).unwrap(), me);
         let other = Tokens::new("another-secret-another-secret-xx", 60);
         assert!(other.verify(&token).is_err());
         assert!(tokens.verify("not.a.token").is_err());
+    }
+
+    #[test]
+    fn scopes_limit_machine_tokens_only() {
+        let read_only = Scopes::from_names(&["content:read".into(), "unknown".into()]);
+        assert_eq!(read_only.names(), ["content:read"]);
+        let machine = Principal {
+            user_id: 1,
+            role: Role::Admin,
+            credential: Credential::Machine {
+                token_id: 3,
+                scopes: read_only,
+            },
+        };
+        assert!(machine.require_scope(Scope::ContentRead).is_ok());
+        assert!(machine.require_scope(Scope::ContentWrite).is_err());
+        assert!(machine.require_session().is_err());
+        let session = Principal {
+            credential: Credential::Session { session_id: 9 },
+            ..machine
+        };
+        assert!(session.require_scope(Scope::ContentWrite).is_ok());
+        assert_eq!(session.require_session().unwrap(), 9);
+        assert_eq!(session.session_id(), Some(9));
     }
 
     #[tokio::test]

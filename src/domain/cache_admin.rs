@@ -7,6 +7,7 @@ use super::{AppContext, AppError};
 use crate::cache::{Health, Usage};
 
 fn admin(caller: Principal) -> Result<(), AppError> {
+    caller.require_session()?;
     if caller.is_admin() {
         Ok(())
     } else {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use actix_web::web::Bytes;
 use serde_json::{Map, Value};
 
-use super::auth::Principal;
+use super::auth::{Principal, Scope};
 use super::content_input::NewContent;
 use super::pagination::{self, DEFAULT_LIMIT, MAX_LIMIT};
 use super::rules::SEARCH_MAX_CHARS;
@@ -258,6 +258,7 @@ pub async fn create(
     caller: Principal,
     input: NewContent,
 ) -> Result<Content, AppError> {
+    caller.require_scope(Scope::ContentWrite)?;
     let owner = match input.user_id {
         None => caller.user_id,
         Some(id) if caller.may_act_for(id) => id,
@@ -297,6 +298,7 @@ pub async fn update(
     id: i64,
     changes: ContentChanges,
 ) -> Result<Content, AppError> {
+    caller.require_scope(Scope::ContentWrite)?;
     let updated =
         db::interact(&ctx.pool, move |conn| {
             if let Err(denied) = authorise(conn, caller, id)? {
@@ -311,6 +313,7 @@ pub async fn update(
 }
 
 pub async fn delete(ctx: &AppContext, caller: Principal, id: i64) -> Result<(), AppError> {
+    caller.require_scope(Scope::ContentWrite)?;
     db::interact(&ctx.pool, move |conn| {
         if let Err(denied) = authorise(conn, caller, id)? {
             return Ok(Err(denied));

@@ -34,6 +34,11 @@ pub enum AppError {
     Unavailable(String),
     #[error("Redis is unavailable: the cache could not be flushed; retry shortly")]
     CacheUnavailable,
+    /// A feature whose settings are missing (503, the detail names it).
+    #[error("{0}")]
+    NotConfigured(&'static str),
+    #[error("{0}")]
+    Conflict(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -45,6 +50,12 @@ impl AppError {
 
     pub fn content_not_found(id: i64) -> Self {
         AppError::NotFound(format!("Content with id {id} not found"))
+    }
+
+    /// Every defect of a bearer credential, and an ended session, look
+    /// the same to the client.
+    pub fn invalid_token() -> Self {
+        AppError::Unauthorized("Invalid or expired token".into())
     }
 
     pub fn forbidden() -> Self {

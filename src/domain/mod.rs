@@ -1,14 +1,20 @@
 //! Rules and use cases. Knows PostgreSQL (through `db`) but not HTTP.
 
+pub mod account_input;
+pub mod accounts;
+pub mod audit;
 pub mod auth;
 pub mod cache_admin;
 pub mod content_input;
 pub mod contents;
 pub mod error;
 pub mod health;
+pub mod machine_tokens;
 pub mod pagination;
 pub mod rules;
+pub mod secrets;
 pub mod seed;
+pub mod sessions;
 pub mod user_input;
 pub mod users;
 pub mod validation;
@@ -20,6 +26,7 @@ use crate::cache::{Cache, CachedPage, Flights, Representation};
 use crate::config::Settings;
 use crate::db::DbPool;
 use crate::metrics::Metrics;
+use accounts::AccountSettings;
 use auth::{Passwords, Tokens};
 use user_input::PhonePolicy;
 
@@ -35,6 +42,7 @@ pub struct AppContext {
     pub tokens: Tokens,
     pub passwords: Passwords,
     pub phones: PhonePolicy,
+    pub accounts: AccountSettings,
     /// Item and listing loads in flight, shared by concurrent misses.
     pub item_flights: Arc<Flights<Result<Representation, Arc<AppError>>>>,
     pub listing_flights: Arc<Flights<Result<CachedPage, Arc<AppError>>>>,
@@ -69,6 +77,16 @@ impl AppContext {
             tokens: Tokens::new(&settings.jwt_secret, settings.jwt_ttl_seconds),
             passwords,
             phones,
+            accounts: AccountSettings {
+                refresh_ttl_seconds: settings.refresh_ttl_seconds,
+                password_reset_ttl_seconds: settings.password_reset_ttl_seconds,
+                mailer: settings
+                    .smtp_url
+                    .as_deref()
+                    .map(|url| crate::mail::Mailer::new(url, &settings.mail_from))
+                    .transpose()?
+                    .map(Arc::new),
+            },
             item_flights: Flights::new(),
             listing_flights: Flights::new(),
             dummy_password_hash,

@@ -34,11 +34,24 @@ fn not_blank() -> String {
 /// whitespace around it is allowed (and trimmed away).
 fn trimmed_length(chars: RangeInclusive<usize>) -> String {
     let (min, max) = (*chars.start(), *chars.end());
-    assert!(min >= 2 && max >= min, "a trimmed rule has an inner part");
-    format!(
-        r"^[{WHITESPACE}]*{edge}{STORABLE}{{{},{}}}{edge}[{WHITESPACE}]*$",
-        min - 2,
+    assert!(
+        min >= 1 && max >= min.max(2),
+        "a trimmed rule has an inner part"
+    );
+    let inner = format!(
+        "{STORABLE}{{{},{}}}{edge}",
+        min.max(2) - 2,
         max - 2,
+        edge = not_blank()
+    );
+    // One character is an edge alone; more are two edges around the rest.
+    let rest = if min == 1 {
+        format!("(?:{inner})?")
+    } else {
+        inner
+    };
+    format!(
+        r"^[{WHITESPACE}]*{edge}{rest}[{WHITESPACE}]*$",
         edge = not_blank(),
     )
 }
@@ -52,6 +65,7 @@ pub fn padded(inner: &str) -> String {
 pub const NAME_CHARS: RangeInclusive<usize> = 2..=100;
 pub const PLACE_CHARS: RangeInclusive<usize> = 2..=100;
 pub const TITLE_CHARS: RangeInclusive<usize> = 3..=200;
+pub const TOKEN_NAME_CHARS: RangeInclusive<usize> = 1..=100;
 
 /// Unicode general category L spelled out as a class: `\p{L}` is read as
 /// Latin letters only by some generators (schemathesis translates it so for
@@ -156,6 +170,7 @@ pattern!(
 pattern!(PLACE = trimmed_length(PLACE_CHARS));
 pattern!(EMAIL = email());
 pattern!(TITLE = trimmed_length(TITLE_CHARS));
+pattern!(TOKEN_NAME = trimmed_length(TOKEN_NAME_CHARS));
 pattern!(NOT_BLANK = not_blank());
 pattern!(HTTP_URL = http_url());
 pattern!(
@@ -173,6 +188,17 @@ pattern!(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_one_character_minimum_accepts_one_character() {
+        let rule = &*TOKEN_NAME;
+        for ok in ["a", " a ", "ab", &"x".repeat(100)] {
+            assert!(rule.matches(ok), "{ok:?}");
+        }
+        for bad in ["", "   ", &"x".repeat(101), "a\0"] {
+            assert!(!rule.matches(bad), "{bad:?}");
+        }
+    }
 
     #[test]
     fn trimmed_lengths_count_the_inner_characters() {

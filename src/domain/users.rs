@@ -4,11 +4,11 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
-use super::auth::{Principal, Role};
+use super::auth::Principal;
 use super::pagination::{self, DEFAULT_LIMIT, MAX_LIMIT};
-use super::user_input::{Login, Signup};
+use super::user_input::Signup;
 use super::validation::Fields;
-use super::views::{Content, LoginResponse, User, UserWithContents};
+use super::views::{Content, User, UserWithContents};
 use super::{AppContext, AppError};
 use crate::db::models::{NewUserRow, UserChanges};
 use crate::db::{self, models::UserRow};
@@ -59,8 +59,10 @@ fn parse_contents_limit(raw: &str) -> Result<i64, super::validation::Rule> {
     pagination::bounded(raw, 0, MAX_CONTENTS_LIMIT)
 }
 
+/// Email and phone are account data: a machine token (content scopes
+/// only) sees the public view.
 fn private_for(viewer: Option<Principal>, user_id: i64) -> bool {
-    viewer.is_some_and(|viewer| viewer.may_act_for(user_id))
+    viewer.is_some_and(|viewer| viewer.session_id().is_some() && viewer.may_act_for(user_id))
 }
 
 pub async fn signup(ctx: &AppContext, input: Signup) -> Result<User, AppError> {
@@ -79,34 +81,6 @@ pub async fn signup(ctx: &AppContext, input: Signup) -> Result<User, AppError> {
     // The unique constraints decide duplicate races; see AppError's From<DbError>.
     let row = db::interact(&ctx.pool, move |conn| db::users::insert(conn, &new_user)).await?;
     Ok(row.into())
-}
-
-pub async fn login(ctx: &AppContext, input: Login) -> Result<LoginResponse, AppError> {
-    let email = input.email;
-    let found = db::interact(&ctx.pool, move |conn| {
-        db::users::find_by_email(conn, &email)
-    })
-    .await?;
-    let hash = found.as_ref().map_or_else(
-        || ctx.dummy_password_hash.clone(),
-        |user| user.password_hash.clone(),
-    );
-    let password_matches = ctx.passwords.verify(input.password, hash).await?;
-    match found {
-        Some(user) if password_matches => {
-            let principal = Principal {
-                user_id: user.id,
-                role: Role::from_column(&user.role),
-            };
-            Ok(LoginResponse {
-                access_token: ctx.tokens.issue(principal)?,
-                token_type: "Bearer",
-                expires_in: ctx.tokens.ttl_seconds,
-                user: user.into(),
-            })
-        }
-        _ => Err(AppError::Unauthorized("Invalid email or password".into())),
-    }
 }
 
 fn with_contents(
@@ -179,6 +153,7 @@ pub async fn update(
     id: i64,
     changes: UserChanges,
 ) -> Result<User, AppError> {
+    principal.require_session()?;
     if !principal.may_act_for(id) {
         return Err(AppError::forbidden());
     }

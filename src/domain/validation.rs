@@ -61,6 +61,11 @@ impl Fields {
         }
     }
 
+    /// Records a rule broken by a field the caller checked itself.
+    pub fn reject(&mut self, field: &str, rule: Rule) {
+        self.fail(field, rule);
+    }
+
     fn fail(&mut self, field: &str, rule: Rule) {
         self.errors.push(FieldError {
             field: field.to_owned(),
@@ -196,6 +201,89 @@ impl Fields {
                 .check(field, text, parse)
                 .map_or(Patch::Keep, Patch::Set),
             Some(Raw::Number(_)) => self.not_a_string(field).map_or(Patch::Keep, Patch::Set),
+        }
+    }
+
+    /// An optional boolean; absent or null is `None`.
+    pub fn optional_bool(&mut self, field: &str) -> Option<bool> {
+        match self.object.remove(field) {
+            None | Some(Value::Null) => None,
+            Some(Value::Bool(value)) => Some(value),
+            Some(_) => {
+                self.fail(field, Rule::new("type", "value is not a valid boolean"));
+                None
+            }
+        }
+    }
+
+    /// A required array of strings, each read by `parse`; the first
+    /// broken rule is reported for the field.
+    pub fn required_list<T>(
+        &mut self,
+        field: &str,
+        parse: impl Fn(String) -> Result<T, Rule>,
+    ) -> Option<Vec<T>> {
+        let values = match self.object.remove(field) {
+            None | Some(Value::Null) => {
+                self.fail(field, Rule::new("required", "field required"));
+                return None;
+            }
+            Some(Value::Array(values)) => values,
+            Some(_) => {
+                self.fail(field, Rule::new("type", "value is not a valid list"));
+                return None;
+            }
+        };
+        let mut parsed = Vec::with_capacity(values.len());
+        for value in values {
+            let rule = match value {
+                Value::String(text) if text.contains('\0') => {
+                    Rule::new("characters", "must not contain the NUL character")
+                }
+                Value::String(text) => match parse(text) {
+                    Ok(item) => {
+                        parsed.push(item);
+                        continue;
+                    }
+                    Err(rule) => rule,
+                },
+                _ => Rule::new("type", "every entry must be a string"),
+            };
+            self.fail(field, rule);
+            return None;
+        }
+        Some(parsed)
+    }
+
+    /// An optional integer within `range`; absent or null is `None`.
+    pub fn optional_integer(
+        &mut self,
+        field: &str,
+        range: std::ops::RangeInclusive<i64>,
+    ) -> Option<i64> {
+        let outside = || {
+            Rule::new(
+                "range",
+                format!(
+                    "ensure this value is an integer from {} to {}",
+                    range.start(),
+                    range.end()
+                ),
+            )
+        };
+        match self.object.remove(field) {
+            None | Some(Value::Null) => None,
+            Some(Value::Number(number)) => match integer(&number).filter(|n| range.contains(n)) {
+                Some(n) => Some(n),
+                None => {
+                    self.fail(field, outside());
+                    None
+                }
+            },
+            Some(_) => {
+                self.fail(field, Rule::new("type", "value is not a valid integer"));
+                None
+            }
         }
     }
 

@@ -5,11 +5,22 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Serialize, Serializer};
 use utoipa::ToSchema;
 
-use crate::db::models::{AuthorRow, ContentRow, UserRow};
+use super::auth::Role;
+use crate::db::models::{ApiTokenRow, AuditRow, AuthorRow, ContentRow, SessionRow, UserRow};
 
 /// RFC 3339, UTC, always six fractional digits: `2026-11-22T10:04:05.123456Z`.
 fn timestamp<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(&at.to_rfc3339_opts(SecondsFormat::Micros, true))
+}
+
+fn optional_timestamp<S: Serializer>(
+    at: &Option<DateTime<Utc>>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match at {
+        Some(at) => timestamp(at, serializer),
+        None => serializer.serialize_none(),
+    }
 }
 
 /// The private view: only the user themself or an admin sees it.
@@ -22,6 +33,8 @@ pub struct User {
     pub phone_number: String,
     pub country: String,
     pub state: String,
+    /// `user` or `admin`.
+    pub role: Role,
     #[serde(serialize_with = "timestamp")]
     pub created_at: DateTime<Utc>,
 }
@@ -30,6 +43,7 @@ impl From<UserRow> for User {
     fn from(row: UserRow) -> Self {
         Self {
             id: row.id,
+            role: Role::from_column(&row.role),
             name: row.name,
             email: row.email,
             phone_number: row.phone_number,
@@ -113,6 +127,9 @@ pub struct UserWithContents {
     pub phone_number: Option<String>,
     pub country: String,
     pub state: String,
+    /// Only in the private view (self or admin).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
     #[serde(serialize_with = "timestamp")]
     pub created_at: DateTime<Utc>,
     /// Newest first, at most `contents_limit`.
@@ -121,10 +138,14 @@ pub struct UserWithContents {
 
 impl UserWithContents {
     pub fn new(row: UserRow, private: bool, contents: Vec<Content>) -> Self {
-        let (email, phone_number) = if private {
-            (Some(row.email), Some(row.phone_number))
+        let (email, phone_number, role) = if private {
+            (
+                Some(row.email),
+                Some(row.phone_number),
+                Some(Role::from_column(&row.role)),
+            )
         } else {
-            (None, None)
+            (None, None, None)
         };
         Self {
             id: row.id,
@@ -133,6 +154,7 @@ impl UserWithContents {
             phone_number,
             country: row.country,
             state: row.state,
+            role,
             created_at: row.created_at,
             contents,
         }
@@ -146,7 +168,113 @@ pub struct LoginResponse {
     pub token_type: &'static str,
     /// Seconds until the token expires (`JWT_TTL_SECONDS`).
     pub expires_in: u64,
+    /// Opaque, single use: `POST /api/v1/token/refresh` exchanges it for a
+    /// new pair.
+    pub refresh_token: String,
+    /// Seconds until the refresh token expires (`REFRESH_TTL_SECONDS`).
+    pub refresh_expires_in: u64,
     pub user: User,
+}
+
+/// A live login session of the caller.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Session {
+    pub id: i64,
+    #[serde(serialize_with = "timestamp")]
+    pub created_at: DateTime<Utc>,
+    /// Marked at most once a minute.
+    #[serde(serialize_with = "timestamp")]
+    pub last_used_at: DateTime<Utc>,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+    /// The session of the token this request was made with.
+    pub current: bool,
+}
+
+impl Session {
+    pub fn new(row: SessionRow, current_id: i64) -> Self {
+        Self {
+            current: current_id == row.id,
+            id: row.id,
+            created_at: row.created_at,
+            last_used_at: row.last_used_at,
+            user_agent: row.user_agent,
+            ip: row.ip,
+        }
+    }
+}
+
+/// A machine token as listed: never its secret.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MachineToken {
+    pub id: i64,
+    pub name: String,
+    /// `content:read`, `content:write`.
+    pub scopes: Vec<String>,
+    /// `null`: never expires.
+    #[serde(serialize_with = "optional_timestamp")]
+    pub expires_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "timestamp")]
+    pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "optional_timestamp")]
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+impl From<ApiTokenRow> for MachineToken {
+    fn from(row: ApiTokenRow) -> Self {
+        Self {
+            id: row.id,
+            name: row.name,
+            scopes: row.scopes,
+            expires_at: row.expires_at,
+            created_at: row.created_at,
+            last_used_at: row.last_used_at,
+        }
+    }
+}
+
+/// A machine token just created: the only time its secret is shown.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedMachineToken {
+    pub id: i64,
+    pub name: String,
+    pub scopes: Vec<String>,
+    /// `cat_…`: send as `Authorization: Bearer cat_…`. Not shown again.
+    pub token: String,
+    #[serde(serialize_with = "optional_timestamp")]
+    pub expires_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "timestamp")]
+    pub created_at: DateTime<Utc>,
+}
+
+/// A security event (§10); never a password, hash or token.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditEvent {
+    pub id: i64,
+    #[serde(serialize_with = "timestamp")]
+    pub at: DateTime<Utc>,
+    /// `login.succeeded`, `login.failed`, `logout`, `session.revoked`,
+    /// `session.reuse_detected`, `password.changed`, `password.reset`,
+    /// `role.changed`, `user.deleted`, `token.created`, `token.revoked`.
+    pub action: String,
+    pub actor_user_id: Option<i64>,
+    pub target_user_id: Option<i64>,
+    pub ip: Option<String>,
+    pub request_id: Option<String>,
+}
+
+impl From<AuditRow> for AuditEvent {
+    fn from(row: AuditRow) -> Self {
+        Self {
+            id: row.id,
+            at: row.at,
+            action: row.action,
+            actor_user_id: row.actor_user_id,
+            target_user_id: row.target_user_id,
+            ip: row.ip,
+            request_id: row.request_id,
+        }
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]

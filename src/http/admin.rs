@@ -1,9 +1,11 @@
-//! §11: cache administration (admins).
+//! §10 and §11: the audit log and cache administration (admins).
 
+use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 
-use super::extract::Auth;
-use crate::domain::views::CacheOverview;
+use super::extract::{Auth, QueryParams};
+use crate::domain::audit::{self, AuditQuery};
+use crate::domain::views::{AuditEvent, CacheOverview};
 use crate::domain::{cache_admin, AppContext, AppError};
 
 type Ctx = web::Data<AppContext>;
@@ -31,4 +33,26 @@ pub async fn cache(ctx: Ctx, auth: Auth) -> Result<HttpResponse, AppError> {
 pub async fn flush_cache(ctx: Ctx, auth: Auth) -> Result<HttpResponse, AppError> {
     cache_admin::flush(&ctx, auth.0).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// Security events, newest first, keyset-paginated (admins).
+#[utoipa::path(
+    get, path = "/api/v1/admin/audit", tag = "admin",
+    responses(
+        (status = 200, body = Vec<AuditEvent>,
+            headers(("Link" = String, description = "`<…>; rel=\"next\"` when there is a next page"))),
+    )
+)]
+pub async fn audit(ctx: Ctx, auth: Auth, params: QueryParams) -> Result<HttpResponse, AppError> {
+    let query = AuditQuery::parse(params.0)?;
+    let limit = query.limit;
+    let page = audit::page(&ctx, auth.0, query).await?;
+    let mut response = HttpResponse::Ok();
+    if let Some(cursor) = page.next_cursor {
+        response.insert_header((
+            header::LINK,
+            format!("</api/v1/admin/audit?limit={limit}&cursor={cursor}>; rel=\"next\""),
+        ));
+    }
+    Ok(response.json(page.items))
 }

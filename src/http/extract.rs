@@ -4,13 +4,18 @@ use std::fmt;
 use std::future::{ready, Future, Ready};
 use std::pin::Pin;
 
+use futures_util::future::LocalBoxFuture;
+
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
+use super::rate_limit::RateLimits;
+use crate::domain::audit::Client;
 use crate::domain::auth::Principal;
+use crate::domain::sessions;
 use crate::domain::validation::digits;
 use crate::domain::{AppContext, AppError};
 
@@ -173,49 +178,118 @@ pub fn route_not_found(req: &HttpRequest) -> AppError {
     AppError::NotFound(format!("No route for {} {}", req.method(), req.path()))
 }
 
-fn context(req: &HttpRequest) -> &AppContext {
-    req.app_data::<web::Data<AppContext>>()
-        .expect("AppContext is registered by the app builder")
-}
-
-fn principal(req: &HttpRequest) -> Result<Option<Principal>, AppError> {
+/// The bearer credential, if one is sent; a malformed header is a 401.
+fn bearer(req: &HttpRequest) -> Result<Option<String>, AppError> {
     let Some(value) = req.headers().get(header::AUTHORIZATION) else {
         return Ok(None);
     };
-    let malformed = || AppError::Unauthorized("Invalid or expired token".into());
-    let value = value.to_str().map_err(|_| malformed())?;
-    let (scheme, token) = value.split_once(' ').ok_or_else(malformed)?;
+    let value = value.to_str().map_err(|_| AppError::invalid_token())?;
+    let (scheme, token) = value.split_once(' ').ok_or_else(AppError::invalid_token)?;
     if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(malformed());
+        return Err(AppError::invalid_token());
     }
-    context(req).tokens.verify(token.trim()).map(Some)
+    Ok(Some(token.trim().to_owned()))
 }
 
-/// A valid bearer token is required.
+fn context_data(req: &HttpRequest) -> web::Data<AppContext> {
+    req.app_data::<web::Data<AppContext>>()
+        .expect("AppContext is registered by the app builder")
+        .clone()
+}
+
+/// A valid bearer credential (a live session's access token, or a machine
+/// token) is required. What it may do is decided by the use case.
 pub struct Auth(pub Principal);
 
 impl FromRequest for Auth {
     type Error = AppError;
-    type Future = Ready<Result<Self, AppError>>;
+    type Future = LocalBoxFuture<'static, Result<Self, AppError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(principal(req).and_then(|found| {
-            found
-                .map(Auth)
-                .ok_or_else(|| AppError::Unauthorized("Not authenticated".into()))
-        }))
+        let bearer = bearer(req);
+        let ctx = context_data(req);
+        Box::pin(async move {
+            let token =
+                bearer?.ok_or_else(|| AppError::Unauthorized("Not authenticated".into()))?;
+            sessions::authenticate(&ctx, &token).await.map(Auth)
+        })
     }
 }
 
-/// A bearer token is optional (it widens what the caller may see), but one
-/// that is sent must be valid.
+/// A bearer credential is optional (it widens what the caller may see), but
+/// one that is sent must be valid. Without one nothing is looked up.
 pub struct MaybeAuth(pub Option<Principal>);
 
 impl FromRequest for MaybeAuth {
     type Error = AppError;
+    type Future = LocalBoxFuture<'static, Result<Self, AppError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let bearer = match bearer(req) {
+            Ok(None) => return Box::pin(ready(Ok(MaybeAuth(None)))),
+            other => other,
+        };
+        let ctx = context_data(req);
+        Box::pin(async move {
+            let token = bearer?.expect("an absent credential answered above");
+            sessions::authenticate(&ctx, &token)
+                .await
+                .map(|principal| MaybeAuth(Some(principal)))
+        })
+    }
+}
+
+/// The id this request is logged under, kept in the request's extensions
+/// by the request-id middleware for writes (reads never record it).
+#[derive(Clone)]
+pub struct RequestId(pub String);
+
+/// Longest user agent a session keeps.
+const USER_AGENT_MAX_CHARS: usize = 512;
+
+/// Where the request came from: for sessions and the audit log.
+pub struct ClientInfo(pub Client);
+
+impl FromRequest for ClientInfo {
+    type Error = AppError;
     type Future = Ready<Result<Self, AppError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(principal(req).map(MaybeAuth))
+        let ip = req
+            .app_data::<web::Data<RateLimits>>()
+            .and_then(|limits| limits.client_ip(req))
+            .map(|ip| ip.to_string());
+        let user_agent = req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|value| value.to_str().ok())
+            .map(|agent| agent.chars().take(USER_AGENT_MAX_CHARS).collect());
+        let request_id = req.extensions().get::<RequestId>().map(|id| id.0.clone());
+        ready(Ok(ClientInfo(Client {
+            ip,
+            user_agent,
+            request_id,
+        })))
+    }
+}
+
+/// A JSON object body, or no body at all (`Content-Length: 0` or none).
+pub struct OptionalJsonObject(pub Option<Map<String, Value>>);
+
+impl FromRequest for OptionalJsonObject {
+    type Error = AppError;
+    type Future = LocalBoxFuture<'static, Result<Self, AppError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let empty = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .is_none_or(|length| length.as_bytes() == b"0")
+            && req.headers().get(header::TRANSFER_ENCODING).is_none();
+        if empty {
+            return Box::pin(ready(Ok(OptionalJsonObject(None))));
+        }
+        let body = JsonObject::from_request(req, payload);
+        Box::pin(async move { body.await.map(|body| OptionalJsonObject(Some(body.0))) })
     }
 }

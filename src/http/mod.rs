@@ -1,6 +1,7 @@
 //! HTTP: routes, extractors, problem+json errors, request ids, OpenAPI.
 //! Handlers only translate between HTTP and the domain.
 
+pub mod accounts;
 pub mod admin;
 pub mod contents;
 pub mod extract;
@@ -10,6 +11,8 @@ pub mod problem;
 pub mod rate_limit;
 pub mod request_id;
 pub mod root;
+pub mod sessions;
+pub mod tokens;
 pub mod users;
 
 use actix_cors::Cors;
@@ -129,11 +132,45 @@ fn configure(cfg: &mut web::ServiceConfig, document: actix_web::web::Bytes) {
                         .route(web::delete().to(contents::delete)),
                 )
                 .service(
-                    api_resource("/users/{id}", "GET, HEAD, PUT, PATCH")
+                    api_resource("/users/{id}", "GET, HEAD, PUT, PATCH, DELETE")
                         .route(read().to(users::get))
                         .route(web::put().to(users::update))
-                        .route(web::patch().to(users::update)),
+                        .route(web::patch().to(users::update))
+                        .route(web::delete().to(accounts::delete_user)),
                 )
+                .service(
+                    api_resource("/users/{id}/password", "POST")
+                        .route(web::post().to(accounts::change_password)),
+                )
+                .service(
+                    api_resource("/users/{id}/role", "PUT")
+                        .route(web::put().to(accounts::set_role)),
+                )
+                .service(
+                    api_resource("/token/refresh", "POST").route(web::post().to(sessions::refresh)),
+                )
+                .service(api_resource("/logout", "POST").route(web::post().to(sessions::logout)))
+                .service(api_resource("/sessions", "GET, HEAD").route(read().to(sessions::list)))
+                .service(
+                    api_resource("/sessions/{id}", "DELETE").route(web::delete().to(sessions::end)),
+                )
+                .service(
+                    api_resource("/password-reset", "POST")
+                        .route(web::post().to(accounts::request_reset)),
+                )
+                .service(
+                    api_resource("/password-reset/confirm", "POST")
+                        .route(web::post().to(accounts::confirm_reset)),
+                )
+                .service(
+                    api_resource("/tokens", "GET, HEAD, POST")
+                        .route(read().to(tokens::list))
+                        .route(web::post().to(tokens::create)),
+                )
+                .service(
+                    api_resource("/tokens/{id}", "DELETE").route(web::delete().to(tokens::revoke)),
+                )
+                .service(api_resource("/admin/audit", "GET, HEAD").route(read().to(admin::audit)))
                 .service(api_resource("/admin/cache", "GET, HEAD").route(read().to(admin::cache)))
                 .service(
                     api_resource("/admin/cache/flush", "POST")

@@ -9,6 +9,8 @@ use utoipa::OpenApi;
 
 use super::extract::MAX_BODY_BYTES;
 use super::problem::PROBLEM_CONTENT_TYPE;
+use crate::domain::account_input::{TOKEN_DAYS, TOKEN_MAX_CHARS};
+use crate::domain::auth::Scope;
 use crate::domain::pagination::{DEFAULT_LIMIT, MAX_LIMIT};
 use crate::domain::rules::{
     self, BODY_CHARS, EMAIL_MAX_CHARS, PASSWORD_CHARS, SEARCH_MAX_CHARS, STORABLE_TEXT,
@@ -43,12 +45,27 @@ use crate::domain::users::{DEFAULT_CONTENTS_LIMIT, MAX_CONTENTS_LIMIT};
         super::contents::delete,
         super::admin::cache,
         super::admin::flush_cache,
+        super::admin::audit,
+        super::sessions::refresh,
+        super::sessions::logout,
+        super::sessions::list,
+        super::sessions::end,
+        super::accounts::change_password,
+        super::accounts::request_reset,
+        super::accounts::confirm_reset,
+        super::accounts::set_role,
+        super::accounts::delete_user,
+        super::tokens::create,
+        super::tokens::list,
+        super::tokens::revoke,
     ),
     components(schemas(super::problem::Problem)),
     tags(
         (name = "users", description = "Accounts, login and profiles (§2)"),
         (name = "content", description = "Content items and listings, cached in Redis (§3)"),
-        (name = "admin", description = "Cache administration, admins only (§11)"),
+        (name = "sessions", description = "Refresh, logout and the session list (§10)"),
+        (name = "tokens", description = "Machine tokens for scripts (§10)"),
+        (name = "admin", description = "Cache administration and the audit log, admins only (§10, §11)"),
         (name = "operations", description = "Service info, liveness and readiness"),
     )
 )]
@@ -59,6 +76,8 @@ struct Annotated;
 enum Trait {
     /// A JSON object body (`JsonObject`): 400, 413, 415, 422.
     Body(&'static str),
+    /// The same, but the body may be left out (`OptionalJsonObject`).
+    OptionalBody(&'static str),
     /// A bearer token is required (`Auth`): 401.
     Bearer,
     /// A bearer token may be sent and must then be valid (`MaybeAuth`): 401.
@@ -82,6 +101,7 @@ enum Param {
     Search,
     ContentsLimit,
     IfNoneMatch,
+    AuditCursor,
 }
 
 struct Operation {
@@ -104,8 +124,12 @@ const DUPLICATE: (u16, &str) = (
     "Malformed JSON, a repeated key or not an object; or `Email already registered` / \
      `Phone number already registered`",
 );
-const NOT_YOURS: (u16, &str) = (403, "Not the owner (and not an admin)");
-const NOT_ADMIN: (u16, &str) = (403, "Not an admin");
+const NOT_YOURS: (u16, &str) = (
+    403,
+    "Not the owner (and not an admin), or a machine token without `content:write`",
+);
+const NOT_ADMIN: (u16, &str) = (403, "Not an admin, or a machine token");
+const SESSION_ONLY: (u16, &str) = (403, "A machine token: this needs a login session");
 
 const OPERATIONS: &[Operation] = &[
     Operation {
@@ -142,7 +166,124 @@ const OPERATIONS: &[Operation] = &[
         methods: &["post"],
         path: "/api/v1/login",
         traits: &[Body("LoginRequest"), RateLimited, Database],
-        specific: &[(401, "`Invalid email or password`")],
+        specific: &[
+            (401, "`Invalid email or password`"),
+            (
+                429,
+                "Rate limit hit, or 10 failed logins for this address within 15 minutes",
+            ),
+        ],
+    },
+    Operation {
+        methods: &["post"],
+        path: "/api/v1/token/refresh",
+        traits: &[Body("RefreshRequest"), RateLimited, Database],
+        specific: &[(
+            401,
+            "`Invalid or expired refresh token`; a used one also ends its session",
+        )],
+    },
+    Operation {
+        methods: &["post"],
+        path: "/api/v1/logout",
+        traits: &[Bearer, OptionalBody("LogoutRequest"), Database],
+        specific: &[SESSION_ONLY],
+    },
+    Operation {
+        methods: &["get"],
+        path: "/api/v1/sessions",
+        traits: &[Bearer, Database],
+        specific: &[SESSION_ONLY],
+    },
+    Operation {
+        methods: &["delete"],
+        path: "/api/v1/sessions/{id}",
+        traits: &[Bearer, PathId, RateLimited, Database],
+        specific: &[
+            SESSION_ONLY,
+            (404, "`Session with id {id} not found` (also another user's)"),
+        ],
+    },
+    Operation {
+        methods: &["post"],
+        path: "/api/v1/users/{id}/password",
+        traits: &[
+            Bearer,
+            PathId,
+            RateLimited,
+            Body("PasswordChangeRequest"),
+            Database,
+        ],
+        specific: &[
+            (403, "Not this user (admins too), or a machine token"),
+            (422, "Every invalid field, in `errors`; a wrong `current_password` is one"),
+        ],
+    },
+    Operation {
+        methods: &["post"],
+        path: "/api/v1/password-reset",
+        traits: &[Body("PasswordResetRequest"), RateLimited, Database],
+        specific: &[(
+            503,
+            "PostgreSQL unreachable (with `Retry-After`), or `Password reset is not configured` \
+             (no `SMTP_URL`)",
+        )],
+    },
+    Operation {
+        methods: &["post"],
+        path: "/api/v1/password-reset/confirm",
+        traits: &[Body("PasswordResetConfirmRequest"), RateLimited, Database],
+        specific: &[(
+            400,
+            "Malformed JSON, a repeated key or not an object; or `Reset token is invalid or expired`",
+        )],
+    },
+    Operation {
+        methods: &["put"],
+        path: "/api/v1/users/{id}/role",
+        traits: &[Bearer, PathId, RateLimited, Body("RoleRequest"), Database],
+        specific: &[
+            NOT_ADMIN,
+            (404, "`User with id {id} not found`"),
+            (409, "`The last admin cannot be demoted`"),
+        ],
+    },
+    Operation {
+        methods: &["delete"],
+        path: "/api/v1/users/{id}",
+        traits: &[Bearer, PathId, RateLimited, Database],
+        specific: &[
+            (403, "Not this user (and not an admin), or a machine token"),
+            (404, "`User with id {id} not found`"),
+            (409, "`The last admin cannot be deleted`"),
+        ],
+    },
+    Operation {
+        methods: &["post"],
+        path: "/api/v1/tokens",
+        traits: &[Bearer, RateLimited, Body("MachineTokenRequest"), Database],
+        specific: &[SESSION_ONLY],
+    },
+    Operation {
+        methods: &["get"],
+        path: "/api/v1/tokens",
+        traits: &[Bearer, Database],
+        specific: &[SESSION_ONLY],
+    },
+    Operation {
+        methods: &["delete"],
+        path: "/api/v1/tokens/{id}",
+        traits: &[Bearer, PathId, RateLimited, Database],
+        specific: &[
+            SESSION_ONLY,
+            (404, "`Token with id {id} not found` (also another user's)"),
+        ],
+    },
+    Operation {
+        methods: &["get"],
+        path: "/api/v1/admin/audit",
+        traits: &[Bearer, Query(&[Limit, AuditCursor]), Database],
+        specific: &[NOT_ADMIN],
     },
     Operation {
         methods: &["get"],
@@ -166,14 +307,21 @@ const OPERATIONS: &[Operation] = &[
             Body("UserUpdateRequest"),
             Database,
         ],
-        specific: &[DUPLICATE, (403, "Not this user (and not an admin)")],
+        specific: &[
+            DUPLICATE,
+            (403, "Not this user (and not an admin), or a machine token"),
+        ],
     },
     Operation {
         methods: &["post"],
         path: "/api/v1/post-content",
         traits: &[Bearer, RateLimited, Body("NewContentRequest"), Database],
         specific: &[
-            (403, "`user_id` is not yours (and you are not an admin)"),
+            (
+                403,
+                "`user_id` is not yours (and you are not an admin), or a machine token without \
+                 `content:write`",
+            ),
             (404, "An admin named an unknown `user_id`"),
         ],
     },
@@ -182,7 +330,11 @@ const OPERATIONS: &[Operation] = &[
         path: "/api/v1/content",
         traits: &[Bearer, RateLimited, Body("NewContentRequest"), Database],
         specific: &[
-            (403, "`user_id` is not yours (and you are not an admin)"),
+            (
+                403,
+                "`user_id` is not yours (and you are not an admin), or a machine token without \
+                 `content:write`",
+            ),
             (404, "An admin named an unknown `user_id`"),
         ],
     },
@@ -219,18 +371,18 @@ const OPERATIONS: &[Operation] = &[
     Operation {
         methods: &["get"],
         path: "/api/v1/admin/cache",
-        traits: &[Bearer],
+        traits: &[Bearer, Database],
         specific: &[NOT_ADMIN],
     },
     Operation {
         methods: &["post"],
         path: "/api/v1/admin/cache/flush",
-        traits: &[Bearer],
+        traits: &[Bearer, Database],
         specific: &[
             NOT_ADMIN,
             (
                 503,
-                "Redis could not be flushed (unreachable or slow); retry",
+                "PostgreSQL unreachable, or Redis could not be flushed (unreachable or slow); retry",
             ),
         ],
     },
@@ -279,6 +431,12 @@ fn parameter(param: Param) -> Value {
             "How many of each user's newest items to embed",
             json!({"type": "integer", "minimum": 0, "maximum": MAX_CONTENTS_LIMIT, "default": DEFAULT_CONTENTS_LIMIT}),
         ),
+        AuditCursor => (
+            "cursor",
+            "query",
+            "From the previous page's `Link: rel=\"next\"`; opaque to clients",
+            json!({"type": "string", "pattern": rules::ID_CURSOR.source}),
+        ),
         IfNoneMatch => (
             "If-None-Match",
             "header",
@@ -322,7 +480,7 @@ fn errors(traits: &[Trait]) -> Vec<(u16, Value)> {
     )];
     for item in traits {
         match item {
-            Body(_) => out.extend([
+            Body(_) | OptionalBody(_) => out.extend([
                 (
                     400,
                     problem("Malformed JSON, a repeated key, or not a JSON object"),
@@ -462,6 +620,84 @@ fn request_schemas(phones: &PhonePolicy) -> Map<String, Value> {
             "Any strings: a wrong pair is a 401",
         ),
     );
+    let new_password = json!({
+        "type": "string",
+        "minLength": PASSWORD_CHARS.start(),
+        "maxLength": PASSWORD_CHARS.end(),
+        "pattern": STORABLE_TEXT,
+        "examples": ["a new password"],
+    });
+    let opaque_token = |description: &str| json!({"type": "string", "minLength": 1, "maxLength": TOKEN_MAX_CHARS, "description": description});
+    schemas.insert(
+        "RefreshRequest".into(),
+        object(
+            json!({"refresh_token": opaque_token("From the login (or the last refresh)")}),
+            &["refresh_token"],
+            "A refresh token: any string, an unknown one is a 401",
+        ),
+    );
+    schemas.insert(
+        "LogoutRequest".into(),
+        object(
+            json!({"all": {"type": ["boolean", "null"], "description": "End every session of yours (default: only this one)"}}),
+            &[],
+            "Optional: without a body only this session ends",
+        ),
+    );
+    schemas.insert(
+        "PasswordChangeRequest".into(),
+        object(
+            json!({"current_password": {"type": "string"}, "new_password": new_password}),
+            &["current_password", "new_password"],
+            "Your current password and the new one",
+        ),
+    );
+    schemas.insert(
+        "PasswordResetRequest".into(),
+        object(
+            json!({"email": {"type": "string", "description": "Any string: the answer is the same"}}),
+            &["email"],
+            "The address to mail a reset token to",
+        ),
+    );
+    schemas.insert(
+        "PasswordResetConfirmRequest".into(),
+        object(
+            json!({"token": opaque_token("From the mail"), "new_password": new_password}),
+            &["token", "new_password"],
+            "A mailed token and the new password",
+        ),
+    );
+    schemas.insert(
+        "RoleRequest".into(),
+        object(
+            json!({"role": {"type": "string", "enum": ["user", "admin"]}}),
+            &["role"],
+            "The new role",
+        ),
+    );
+    schemas.insert(
+        "MachineTokenRequest".into(),
+        object(
+            json!({
+                "name": trimmed_text(&rules::TOKEN_NAME.source, "Trimmed; 1–100 characters"),
+                "scopes": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {"type": "string", "enum": Scope::ALL.map(Scope::name)},
+                    "description": "What the token may do; repeats are ignored",
+                },
+                "expires_in_days": {
+                    "type": ["integer", "null"],
+                    "minimum": TOKEN_DAYS.start(),
+                    "maximum": TOKEN_DAYS.end(),
+                    "description": "`null` or absent: never expires",
+                },
+            }),
+            &["name", "scopes"],
+            "A new machine token",
+        ),
+    );
     schemas.insert(
         "UserUpdateRequest".into(),
         object(
@@ -509,9 +745,9 @@ pub fn document(phones: &PhonePolicy) -> Value {
         let mut parameters = Vec::new();
         for item in operation.traits {
             match item {
-                Body(schema) => {
+                Body(schema) | OptionalBody(schema) => {
                     target["requestBody"] = json!({
-                        "required": true,
+                        "required": matches!(item, Body(_)),
                         "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}},
                     });
                 }
@@ -535,6 +771,11 @@ pub fn document(phones: &PhonePolicy) -> Value {
                 responses[&key] = problem(description);
             } else {
                 responses[&key]["description"] = json!(description);
+                // A 503 for a missing setting has no `Retry-After`: retrying
+                // would not help.
+                if *status == 503 && !responses[&key]["headers"]["Retry-After"].is_null() {
+                    responses[&key]["headers"]["Retry-After"]["required"] = json!(false);
+                }
             }
         }
     }

@@ -57,6 +57,7 @@ fn slug_and_title(status: StatusCode) -> (&'static str, &'static str) {
         403 => ("forbidden", "Forbidden"),
         404 => ("not-found", "Not found"),
         405 => ("method-not-allowed", "Method not allowed"),
+        409 => ("conflict", "Conflict"),
         413 => ("payload-too-large", "Payload too large"),
         415 => ("unsupported-media-type", "Unsupported media type"),
         422 => ("validation", "Validation failed"),
@@ -79,7 +80,8 @@ impl ResponseError for AppError {
             AppError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            AppError::Unavailable(_) | AppError::CacheUnavailable => {
+            AppError::Conflict(_) => StatusCode::CONFLICT,
+            AppError::Unavailable(_) | AppError::CacheUnavailable | AppError::NotConfigured(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

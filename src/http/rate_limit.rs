@@ -42,7 +42,7 @@ impl RateLimits {
     /// The peer address, unless it is a trusted proxy: then the right-most
     /// `X-Forwarded-For` entry that is not itself a trusted proxy (entries
     /// further left are the client's own claims and could be forged).
-    fn client_ip(&self, req: &HttpRequest) -> Option<IpAddr> {
+    pub fn client_ip(&self, req: &HttpRequest) -> Option<IpAddr> {
         let peer = req.peer_addr()?.ip();
         if !self.trusted_proxies.contains(&peer) {
             return Some(peer);

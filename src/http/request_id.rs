@@ -7,9 +7,13 @@ use std::time::Instant;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::http::Method;
 use actix_web::middleware::Next;
 use actix_web::web::Bytes;
+use actix_web::HttpMessage;
 use tracing::Instrument;
+
+use super::extract::RequestId;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -59,6 +63,10 @@ pub async fn request_id<B: MessageBody + 'static>(
     );
     let started = Instant::now();
     let method = req.method().clone();
+    // Writes may be audited with their id; reads skip the allocation.
+    if !matches!(method, Method::GET | Method::HEAD) {
+        req.extensions_mut().insert(RequestId(id.clone()));
+    }
     let res = next.call(req).instrument(span.clone()).await?;
     let mut res = super::problem::problem_for_other_errors(res);
     super::metrics::record(&res, &method, started);

@@ -3,8 +3,9 @@
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 
-use super::extract::{Auth, JsonObject, MaybeAuth, PathId, QueryParams};
+use super::extract::{Auth, ClientInfo, JsonObject, MaybeAuth, PathId, QueryParams};
 use super::rate_limit::{AuthRateLimit, WriteRateLimit};
+use crate::domain::sessions;
 use crate::domain::user_input::{parse_user_changes, Login, Signup};
 use crate::domain::users::{self, UserListQuery};
 use crate::domain::views::{LoginResponse, User, UserWithContents};
@@ -32,16 +33,23 @@ pub async fn signup(
         .json(user))
 }
 
-/// Exchange email and password for a bearer token.
+/// Exchange email and password for an access token and a refresh token
+/// (a new session). 10 failed logins for one address within 15 minutes
+/// lock it for 15 minutes (429), from any client.
 #[utoipa::path(
     post, path = "/api/v1/login", tag = "users",
     responses(
         (status = 200, body = LoginResponse),
     )
 )]
-pub async fn login(ctx: Ctx, _: AuthRateLimit, body: JsonObject) -> Result<HttpResponse, AppError> {
+pub async fn login(
+    ctx: Ctx,
+    _: AuthRateLimit,
+    client: ClientInfo,
+    body: JsonObject,
+) -> Result<HttpResponse, AppError> {
     let input = Login::parse(body.0)?;
-    Ok(HttpResponse::Ok().json(users::login(&ctx, input).await?))
+    Ok(HttpResponse::Ok().json(sessions::login(&ctx, input, client.0).await?))
 }
 
 /// Users ordered by id, each with their newest items. Email and phone

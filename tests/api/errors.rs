@@ -99,7 +99,11 @@ async fn bad_path_ids_are_404_never_500() {
 async fn wrong_methods_are_405_problems_with_allow() {
     let app = TestApp::spawn().await;
     for (method, path, allow) in [
-        (Method::DELETE, "/api/v1/users/1", "GET, HEAD, PUT, PATCH"),
+        (
+            Method::POST,
+            "/api/v1/users/1",
+            "GET, HEAD, PUT, PATCH, DELETE",
+        ),
         (Method::GET, "/api/v1/signup", "POST"),
         (Method::PUT, "/api/v1/login", "POST"),
         (Method::POST, "/api/v1/users", "GET, HEAD"),

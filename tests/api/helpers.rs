@@ -334,7 +334,52 @@ impl TestApp {
             email,
             password,
             token: login["access_token"].as_str().unwrap().to_owned(),
+            refresh_token: login["refresh_token"].as_str().unwrap().to_owned(),
         }
+    }
+
+    /// Logs the user in again: a second session of theirs.
+    pub async fn new_session(&self, user: &TestUser) -> TestUser {
+        let response = self.login(&user.email, &user.password).await;
+        assert_eq!(response.status(), 200);
+        let login: Value = response.json().await.unwrap();
+        TestUser {
+            token: login["access_token"].as_str().unwrap().to_owned(),
+            refresh_token: login["refresh_token"].as_str().unwrap().to_owned(),
+            ..user.clone()
+        }
+    }
+
+    /// The id of the session `user.token` belongs to.
+    pub async fn current_session_id(&self, user: &TestUser) -> i64 {
+        let sessions: Value = self
+            .get_as("/api/v1/sessions", &user.token)
+            .await
+            .json()
+            .await
+            .unwrap();
+        sessions
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|session| session["current"] == true)
+            .expect("the token's session is live")["id"]
+            .as_i64()
+            .unwrap()
+    }
+
+    /// A request with the bearer credential `token`.
+    pub fn request_as(&self, method: Method, path: &str, token: &str) -> RequestBuilder {
+        self.request(method, path).bearer_auth(token)
+    }
+
+    /// The status `GET /api/v1/sessions` answers with this credential: 200
+    /// while its session lives, 401 once it ended.
+    pub async fn session_status(&self, token: &str) -> u16 {
+        self.get_as("/api/v1/sessions", token)
+            .await
+            .status()
+            .as_u16()
     }
 
     /// A fresh user promoted to admin (there is no API for that, by design).
@@ -352,6 +397,7 @@ impl TestApp {
             .unwrap();
         TestUser {
             token: login["access_token"].as_str().unwrap().to_owned(),
+            refresh_token: login["refresh_token"].as_str().unwrap().to_owned(),
             ..user
         }
     }
@@ -743,11 +789,13 @@ fn wait_for_ping(port: u16) {
     }
 }
 
+#[derive(Clone)]
 pub struct TestUser {
     pub id: i64,
     pub email: String,
     pub password: String,
     pub token: String,
+    pub refresh_token: String,
 }
 
 /// A distinct, valid Nigerian mobile number each call.
@@ -920,4 +968,116 @@ macro_rules! on_redis_and_cluster {
             }
         }
     )*};
+}
+
+/// A minimal SMTP server on a free port that keeps every message it is
+/// given: the mail a test's service sends, read back by the test.
+pub struct MailCatcher {
+    port: u16,
+    messages: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    arrived: std::sync::Arc<tokio::sync::Notify>,
+}
+
+impl MailCatcher {
+    pub async fn start() -> MailCatcher {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let messages = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let arrived = std::sync::Arc::new(tokio::sync::Notify::new());
+        let (kept, notify) = (messages.clone(), arrived.clone());
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(smtp_session(stream, kept.clone(), notify.clone()));
+            }
+        });
+        MailCatcher {
+            port,
+            messages,
+            arrived,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    pub fn count(&self) -> usize {
+        self.messages.lock().unwrap().len()
+    }
+
+    /// The `n`-th message received (from 1), waiting up to 10 s for it.
+    pub async fn message(&self, n: usize) -> String {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let arrived = self.arrived.notified();
+            if let Some(message) = self.messages.lock().unwrap().get(n - 1) {
+                return message.clone();
+            }
+            assert!(
+                tokio::time::timeout_at(deadline, arrived).await.is_ok(),
+                "message {n} did not arrive"
+            );
+        }
+    }
+}
+
+async fn smtp_session(
+    stream: tokio::net::TcpStream,
+    messages: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    arrived: std::sync::Arc<tokio::sync::Notify>,
+) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let (reader, mut writer) = stream.into_split();
+    let mut lines = BufReader::new(reader).lines();
+    if writer.write_all(b"220 catcher ESMTP\r\n").await.is_err() {
+        return;
+    }
+    let mut data: Option<String> = None;
+    while let Ok(Some(line)) = lines.next_line().await {
+        if let Some(body) = data.as_mut() {
+            if line == "." {
+                messages.lock().unwrap().push(std::mem::take(body));
+                arrived.notify_waiters();
+                data = None;
+                let _ = writer.write_all(b"250 OK\r\n").await;
+            } else {
+                // Undo dot-stuffing (RFC 5321 §4.5.2).
+                body.push_str(line.strip_prefix('.').unwrap_or(&line));
+                body.push('\n');
+            }
+            continue;
+        }
+        let verb = line.get(..4).unwrap_or_default().to_ascii_uppercase();
+        let reply: &[u8] = match verb.as_str() {
+            "EHLO" => b"250-catcher\r\n250 8BITMIME\r\n",
+            "HELO" => b"250 catcher\r\n",
+            "MAIL" | "RCPT" | "RSET" | "NOOP" => b"250 OK\r\n",
+            "DATA" => {
+                data = Some(String::new());
+                b"354 end with a lone dot\r\n"
+            }
+            "QUIT" => {
+                let _ = writer.write_all(b"221 bye\r\n").await;
+                return;
+            }
+            _ => b"502 not implemented\r\n",
+        };
+        if writer.write_all(reply).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The reset token in a mail: the line that is one (43 base64url characters).
+pub fn reset_token_in(mail: &str) -> String {
+    mail.lines()
+        .map(str::trim)
+        .find(|line| {
+            line.len() == 43
+                && line
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+        .unwrap_or_else(|| panic!("no token in the mail:\n{mail}"))
+        .to_owned()
 }

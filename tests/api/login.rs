@@ -10,13 +10,14 @@ use crate::helpers::{
     invalid_fields, problem, signup_body, sorted, sorted_keys, unique_email, TestApp,
 };
 
-const PRIVATE_KEYS: [&str; 7] = [
+const PRIVATE_KEYS: [&str; 8] = [
     "id",
     "name",
     "email",
     "phone_number",
     "country",
     "state",
+    "role",
     "created_at",
 ];
 
@@ -40,7 +41,14 @@ async fn login_answers_a_bearer_token_and_the_private_view() {
     let login: Value = response.json().await.unwrap();
     assert_eq!(
         sorted_keys(&login),
-        sorted(&["access_token", "token_type", "expires_in", "user"])
+        sorted(&[
+            "access_token",
+            "token_type",
+            "expires_in",
+            "refresh_token",
+            "refresh_expires_in",
+            "user"
+        ])
     );
     let token = login["access_token"].as_str().unwrap();
     assert_eq!(token.split('.').count(), 3, "a JWT: {token}");

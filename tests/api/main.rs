@@ -3,6 +3,8 @@
 #[macro_use]
 mod helpers;
 
+mod accounts;
+mod audit;
 mod binary;
 mod cache;
 mod content;
@@ -10,7 +12,9 @@ mod errors;
 mod hostile;
 mod instances;
 mod login;
+mod machine_tokens;
 mod operations;
+mod sessions;
 mod signup;
 mod tokens;
 mod users;

@@ -382,3 +382,40 @@ async fn readiness_is_503_while_postgres_is_unreachable() {
     problem(response, 503).await;
     assert_eq!(app.get("/health/live").await.status(), 200);
 }
+
+/// What `diesel migration redo` does, for every migration: each `down.sql`
+/// undoes its `up.sql` so that the `up.sql` applies again, down to an empty
+/// schema and back.
+#[tokio::test]
+async fn every_migration_reverts_and_applies_again() {
+    use diesel::{Connection, PgConnection};
+    use diesel_migrations::MigrationHarness;
+    let database = crate::helpers::TestDatabase::cloned().await;
+    let url = database.url.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut conn = PgConnection::establish(&url).unwrap();
+        let applied = conn.applied_migrations().unwrap().len();
+        assert!(applied >= 3, "{applied} migrations applied");
+        conn.revert_last_migration(content_api::db::MIGRATIONS)
+            .unwrap();
+        conn.run_pending_migrations(content_api::db::MIGRATIONS)
+            .unwrap();
+        conn.revert_all_migrations(content_api::db::MIGRATIONS)
+            .unwrap();
+        assert!(conn.applied_migrations().unwrap().is_empty());
+        conn.run_pending_migrations(content_api::db::MIGRATIONS)
+            .unwrap();
+        assert_eq!(conn.applied_migrations().unwrap().len(), applied);
+    })
+    .await
+    .unwrap();
+    let mut settings = crate::helpers::base_settings(database.url.clone());
+    settings.run_migrations = false;
+    let app = TestApp::start(settings, Some(database)).await;
+    let user = app.new_user().await;
+    assert_eq!(
+        app.session_status(&user.token).await,
+        200,
+        "the schema works again"
+    );
+}

@@ -20,7 +20,7 @@ async fn signup_answers_201_with_the_private_view_and_location() {
         .keys()
         .map(String::as_str)
         .collect();
-    assert_eq!(keys.len(), 7);
+    assert_eq!(keys.len(), 8);
     for key in [
         "id",
         "name",
@@ -28,6 +28,7 @@ async fn signup_answers_201_with_the_private_view_and_location() {
         "phone_number",
         "country",
         "state",
+        "role",
         "created_at",
     ] {
         assert!(keys.contains(&key), "{key}");

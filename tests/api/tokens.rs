@@ -7,14 +7,14 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::{Method, Response};
 use serde_json::{json, Value};
 
-use crate::helpers::{problem, TestApp, TEST_JWT_SECRET};
+use crate::helpers::{problem, TestApp, TestUser, TEST_JWT_SECRET};
 
 fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
-fn claims(user_id: i64, iat: i64, exp: i64) -> Value {
-    json!({"sub": user_id.to_string(), "role": "user", "iat": iat, "exp": exp})
+fn claims(user_id: i64, session_id: i64, iat: i64, exp: i64) -> Value {
+    json!({"sub": user_id.to_string(), "sid": session_id, "role": "user", "iat": iat, "exp": exp})
 }
 
 fn sign(algorithm: Algorithm, secret: &str, claims: &Value) -> String {
@@ -26,12 +26,14 @@ fn sign(algorithm: Algorithm, secret: &str, claims: &Value) -> String {
     .unwrap()
 }
 
-/// A token valid for an hour, HS256, the server's secret.
-fn valid_token(user_id: i64) -> String {
+/// A token valid for an hour, HS256, the server's secret, naming the
+/// user's live session.
+async fn valid_token(app: &TestApp, user: &TestUser) -> String {
+    let session = app.current_session_id(user).await;
     sign(
         Algorithm::HS256,
         TEST_JWT_SECRET,
-        &claims(user_id, now(), now() + 3600),
+        &claims(user.id, session, now(), now() + 3600),
     )
 }
 
@@ -102,7 +104,12 @@ async fn an_expired_token_is_401() {
     let expired = sign(
         Algorithm::HS256,
         TEST_JWT_SECRET,
-        &claims(user.id, now() - 3600, now() - 5),
+        &claims(
+            user.id,
+            app.current_session_id(&user).await,
+            now() - 3600,
+            now() - 5,
+        ),
     );
     let detail =
         unauthorized(patch_with(&app, user.id, Some(&format!("Bearer {expired}"))).await).await;
@@ -117,7 +124,12 @@ async fn a_token_signed_with_another_secret_is_401() {
     let forged = sign(
         Algorithm::HS256,
         "not-the-server-secret-0123456789abcdef",
-        &claims(user.id, now(), now() + 3600),
+        &claims(
+            user.id,
+            app.current_session_id(&user).await,
+            now(),
+            now() + 3600,
+        ),
     );
     unauthorized(patch_with(&app, user.id, Some(&format!("Bearer {forged}"))).await).await;
 
@@ -137,7 +149,15 @@ async fn an_alg_none_token_is_401() {
     let app = TestApp::spawn().await;
     let user = app.new_user().await;
     let header = URL_SAFE_NO_PAD.encode(json!({"alg": "none", "typ": "JWT"}).to_string());
-    let payload = URL_SAFE_NO_PAD.encode(claims(user.id, now(), now() + 3600).to_string());
+    let payload = URL_SAFE_NO_PAD.encode(
+        claims(
+            user.id,
+            app.current_session_id(&user).await,
+            now(),
+            now() + 3600,
+        )
+        .to_string(),
+    );
     let unsigned = format!("{header}.{payload}.");
     unauthorized(patch_with(&app, user.id, Some(&format!("Bearer {unsigned}"))).await).await;
     // Without the trailing dot too.
@@ -153,7 +173,12 @@ async fn an_hs512_token_with_the_right_secret_is_401() {
     let token = sign(
         Algorithm::HS512,
         TEST_JWT_SECRET,
-        &claims(user.id, now(), now() + 3600),
+        &claims(
+            user.id,
+            app.current_session_id(&user).await,
+            now(),
+            now() + 3600,
+        ),
     );
     unauthorized(patch_with(&app, user.id, Some(&format!("Bearer {token}"))).await).await;
     assert_eq!(state_of(&app, user.id), "Lagos");
@@ -178,7 +203,7 @@ async fn a_token_missing_a_required_claim_is_401() {
 async fn a_correct_hand_made_token_is_accepted() {
     let app = TestApp::spawn().await;
     let user = app.new_user().await;
-    let token = valid_token(user.id);
+    let token = valid_token(&app, &user).await;
     let response = patch_with(&app, user.id, Some(&format!("Bearer {token}"))).await;
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
@@ -202,7 +227,12 @@ async fn an_optional_auth_endpoint_refuses_a_bad_token_but_not_its_absence() {
     let expired = sign(
         Algorithm::HS256,
         TEST_JWT_SECRET,
-        &claims(user.id, now() - 3600, now() - 5),
+        &claims(
+            user.id,
+            app.current_session_id(&user).await,
+            now() - 3600,
+            now() - 5,
+        ),
     );
     unauthorized(app.get_as("/api/v1/users", &expired).await).await;
     unauthorized(
@@ -211,6 +241,30 @@ async fn an_optional_auth_endpoint_refuses_a_bad_token_but_not_its_absence() {
     )
     .await;
 
-    let response = app.get_as("/api/v1/users", &valid_token(user.id)).await;
+    let response = app
+        .get_as("/api/v1/users", &valid_token(&app, &user).await)
+        .await;
     assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn a_signed_token_without_a_live_session_of_its_user_is_401() {
+    let app = TestApp::spawn().await;
+    let user = app.new_user().await;
+    let other = app.new_user().await;
+    let others_session = app.current_session_id(&other).await;
+    for claims in [
+        // As tokens were before sessions existed.
+        json!({"sub": user.id.to_string(), "role": "user", "iat": now(), "exp": now() + 3600}),
+        // Another user's session.
+        claims(user.id, others_session, now(), now() + 3600),
+        // A session that never existed.
+        claims(user.id, i64::MAX, now(), now() + 3600),
+    ] {
+        let token = sign(Algorithm::HS256, TEST_JWT_SECRET, &claims);
+        let detail =
+            unauthorized(patch_with(&app, user.id, Some(&format!("Bearer {token}"))).await).await;
+        assert_eq!(detail, "Invalid or expired token", "{claims}");
+    }
+    assert_eq!(state_of(&app, user.id), "Lagos");
 }

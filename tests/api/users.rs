@@ -11,13 +11,14 @@ use crate::helpers::{
 };
 
 const PUBLIC_KEYS: [&str; 6] = ["id", "name", "country", "state", "created_at", "contents"];
-const PRIVATE_KEYS: [&str; 8] = [
+const PRIVATE_KEYS: [&str; 9] = [
     "id",
     "name",
     "email",
     "phone_number",
     "country",
     "state",
+    "role",
     "created_at",
     "contents",
 ];
@@ -406,6 +407,7 @@ async fn a_user_renames_themself_with_patch_or_put() {
                 "phone_number",
                 "country",
                 "state",
+                "role",
                 "created_at"
             ]),
             "{method}: the private User view"
