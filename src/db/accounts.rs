@@ -3,7 +3,6 @@
 
 use chrono::{DateTime, Duration, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{Array, BigInt, Bytea, Text};
 
 use super::models::{
     ApiTokenRow, NewApiTokenRow, NewPasswordResetRow, NewSessionRow, SessionRow, UserRow,
@@ -11,9 +10,11 @@ use super::models::{
 use super::schema::{api_tokens, login_failures, password_resets, refresh_tokens, sessions, users};
 use super::DbError;
 
-/// A session is marked used at most this often: a write on every
-/// authenticated request would double what each one costs.
-const TOUCH_EVERY: &str = "1 minute";
+/// A session (or machine token) is marked used at most this often: a write
+/// on every authenticated request would double what each one costs.
+fn touch_every() -> Duration {
+    Duration::minutes(1)
+}
 
 /// Creates a session and its first refresh token.
 pub fn create_session(
@@ -44,45 +45,41 @@ pub fn create_session(
     })
 }
 
-#[derive(QueryableByName)]
-struct LiveRole {
-    #[diesel(sql_type = Text)]
-    role: String,
-}
-
 /// The role of the session's user while the session lives (not ended, not
-/// expired); `None` otherwise.
+/// expired); `None` otherwise. Two statically shaped statements (so each
+/// connection prepares them once), the second only once a minute.
 pub fn live_session_role(
     conn: &mut PgConnection,
     session_id: i64,
     user_id: i64,
 ) -> Result<Option<String>, DbError> {
-    Ok(diesel::sql_query(format!(
-        "WITH live AS (
-             SELECT s.id, s.last_used_at, u.role FROM sessions s JOIN users u ON u.id = s.user_id
-             WHERE s.id = $1 AND s.user_id = $2 AND s.expires_at > now()),
-         touched AS (
-             UPDATE sessions SET last_used_at = now() FROM live
-             WHERE sessions.id = live.id AND live.last_used_at < now() - interval '{TOUCH_EVERY}')
-         SELECT role FROM live"
-    ))
-    .bind::<BigInt, _>(session_id)
-    .bind::<BigInt, _>(user_id)
-    .get_result::<LiveRole>(conn)
-    .optional()?
-    .map(|live| live.role))
+    let now = Utc::now();
+    let found: Option<(String, DateTime<Utc>)> = sessions::table
+        .inner_join(users::table)
+        .filter(sessions::id.eq(session_id))
+        .filter(sessions::user_id.eq(user_id))
+        .filter(sessions::expires_at.gt(now))
+        .select((users::role, sessions::last_used_at))
+        .first(conn)
+        .optional()?;
+    let Some((role, last_used_at)) = found else {
+        return Ok(None);
+    };
+    if last_used_at < now - touch_every() {
+        diesel::update(sessions::table.find(session_id))
+            .set(sessions::last_used_at.eq(now))
+            .execute(conn)?;
+    }
+    Ok(Some(role))
 }
 
-#[derive(Debug, QueryableByName)]
+#[derive(Queryable)]
 pub struct LiveMachineToken {
-    #[diesel(sql_type = BigInt)]
     pub id: i64,
-    #[diesel(sql_type = BigInt)]
     pub user_id: i64,
-    #[diesel(sql_type = Array<Text>)]
     pub scopes: Vec<String>,
-    #[diesel(sql_type = Text)]
     pub role: String,
+    pub last_used_at: Option<DateTime<Utc>>,
 }
 
 /// The machine token with this hash while it lives (not revoked, not
@@ -91,20 +88,32 @@ pub fn live_machine_token(
     conn: &mut PgConnection,
     token_hash: &[u8],
 ) -> Result<Option<LiveMachineToken>, DbError> {
-    Ok(diesel::sql_query(format!(
-        "WITH live AS (
-             SELECT t.id, t.user_id, t.scopes, t.last_used_at, u.role
-             FROM api_tokens t JOIN users u ON u.id = t.user_id
-             WHERE t.token_hash = $1 AND (t.expires_at IS NULL OR t.expires_at > now())),
-         touched AS (
-             UPDATE api_tokens SET last_used_at = now() FROM live
-             WHERE api_tokens.id = live.id
-               AND (live.last_used_at IS NULL OR live.last_used_at < now() - interval '{TOUCH_EVERY}'))
-         SELECT id, user_id, scopes, role FROM live"
-    ))
-    .bind::<Bytea, _>(token_hash)
-    .get_result(conn)
-    .optional()?)
+    let now = Utc::now();
+    let found: Option<LiveMachineToken> = api_tokens::table
+        .inner_join(users::table)
+        .filter(api_tokens::token_hash.eq(token_hash))
+        .filter(
+            api_tokens::expires_at
+                .is_null()
+                .or(api_tokens::expires_at.gt(now)),
+        )
+        .select((
+            api_tokens::id,
+            api_tokens::user_id,
+            api_tokens::scopes,
+            users::role,
+            api_tokens::last_used_at,
+        ))
+        .first(conn)
+        .optional()?;
+    if let Some(token) = &found {
+        if token.last_used_at.is_none_or(|at| at < now - touch_every()) {
+            diesel::update(api_tokens::table.find(token.id))
+                .set(api_tokens::last_used_at.eq(now))
+                .execute(conn)?;
+        }
+    }
+    Ok(found)
 }
 
 /// What presenting a refresh token did.

@@ -5,17 +5,16 @@
 use std::sync::Arc;
 
 use chrono::{Duration, Utc};
-use diesel::Connection;
 
 use super::account_input::{PasswordChange, ResetConfirmation};
-use super::audit::{Action, Client};
+use super::audit::{self, Action, Client};
 use super::auth::{Principal, Role};
 use super::secrets;
 use super::views::User;
 use super::{AppContext, AppError, FieldError};
 use crate::db::models::NewPasswordResetRow;
 use crate::db::users::{Deletion, RoleChange};
-use crate::db::{self, accounts, DbError};
+use crate::db::{self, accounts};
 use crate::mail::Mailer;
 
 /// At most this many reset mails per account per throttle window; more
@@ -62,16 +61,12 @@ pub async fn change_password(
         .passwords
         .hash(change.new_password.expose().to_owned())
         .await?;
-    db::interact(&ctx.pool, move |conn| {
-        conn.transaction::<_, DbError, _>(|conn| {
-            db::users::set_password_hash(conn, id, &hash)?;
-            accounts::end_sessions(conn, id, Some(current_session))?;
-            accounts::close_password_resets(conn, id)?;
-            db::audit::append(
-                conn,
-                &client.event(Action::PasswordChanged, Some(id), Some(id)),
-            )
-        })
+    audit::audited(ctx, move |conn| {
+        db::users::set_password_hash(conn, id, &hash)?;
+        accounts::end_sessions(conn, id, Some(current_session))?;
+        accounts::close_password_resets(conn, id)?;
+        let event = client.event(Action::PasswordChanged, Some(id), Some(id));
+        Ok(((), Some(event)))
     })
     .await?;
     Ok(())
@@ -148,20 +143,15 @@ pub async fn confirm_reset(
         .hash(confirmation.new_password.expose().to_owned())
         .await?;
     let token_hash = secrets::digest(&confirmation.token);
-    let reset = db::interact(&ctx.pool, move |conn| {
-        conn.transaction::<_, DbError, _>(|conn| {
-            let Some(user_id) = accounts::spend_password_reset(conn, &token_hash)? else {
-                return Ok(false);
-            };
-            db::users::set_password_hash(conn, user_id, &hash)?;
-            accounts::end_sessions(conn, user_id, None)?;
-            accounts::close_password_resets(conn, user_id)?;
-            db::audit::append(
-                conn,
-                &client.event(Action::PasswordReset, None, Some(user_id)),
-            )?;
-            Ok(true)
-        })
+    let reset = audit::audited(ctx, move |conn| {
+        let Some(user_id) = accounts::spend_password_reset(conn, &token_hash)? else {
+            return Ok((false, None));
+        };
+        db::users::set_password_hash(conn, user_id, &hash)?;
+        accounts::end_sessions(conn, user_id, None)?;
+        accounts::close_password_resets(conn, user_id)?;
+        let event = client.event(Action::PasswordReset, None, Some(user_id));
+        Ok((true, Some(event)))
     })
     .await?;
     if reset {
@@ -188,18 +178,16 @@ pub async fn set_role(
         return Err(AppError::Forbidden("Only admins may change roles".into()));
     }
     let actor = caller.user_id;
-    let change = db::interact(&ctx.pool, move |conn| {
-        conn.transaction::<_, DbError, _>(|conn| {
-            let change = db::users::set_role(conn, id, role.column())?;
-            if let RoleChange::Done { changed: true, .. } = &change {
+    let change = audit::audited(ctx, move |conn| {
+        let change = db::users::set_role(conn, id, role.column())?;
+        let event = match &change {
+            RoleChange::Done { changed: true, .. } => {
                 accounts::end_sessions(conn, id, None)?;
-                db::audit::append(
-                    conn,
-                    &client.event(Action::RoleChanged, Some(actor), Some(id)),
-                )?;
+                Some(client.event(Action::RoleChanged, Some(actor), Some(id)))
             }
-            Ok(change)
-        })
+            _ => None,
+        };
+        Ok((change, event))
     })
     .await?;
     match change {
@@ -225,17 +213,11 @@ pub async fn delete_user(
         return Err(AppError::forbidden());
     }
     let actor = caller.user_id;
-    let deletion = db::interact(&ctx.pool, move |conn| {
-        conn.transaction::<_, DbError, _>(|conn| {
-            let deletion = db::users::delete(conn, id)?;
-            if let Deletion::Deleted { .. } = &deletion {
-                db::audit::append(
-                    conn,
-                    &client.event(Action::UserDeleted, Some(actor), Some(id)),
-                )?;
-            }
-            Ok(deletion)
-        })
+    let deletion = audit::audited(ctx, move |conn| {
+        let deletion = db::users::delete(conn, id)?;
+        let event = matches!(deletion, Deletion::Deleted { .. })
+            .then(|| client.event(Action::UserDeleted, Some(actor), Some(id)));
+        Ok((deletion, event))
     })
     .await?;
     match deletion {

@@ -2,6 +2,7 @@
 //! appended in the transaction of the change they record; nothing secret
 //! is ever written.
 
+use diesel::{Connection, PgConnection};
 use serde_json::{Map, Value};
 
 use super::auth::Principal;
@@ -10,7 +11,7 @@ use super::users::Page;
 use super::validation::Fields;
 use super::views::AuditEvent;
 use super::{AppContext, AppError};
-use crate::db::{self, models::NewAuditRow};
+use crate::db::{self, models::NewAuditRow, DbError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -63,6 +64,24 @@ impl Client {
             request_id: self.request_id.clone(),
         }
     }
+}
+
+/// Runs `change` in one transaction with the event it reports, if any: an
+/// event is recorded exactly when its change is.
+pub async fn audited<T: Send + 'static>(
+    ctx: &AppContext,
+    change: impl FnOnce(&mut PgConnection) -> Result<(T, Option<NewAuditRow>), DbError> + Send + 'static,
+) -> Result<T, AppError> {
+    Ok(db::interact(&ctx.pool, move |conn| {
+        conn.transaction(|conn| {
+            let (outcome, event) = change(conn)?;
+            if let Some(event) = event {
+                db::audit::append(conn, &event)?;
+            }
+            Ok(outcome)
+        })
+    })
+    .await?)
 }
 
 /// `?limit=&cursor=` of `GET /admin/audit`.

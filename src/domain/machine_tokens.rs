@@ -2,17 +2,16 @@
 //! shown once and stored as hashes; managed only from a login session.
 
 use chrono::{Duration, Utc};
-use diesel::Connection;
 
 use super::account_input::NewMachineToken;
-use super::audit::{Action, Client};
+use super::audit::{self, Action, Client};
 use super::auth::Principal;
 use super::secrets;
 use super::sessions::MACHINE_TOKEN_PREFIX;
 use super::views::{CreatedMachineToken, MachineToken};
 use super::{AppContext, AppError};
 use crate::db::models::NewApiTokenRow;
-use crate::db::{self, accounts, DbError};
+use crate::db::{self, accounts};
 
 pub async fn create(
     ctx: &AppContext,
@@ -32,15 +31,10 @@ pub async fn create(
             .expires_in_days
             .map(|days| Utc::now() + Duration::days(days)),
     };
-    let created = db::interact(&ctx.pool, move |conn| {
-        conn.transaction::<_, DbError, _>(|conn| {
-            let created = accounts::insert_api_token(conn, &row)?;
-            db::audit::append(
-                conn,
-                &client.event(Action::TokenCreated, Some(user_id), Some(user_id)),
-            )?;
-            Ok(created)
-        })
+    let created = audit::audited(ctx, move |conn| {
+        let created = accounts::insert_api_token(conn, &row)?;
+        let event = client.event(Action::TokenCreated, Some(user_id), Some(user_id));
+        Ok((created, Some(event)))
     })
     .await?;
     Ok(CreatedMachineToken {
@@ -73,17 +67,11 @@ pub async fn revoke(
 ) -> Result<(), AppError> {
     caller.require_session()?;
     let user_id = caller.user_id;
-    let revoked = db::interact(&ctx.pool, move |conn| {
-        conn.transaction::<_, DbError, _>(|conn| {
-            let revoked = accounts::delete_api_token(conn, user_id, id)?;
-            if revoked {
-                db::audit::append(
-                    conn,
-                    &client.event(Action::TokenRevoked, Some(user_id), Some(user_id)),
-                )?;
-            }
-            Ok(revoked)
-        })
+    let revoked = audit::audited(ctx, move |conn| {
+        let revoked = accounts::delete_api_token(conn, user_id, id)?;
+        let event =
+            revoked.then(|| client.event(Action::TokenRevoked, Some(user_id), Some(user_id)));
+        Ok((revoked, event))
     })
     .await?;
     if revoked {

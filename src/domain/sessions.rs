@@ -7,17 +7,16 @@
 //! next request everywhere. Anonymous requests never reach this module.
 
 use chrono::{DateTime, Duration, Utc};
-use diesel::Connection;
 
-use super::audit::{Action, Client};
+use super::audit::{self, Action, Client};
 use super::auth::{Credential, Principal, Role, Scopes};
 use super::secrets;
 use super::user_input::Login;
 use super::views::{LoginResponse, Session};
 use super::{AppContext, AppError};
+use crate::db;
 use crate::db::accounts::{self, Rotation};
 use crate::db::models::{NewSessionRow, UserRow};
-use crate::db::{self, DbError};
 
 /// Machine tokens start with this; anything else is an access token.
 pub const MACHINE_TOKEN_PREFIX: &str = "cat_";
@@ -129,24 +128,19 @@ pub async fn login(
             };
             let event = client.event(Action::LoginSucceeded, Some(user.id), Some(user.id));
             let refresh_hash = secrets::digest(&refresh_token);
-            let session = db::interact(&ctx.pool, move |conn| {
-                conn.transaction::<_, DbError, _>(|conn| {
-                    accounts::clear_login_failures(conn, &key)?;
-                    let session = accounts::create_session(conn, &new_session, &refresh_hash)?;
-                    db::audit::append(conn, &event)?;
-                    Ok(session)
-                })
+            let session = audit::audited(ctx, move |conn| {
+                accounts::clear_login_failures(conn, &key)?;
+                let session = accounts::create_session(conn, &new_session, &refresh_hash)?;
+                Ok((session, Some(event)))
             })
             .await?;
             session_response(ctx, user, session.id, refresh_token)
         }
         found => {
             let event = client.event(Action::LoginFailed, None, found.map(|user| user.id));
-            db::interact(&ctx.pool, move |conn| {
-                conn.transaction::<_, DbError, _>(|conn| {
-                    accounts::record_login_failure(conn, &key, remembered_since)?;
-                    db::audit::append(conn, &event)
-                })
+            audit::audited(ctx, move |conn| {
+                accounts::record_login_failure(conn, &key, remembered_since)?;
+                Ok(((), Some(event)))
             })
             .await?;
             Err(AppError::Unauthorized("Invalid email or password".into()))
@@ -193,15 +187,15 @@ pub async fn refresh(
     let refresh_token = secrets::fresh();
     let fresh_hash = secrets::digest(&refresh_token);
     let ttl = refresh_ttl(ctx);
-    let rotation = db::interact(&ctx.pool, move |conn| {
+    let rotation = audit::audited(ctx, move |conn| {
         let rotation = accounts::rotate_refresh_token(conn, &presented_hash, &fresh_hash, ttl)?;
-        if let Rotation::Reused { user_id, .. } = &rotation {
-            db::audit::append(
-                conn,
-                &client.event(Action::SessionReuseDetected, None, Some(*user_id)),
-            )?;
-        }
-        Ok(rotation)
+        let event = match &rotation {
+            Rotation::Reused { user_id, .. } => {
+                Some(client.event(Action::SessionReuseDetected, None, Some(*user_id)))
+            }
+            _ => None,
+        };
+        Ok((rotation, event))
     })
     .await?;
     match rotation {
@@ -232,18 +226,14 @@ pub async fn logout(
 ) -> Result<(), AppError> {
     let current = caller.require_session()?;
     let user_id = caller.user_id;
-    db::interact(&ctx.pool, move |conn| {
-        conn.transaction::<_, DbError, _>(|conn| {
-            if all {
-                accounts::end_sessions(conn, user_id, None)?;
-            } else {
-                accounts::end_session(conn, user_id, current)?;
-            }
-            db::audit::append(
-                conn,
-                &client.event(Action::Logout, Some(user_id), Some(user_id)),
-            )
-        })
+    audit::audited(ctx, move |conn| {
+        if all {
+            accounts::end_sessions(conn, user_id, None)?;
+        } else {
+            accounts::end_session(conn, user_id, current)?;
+        }
+        let event = client.event(Action::Logout, Some(user_id), Some(user_id));
+        Ok(((), Some(event)))
     })
     .await?;
     Ok(())
@@ -273,17 +263,11 @@ pub async fn end(
 ) -> Result<(), AppError> {
     caller.require_session()?;
     let user_id = caller.user_id;
-    let ended = db::interact(&ctx.pool, move |conn| {
-        conn.transaction::<_, DbError, _>(|conn| {
-            let ended = accounts::end_session(conn, user_id, id)?;
-            if ended {
-                db::audit::append(
-                    conn,
-                    &client.event(Action::SessionRevoked, Some(user_id), Some(user_id)),
-                )?;
-            }
-            Ok(ended)
-        })
+    let ended = audit::audited(ctx, move |conn| {
+        let ended = accounts::end_session(conn, user_id, id)?;
+        let event =
+            ended.then(|| client.event(Action::SessionRevoked, Some(user_id), Some(user_id)));
+        Ok((ended, event))
     })
     .await?;
     if ended {

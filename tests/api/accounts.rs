@@ -229,25 +229,21 @@ async fn deleting_an_account_removes_everything_of_it_and_frees_its_email_and_ph
 
     let stranger = app.new_user().await;
     let response = app
-        .request_as(
+        .send_as(
             Method::DELETE,
             &format!("/api/v1/users/{}", user.id),
             &stranger.token,
         )
-        .send()
-        .await
-        .unwrap();
+        .await;
     problem(response, 403).await;
 
     let response = app
-        .request_as(
+        .send_as(
             Method::DELETE,
             &format!("/api/v1/users/{}", user.id),
             &user.token,
         )
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(response.status(), 204);
     problem(app.get(&format!("/api/v1/content/{item}")).await, 404).await;
     let listing: Vec<Value> = app.get_json("/api/v1/content").await;
@@ -282,34 +278,28 @@ async fn an_admin_deletes_others_but_the_last_admin_stays() {
     let admin = app.new_admin().await;
     let user = app.new_user().await;
     let response = app
-        .request_as(
+        .send_as(
             Method::DELETE,
             &format!("/api/v1/users/{}", user.id),
             &admin.token,
         )
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(response.status(), 204);
     let again = app
-        .request_as(
+        .send_as(
             Method::DELETE,
             &format!("/api/v1/users/{}", user.id),
             &admin.token,
         )
-        .send()
-        .await
-        .unwrap();
+        .await;
     problem(again, 404).await;
     let last = app
-        .request_as(
+        .send_as(
             Method::DELETE,
             &format!("/api/v1/users/{}", admin.id),
             &admin.token,
         )
-        .send()
-        .await
-        .unwrap();
+        .await;
     let conflict = problem(last, 409).await;
     assert_eq!(conflict["detail"], "The last admin cannot be deleted");
     assert_eq!(app.session_status(&admin.token).await, 200);

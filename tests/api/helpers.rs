@@ -368,6 +368,11 @@ impl TestApp {
             .unwrap()
     }
 
+    /// A request without a body, sent with the bearer credential `token`.
+    pub async fn send_as(&self, method: Method, path: &str, token: &str) -> Response {
+        self.request_as(method, path, token).send().await.unwrap()
+    }
+
     /// A request with the bearer credential `token`.
     pub fn request_as(&self, method: Method, path: &str, token: &str) -> RequestBuilder {
         self.request(method, path).bearer_auth(token)
