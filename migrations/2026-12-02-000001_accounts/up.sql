@@ -69,3 +69,5 @@ CREATE TABLE login_failures (
     at         TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 CREATE INDEX login_failures_email_hash_at_idx ON login_failures (email_hash, at);
+-- Expired failures of every address are pruned on each new failure.
+CREATE INDEX login_failures_at_idx ON login_failures (at);

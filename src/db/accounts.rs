@@ -348,18 +348,15 @@ pub fn login_failures_since(
         .load(conn)?)
 }
 
-/// Notes a failed login; failures older than `forget_before` are dropped.
+/// Notes a failed login; every address's failures older than
+/// `forget_before` are dropped (so addresses tried once stay bounded too).
 pub fn record_login_failure(
     conn: &mut PgConnection,
     email_hash: &[u8],
     forget_before: DateTime<Utc>,
 ) -> Result<(), DbError> {
-    diesel::delete(
-        login_failures::table
-            .filter(login_failures::email_hash.eq(email_hash))
-            .filter(login_failures::at.le(forget_before)),
-    )
-    .execute(conn)?;
+    diesel::delete(login_failures::table.filter(login_failures::at.le(forget_before)))
+        .execute(conn)?;
     diesel::insert_into(login_failures::table)
         .values(login_failures::email_hash.eq(email_hash))
         .execute(conn)?;

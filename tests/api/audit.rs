@@ -178,3 +178,25 @@ async fn ten_failed_logins_lock_the_address_from_any_client() {
         "a successful login clears the count"
     );
 }
+
+#[tokio::test]
+async fn failures_older_than_the_lock_window_are_pruned_for_every_address() {
+    let app = TestApp::spawn().await;
+    app.sql(
+        "INSERT INTO login_failures (email_hash, at) VALUES \
+         (sha256('old@example.com'), now() - interval '31 minutes'), \
+         (sha256('recent@example.com'), now() - interval '1 minute')",
+    );
+    assert_eq!(
+        app.login("someone-else@example.com", "wrong password")
+            .await
+            .status(),
+        401
+    );
+    let left = app.sql_text(
+        "(SELECT string_agg(encode(email_hash, 'hex'), ',' ORDER BY at) FROM login_failures)",
+    );
+    let recent = app.sql_text("(SELECT encode(sha256('recent@example.com'), 'hex'))");
+    let mine = app.sql_text("(SELECT encode(sha256('someone-else@example.com'), 'hex'))");
+    assert_eq!(left, format!("{recent},{mine}"));
+}
