@@ -21,6 +21,7 @@ import platform
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -241,6 +242,26 @@ def ack_quantiles(port):
         return None
     return {"acknowledged_writes": int(total), "p50_ms_at_most": quantile(0.5),
             "p99_ms_at_most": quantile(0.99)}
+
+
+INTERLEAVED_PAIRS = 5
+INTERLEAVED_SECONDS = 3
+
+
+def interleaved(wrk, service, ceiling):
+    """Service and ceiling measured alternately (the order swapped each
+    pair): each pair's ratio, and their median."""
+    ratios = []
+    for n in range(INTERLEAVED_PAIRS):
+        first, second = (service, ceiling) if n % 2 == 0 else (ceiling, service)
+        done = {}
+        for name, target in (("first", first), ("second", second)):
+            port, path, *script = target
+            done[name] = wrk.run(port, path, *script, duration=INTERLEAVED_SECONDS)["rps"]
+        served, bare = ((done["first"], done["second"]) if first is service
+                        else (done["second"], done["first"]))
+        ratios.append(round(served / bare, 3) if bare else 0.0)
+    return {"ratios": ratios, "median_ratio": statistics.median(ratios)}
 
 
 def wait_for(predicate, what, limit=20.0):
@@ -534,6 +555,19 @@ def main():
                 "ceiling", measured=ceiling)
             row("ceiling_listing", f"ceiling: {info['listing_bytes'] / 1000:.0f} KB listing from memory "
                 "(bare actix-web)", wrk.run(ceiling.port, "/listing"), "ceiling", measured=ceiling)
+            # The ratios to the ceiling are judged on interleaved pairs: this
+            # host's speed drifts by up to a quarter between rows a minute
+            # apart, which single rows measured minutes apart cannot tell
+            # from the service's own cost.
+            log(f"interleaved pairs against the ceiling ({INTERLEAVED_PAIRS} × 2 × {INTERLEAVED_SECONDS} s)")
+            info["interleaved"] = {
+                "item": interleaved(wrk, (port, "/", "pick_ids", ["/api/v1/content/", 1, HOT_IDS]),
+                                    (ceiling.port, "/", "pick_ids", ["/item/", 1, HOT_IDS])),
+                "listing_100": interleaved(wrk, (port, "/api/v1/content?limit=100"),
+                                           (ceiling.port, "/listing")),
+            }
+            for name, result in info["interleaved"].items():
+                log(f"  {name}: ratios {result['ratios']}, median {result['median_ratio']:.2f}")
         finally:
             ceiling.stop()
 
@@ -730,13 +764,17 @@ def main():
     three_rss = [rss for rss in info["three_instances_peak_rss_mb"] if rss is not None]
     worst_rss = max([peak_rss or 0] + three_rss)
     targets += [
-        {"target": "L1 cached item ≥ 0.85 × ceiling item req/s",
-         "value": f"{cached['rps']:,.0f} / {ceiling_item['rps']:,.0f} = {cached['rps'] / ceiling_item['rps']:.2f} ×",
-         "pass": cached["rps"] >= 0.85 * ceiling_item["rps"]},
-        {"target": "cached limit=100 listing ≥ 0.7 × ceiling listing req/s",
-         "value": f"{listing_100['rps']:,.0f} / {ceiling_listing['rps']:,.0f} = "
-                  f"{listing_100['rps'] / ceiling_listing['rps']:.2f} ×",
-         "pass": listing_100["rps"] >= 0.7 * ceiling_listing["rps"]},
+        {"target": "L1 cached item ≥ 0.85 × ceiling item req/s (median of interleaved pairs)",
+         "value": f"{info['interleaved']['item']['median_ratio']:.2f} × (pairs "
+                  f"{', '.join(map(str, info['interleaved']['item']['ratios']))}; the rows alone: "
+                  f"{cached['rps']:,.0f} / {ceiling_item['rps']:,.0f} = {cached['rps'] / ceiling_item['rps']:.2f} ×)",
+         "pass": info["interleaved"]["item"]["median_ratio"] >= 0.85},
+        {"target": "cached limit=100 listing ≥ 0.7 × ceiling listing req/s (median of interleaved pairs)",
+         "value": f"{info['interleaved']['listing_100']['median_ratio']:.2f} × (pairs "
+                  f"{', '.join(map(str, info['interleaved']['listing_100']['ratios']))}; the rows alone: "
+                  f"{listing_100['rps']:,.0f} / {ceiling_listing['rps']:,.0f} = "
+                  f"{listing_100['rps'] / ceiling_listing['rps']:.2f} ×)",
+         "pass": info["interleaved"]["listing_100"]["median_ratio"] >= 0.7},
         {"target": "post-content p50 with three instances ≤ 2 × with one (1 000 keys)",
          "value": f"{three_post['p50_ms']:.2f} / {post_1k['p50_ms']:.2f} ms = "
                   f"{three_post['p50_ms'] / post_1k['p50_ms']:.2f} ×",
@@ -767,6 +805,7 @@ def main():
         "three_instances_peak_rss_mb": info["three_instances_peak_rss_mb"],
         "three_instances_acknowledgements": info["ack"],
         "bodies_bytes": {"item": info["item_bytes"], "listing_100": info["listing_bytes"]},
+        "interleaved_against_the_ceiling": info["interleaved"],
         "no_redis_server_peak_rss_mb": info.get("no_redis_server_peak_rss_mb"),
         "targets": targets,
         "notes": notes + [
