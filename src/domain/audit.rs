@@ -84,6 +84,34 @@ pub async fn audited<T: Send + 'static>(
     .await?)
 }
 
+/// Removes one of the caller's own things (`remove` answers whether it was
+/// there) with the `action` event; one that is not theirs, or not there,
+/// is `missing`.
+pub async fn remove_own(
+    ctx: &AppContext,
+    caller: Principal,
+    client: Client,
+    action: Action,
+    remove: impl FnOnce(&mut PgConnection, i64) -> Result<bool, DbError> + Send + 'static,
+    missing: AppError,
+) -> Result<(), AppError> {
+    caller.require_session()?;
+    let user_id = caller.user_id;
+    let removed = audited(ctx, move |conn| {
+        let removed = remove(conn, user_id)?;
+        Ok((
+            removed,
+            removed.then(|| client.event(action, Some(user_id), Some(user_id))),
+        ))
+    })
+    .await?;
+    if removed {
+        Ok(())
+    } else {
+        Err(missing)
+    }
+}
+
 /// `?limit=&cursor=` of `GET /admin/audit`.
 pub struct AuditQuery {
     before_id: Option<i64>,

@@ -65,18 +65,13 @@ pub async fn revoke(
     id: i64,
     client: Client,
 ) -> Result<(), AppError> {
-    caller.require_session()?;
-    let user_id = caller.user_id;
-    let revoked = audit::audited(ctx, move |conn| {
-        let revoked = accounts::delete_api_token(conn, user_id, id)?;
-        let event =
-            revoked.then(|| client.event(Action::TokenRevoked, Some(user_id), Some(user_id)));
-        Ok((revoked, event))
-    })
-    .await?;
-    if revoked {
-        Ok(())
-    } else {
-        Err(AppError::NotFound(format!("Token with id {id} not found")))
-    }
+    audit::remove_own(
+        ctx,
+        caller,
+        client,
+        Action::TokenRevoked,
+        move |conn, user_id| accounts::delete_api_token(conn, user_id, id),
+        AppError::NotFound(format!("Token with id {id} not found")),
+    )
+    .await
 }

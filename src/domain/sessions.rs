@@ -261,22 +261,15 @@ pub async fn end(
     id: i64,
     client: Client,
 ) -> Result<(), AppError> {
-    caller.require_session()?;
-    let user_id = caller.user_id;
-    let ended = audit::audited(ctx, move |conn| {
-        let ended = accounts::end_session(conn, user_id, id)?;
-        let event =
-            ended.then(|| client.event(Action::SessionRevoked, Some(user_id), Some(user_id)));
-        Ok((ended, event))
-    })
-    .await?;
-    if ended {
-        Ok(())
-    } else {
-        Err(AppError::NotFound(format!(
-            "Session with id {id} not found"
-        )))
-    }
+    audit::remove_own(
+        ctx,
+        caller,
+        client,
+        Action::SessionRevoked,
+        move |conn, user_id| accounts::end_session(conn, user_id, id),
+        AppError::NotFound(format!("Session with id {id} not found")),
+    )
+    .await
 }
 
 #[cfg(test)]

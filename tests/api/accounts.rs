@@ -193,23 +193,7 @@ async fn reset_tokens_expire_and_mails_per_account_are_limited() {
 async fn deleting_an_account_removes_everything_of_it_and_frees_its_email_and_phone() {
     let app = TestApp::spawn_with(use_redis).await;
     let body = signup_body();
-    assert_eq!(app.signup(&body).await.status(), 201);
-    let login: Value = app
-        .login(
-            body["email"].as_str().unwrap(),
-            body["password"].as_str().unwrap(),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    let user = TestUser {
-        id: login["user"]["id"].as_i64().unwrap(),
-        email: body["email"].as_str().unwrap().to_owned(),
-        password: body["password"].as_str().unwrap().to_owned(),
-        token: login["access_token"].as_str().unwrap().to_owned(),
-        refresh_token: login["refresh_token"].as_str().unwrap().to_owned(),
-    };
+    let user = app.new_user_from(&body).await;
     let other_session = app.new_session(&user).await;
     let item = app.post_item(&user, "Soon gone").await;
     // Cached in both families before the deletion.

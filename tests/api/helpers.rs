@@ -322,8 +322,12 @@ impl TestApp {
 
     /// Signs up a fresh user and logs in.
     pub async fn new_user(&self) -> TestUser {
-        let body = signup_body();
-        let response = self.signup(&body).await;
+        self.new_user_from(&signup_body()).await
+    }
+
+    /// Signs up a user with this signup body and logs in.
+    pub async fn new_user_from(&self, body: &Value) -> TestUser {
+        let response = self.signup(body).await;
         assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
         let user: Value = response.json().await.unwrap();
         let email = body["email"].as_str().unwrap().to_owned();
