@@ -203,6 +203,29 @@ async fn postgres_unreachable_is_a_503_within_two_seconds() {
             "no connection details"
         );
     }
+    // A credential cannot be checked either: 503, never a 401 that would
+    // log its holder out, nor a 500.
+    let now = chrono::Utc::now().timestamp();
+    let signed = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({"sub": "1", "sid": 1, "role": "user", "iat": now, "exp": now + 3600}),
+        &jsonwebtoken::EncodingKey::from_secret(crate::helpers::TEST_JWT_SECRET.as_bytes()),
+    )
+    .unwrap();
+    for token in [signed.as_str(), "cat_any-machine-token"] {
+        for (method, path) in [
+            (Method::GET, "/api/v1/sessions"),
+            (Method::GET, "/api/v1/users"),
+        ] {
+            let response = app.send_as(method, path, token).await;
+            assert_eq!(response.headers()["retry-after"], "2", "{path}");
+            problem(response, 503).await;
+        }
+    }
+    let refresh = app
+        .post_json("/api/v1/token/refresh", &json!({"refresh_token": "x"}))
+        .await;
+    problem(refresh, 503).await;
     // The process itself still serves.
     assert_eq!(app.get("/health/live").await.status(), 200);
 }
