@@ -95,10 +95,11 @@ pub async fn login(
     let now = Utc::now();
     // A lock can start one window ago from a run that began two windows ago.
     let remembered_since = now - throttle_window() * 2;
-    let failures = {
-        let key = key.clone();
+    let (failures, found) = {
+        let (key, email) = (key.clone(), input.email);
         db::interact(&ctx.pool, move |conn| {
-            accounts::login_failures_since(conn, &key, remembered_since)
+            let failures = accounts::login_failures_since(conn, &key, remembered_since)?;
+            Ok((failures, db::users::find_by_email(conn, &email)?))
         })
         .await?
     };
@@ -107,11 +108,6 @@ pub async fn login(
             retry_after_seconds: seconds_until(until, now),
         });
     }
-    let email = input.email;
-    let found = db::interact(&ctx.pool, move |conn| {
-        db::users::find_by_email(conn, &email)
-    })
-    .await?;
     let hash = found.as_ref().map_or_else(
         || ctx.dummy_password_hash.clone(),
         |user| user.password_hash.clone(),

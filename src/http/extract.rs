@@ -206,13 +206,16 @@ impl FromRequest for Auth {
     type Future = LocalBoxFuture<'static, Result<Self, AppError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let bearer = bearer(req);
-        let ctx = context_data(req);
-        Box::pin(async move {
-            let token =
-                bearer?.ok_or_else(|| AppError::Unauthorized("Not authenticated".into()))?;
-            sessions::authenticate(&ctx, &token).await.map(Auth)
-        })
+        match bearer(req) {
+            Ok(Some(token)) => {
+                let ctx = context_data(req);
+                Box::pin(async move { sessions::authenticate(&ctx, &token).await.map(Auth) })
+            }
+            Ok(None) => Box::pin(ready(Err(AppError::Unauthorized(
+                "Not authenticated".into(),
+            )))),
+            Err(err) => Box::pin(ready(Err(err))),
+        }
     }
 }
 
@@ -225,17 +228,17 @@ impl FromRequest for MaybeAuth {
     type Future = LocalBoxFuture<'static, Result<Self, AppError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let bearer = match bearer(req) {
-            Ok(None) => return Box::pin(ready(Ok(MaybeAuth(None)))),
-            other => other,
-        };
-        let ctx = context_data(req);
-        Box::pin(async move {
-            let token = bearer?.expect("an absent credential answered above");
-            sessions::authenticate(&ctx, &token)
-                .await
-                .map(|principal| MaybeAuth(Some(principal)))
-        })
+        match bearer(req) {
+            Ok(Some(token)) => {
+                let ctx = context_data(req);
+                Box::pin(async move {
+                    let principal = sessions::authenticate(&ctx, &token).await?;
+                    Ok(MaybeAuth(Some(principal)))
+                })
+            }
+            Ok(None) => Box::pin(ready(Ok(MaybeAuth(None)))),
+            Err(err) => Box::pin(ready(Err(err))),
+        }
     }
 }
 
