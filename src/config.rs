@@ -69,6 +69,10 @@ pub struct Settings {
     pub smtp_url: Option<String>,
     /// The sender of password-reset mail.
     pub mail_from: String,
+    /// Revisions kept per item, newest first (§9).
+    pub revisions_kept: u64,
+    /// Content and user writes without `If-Match` are refused (428).
+    pub require_if_match: bool,
 }
 
 impl Settings {
@@ -286,6 +290,8 @@ impl Settings {
             password_reset_ttl_seconds,
             smtp_url,
             mail_from,
+            revisions_kept: at_least_one(&get, "REVISIONS_KEPT", 50)?,
+            require_if_match: parse_bool(&get, "REQUIRE_IF_MATCH", false)?,
         })
     }
 }

@@ -70,6 +70,7 @@ pub struct Application {
     port: u16,
     server: Server,
     context: web::Data<AppContext>,
+    scheduler: tokio::task::JoinHandle<()>,
 }
 
 impl Application {
@@ -111,10 +112,12 @@ impl Application {
             server = server.workers(settings.workers);
         }
         tracing::info!(port, "listening");
+        let scheduler = tokio::spawn(domain::scheduler::run(app_context.clone()));
         Ok(Self {
             port,
             server: server.run(),
             context: app_context,
+            scheduler,
         })
     }
 
@@ -123,10 +126,11 @@ impl Application {
     }
 
     /// Serves until SIGINT/SIGTERM; then stops accepting, lets in-flight
-    /// requests finish (up to `SHUTDOWN_TIMEOUT_SECONDS`), leaves the L1
-    /// members and closes the PostgreSQL pool.
+    /// requests finish (up to `SHUTDOWN_TIMEOUT_SECONDS`), stops the
+    /// scheduler, leaves the L1 members and closes the PostgreSQL pool.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let served = self.server.await;
+        self.scheduler.abort();
         self.context.cache.shut_down().await;
         self.context.pool.close();
         tracing::info!("shut down");

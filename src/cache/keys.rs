@@ -8,6 +8,7 @@
 //! | `P cache:lease:{42}` | `42` | the token of the one reader allowed to fill item 42 |
 //! | `P content_with_user:{all}` | `all` | the default first page of `GET /content` |
 //! | `P content_with_user:{all}:{query}` | `all` | any other page, by canonical query |
+//! | `P content_tags:{all}` | `all` | `GET /tags` (tag counts), stored and invalidated like a listing |
 //! | `P cache:next:content_with_user:{all}…` | `all` | that page's next cursor |
 //! | `P cache:listing_keys:{all}` | `all` | tag set: every listing key and companion stored |
 //! | `P cache:listing_version:{all}` | `all` | token replaced by every listing invalidation |
@@ -68,6 +69,12 @@ impl Keys {
         }
     }
 
+    /// `GET /tags`: tag counts over public items, in the listings' slot and
+    /// tag set, so every listing invalidation removes it too.
+    pub fn tag_counts(&self) -> String {
+        format!("{}content_tags:{LISTINGS}", self.prefix)
+    }
+
     /// The old service's name; deleted on every content write.
     pub fn all_contents(&self) -> String {
         format!("{}all_contents", self.prefix)
@@ -120,10 +127,11 @@ impl Keys {
     /// SCAN patterns of everything the recovery flush deletes: values,
     /// companions, leases and the tag set (not the listing version, which
     /// the flush replaces).
-    pub fn flushed_families(&self) -> [String; 5] {
+    pub fn flushed_families(&self) -> [String; 6] {
         [
             format!("{}content:*", self.prefix),
             format!("{}content_with_user:*", self.prefix),
+            format!("{}content_tags:*", self.prefix),
             format!("{}cache:next:*", self.prefix),
             format!("{}cache:lease:*", self.prefix),
             format!("{}cache:listing_keys:*", self.prefix),
@@ -186,6 +194,7 @@ mod tests {
         let listing = keys.listing("limit=5&q=x");
         for key in [
             keys.listing(DEFAULT_LISTING),
+            keys.tag_counts(),
             keys.listing_next(&listing),
             keys.listing_tags(),
             keys.listing_version(),

@@ -1,19 +1,31 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{Array, BigInt, Float4, Text, Timestamptz};
+use diesel::sql_types::{Array, BigInt, Float4, Nullable, Text, Timestamptz};
 
-use super::models::{AuthorRow, ContentChanges, ContentRow, ListingRow, NewContentRow};
-use super::schema::{contents, users};
+use super::models::{AuthorRow, ContentRow, ContentState, ListingRow, NewContentRow, RevisionRow};
+use super::schema::{content_revisions, content_slugs, contents, users};
 use super::DbError;
+
+/// The one status every reader may see (§9).
+pub const PUBLISHED: &str = "published";
+pub const SCHEDULED: &str = "scheduled";
+
+/// Unique constraint on the current slug.
+pub const SLUG_UNIQUE: &str = "contents_slug_key";
 
 /// The indexed search vector (see the `contents_search_idx` migration):
 /// queries must repeat this exact expression to use the GIN index.
 const SEARCH_VECTOR: &str = "(setweight(to_tsvector('english', c.title), 'A') || \
                              setweight(to_tsvector('english', c.content), 'B'))";
 
-/// The newest `per_user` items of each of `user_ids`, in one query: a
-/// LATERAL walk of the (user_id, created_at, id) index per user, so a page
-/// of users never costs one query per user.
+/// Every column of `ContentRow`, from `contents c`, for raw queries.
+const CONTENT_COLUMNS: &str = "c.id, c.title, c.content, c.image, c.user_id, c.created_at, \
+                               c.updated_at, c.status, c.publish_at, c.published_at, c.slug, \
+                               c.tags, c.version, c.updated_by";
+
+/// The newest `per_user` public items of each of `user_ids`, in one query:
+/// a LATERAL walk of the (user_id, created_at, id) index per user, so a
+/// page of users never costs one query per user.
 pub fn newest_for_users(
     conn: &mut PgConnection,
     user_ids: &[i64],
@@ -22,20 +34,72 @@ pub fn newest_for_users(
     if user_ids.is_empty() || per_user == 0 {
         return Ok(Vec::new());
     }
-    Ok(diesel::sql_query(
-        "SELECT c.id, c.title, c.content, c.image, c.user_id, c.created_at, c.updated_at \
+    Ok(diesel::sql_query(format!(
+        "SELECT {CONTENT_COLUMNS} \
          FROM unnest($1::bigint[]) AS u(id) \
          CROSS JOIN LATERAL ( \
-             SELECT * FROM contents WHERE contents.user_id = u.id \
+             SELECT * FROM contents WHERE contents.user_id = u.id AND contents.status = 'published' \
              ORDER BY created_at DESC, id DESC LIMIT $2 \
          ) AS c \
-         ORDER BY c.user_id, c.created_at DESC, c.id DESC",
-    )
+         ORDER BY c.user_id, c.created_at DESC, c.id DESC"
+    ))
     .bind::<Array<BigInt>, _>(user_ids)
     .bind::<BigInt, _>(per_user)
     .load(conn)?)
 }
 
+/// An id for an item about to be inserted (its slug is claimed first).
+pub fn next_id(conn: &mut PgConnection) -> Result<i64, DbError> {
+    diesel::define_sql_function!(fn nextval(sequence: Text) -> BigInt);
+    Ok(diesel::select(nextval("contents_id_seq")).get_result(conn)?)
+}
+
+/// Claims `slug` for item `id`: `true` if it was free or already one of
+/// this item's. Waits for a concurrent claimer of the same slug to finish.
+pub fn claim_slug(conn: &mut PgConnection, slug: &str, id: i64) -> Result<bool, DbError> {
+    let claimed: Option<String> = diesel::sql_query(
+        "INSERT INTO content_slugs (slug, content_id) VALUES ($1, $2) \
+         ON CONFLICT (slug) DO UPDATE SET content_id = EXCLUDED.content_id \
+         WHERE content_slugs.content_id = EXCLUDED.content_id \
+         RETURNING slug",
+    )
+    .bind::<Text, _>(slug)
+    .bind::<BigInt, _>(id)
+    .get_result::<SlugRow>(conn)
+    .optional()?
+    .map(|row| row.slug);
+    Ok(claimed.is_some())
+}
+
+#[derive(QueryableByName)]
+struct SlugRow {
+    #[diesel(sql_type = Text)]
+    slug: String,
+}
+
+/// Every slug ever used that is `base` followed by `-{digits}`.
+pub fn numbered_slugs(conn: &mut PgConnection, base: &str) -> Result<Vec<String>, DbError> {
+    // The column is in the "C" collation, so this range is exactly the
+    // slugs starting with `base-` ('.' follows '-' in ASCII).
+    Ok(content_slugs::table
+        .filter(content_slugs::slug.gt(format!("{base}-")))
+        .filter(content_slugs::slug.lt(format!("{base}.")))
+        .select(content_slugs::slug)
+        .load(conn)?)
+}
+
+/// The item a slug belongs to (if any) and that item's current slug.
+pub fn resolve_slug(conn: &mut PgConnection, slug: &str) -> Result<Option<(i64, String)>, DbError> {
+    Ok(content_slugs::table
+        .inner_join(contents::table)
+        .filter(content_slugs::slug.eq(slug))
+        .select((contents::id, contents::slug))
+        .first(conn)
+        .optional()?)
+}
+
+/// A published item is published at its creation (`published_at` is set
+/// by the `contents_fill_defaults` trigger).
 pub fn insert(conn: &mut PgConnection, row: &NewContentRow) -> Result<ContentRow, DbError> {
     Ok(diesel::insert_into(contents::table)
         .values(row)
@@ -55,30 +119,113 @@ pub fn find_with_author(
         .optional()?)
 }
 
-pub fn owner_of(conn: &mut PgConnection, id: i64) -> Result<Option<i64>, DbError> {
-    Ok(contents::table
+/// The item, locked until the transaction ends, with its author (not
+/// locked: writers of one author's items must not queue on the author).
+pub fn lock_with_author(
+    conn: &mut PgConnection,
+    id: i64,
+) -> Result<Option<(ContentRow, AuthorRow)>, DbError> {
+    let Some(row) = contents::table
         .find(id)
-        .select(contents::user_id)
+        .select(ContentRow::as_select())
+        .for_update()
+        .first(conn)
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let author = users::table
+        .find(row.user_id)
+        .select(AuthorRow::as_select())
+        .first(conn)?;
+    Ok(Some((row, author)))
+}
+
+/// Writes a new version: `state`, one more than the current version, made
+/// by `editor`. `published_at` is set the first time the item is public.
+pub fn write_version(
+    conn: &mut PgConnection,
+    id: i64,
+    state: &ContentState,
+    editor: i64,
+) -> Result<ContentRow, DbError> {
+    diesel::define_sql_function!(fn coalesce(a: Nullable<Timestamptz>, b: Nullable<Timestamptz>) -> Nullable<Timestamptz>);
+    let published_at = coalesce(
+        contents::published_at,
+        diesel::dsl::sql::<Nullable<Timestamptz>>(if state.status == PUBLISHED {
+            "now()"
+        } else {
+            "NULL"
+        }),
+    );
+    Ok(diesel::update(contents::table.find(id))
+        .set((
+            state,
+            contents::published_at.eq(published_at),
+            contents::version.eq(contents::version + 1),
+            contents::updated_by.eq(Some(editor)),
+        ))
+        .returning(ContentRow::as_returning())
+        .get_result(conn)?)
+}
+
+/// Keeps `replaced` as a revision, and only the newest `kept` of its item.
+pub fn keep_revision(
+    conn: &mut PgConnection,
+    replaced: &ContentRow,
+    kept: i64,
+) -> Result<(), DbError> {
+    diesel::insert_into(content_revisions::table)
+        .values(RevisionRow::of(replaced))
+        .execute(conn)?;
+    diesel::delete(
+        content_revisions::table
+            .filter(content_revisions::content_id.eq(replaced.id))
+            .filter(content_revisions::version.le(replaced.version - kept)),
+    )
+    .execute(conn)?;
+    Ok(())
+}
+
+/// Revisions of item `id`, newest first, before `before_version`.
+pub fn revisions(
+    conn: &mut PgConnection,
+    id: i64,
+    before_version: Option<i64>,
+    limit: i64,
+) -> Result<Vec<RevisionRow>, DbError> {
+    let mut query = content_revisions::table
+        .filter(content_revisions::content_id.eq(id))
+        .select(RevisionRow::as_select())
+        .order(content_revisions::version.desc())
+        .limit(limit)
+        .into_boxed();
+    if let Some(before) = before_version {
+        query = query.filter(content_revisions::version.lt(before));
+    }
+    Ok(query.load(conn)?)
+}
+
+pub fn revision(
+    conn: &mut PgConnection,
+    id: i64,
+    version: i64,
+) -> Result<Option<RevisionRow>, DbError> {
+    Ok(content_revisions::table
+        .find((id, version))
+        .select(RevisionRow::as_select())
         .first(conn)
         .optional()?)
 }
 
-pub fn update(
+pub fn owner_and_status(
     conn: &mut PgConnection,
     id: i64,
-    changes: &ContentChanges,
-) -> Result<Option<ContentRow>, DbError> {
-    let query = contents::table.find(id);
-    if changes.is_empty() {
-        return Ok(query
-            .select(ContentRow::as_select())
-            .first(conn)
-            .optional()?);
-    }
-    Ok(diesel::update(query)
-        .set(changes)
-        .returning(ContentRow::as_returning())
-        .get_result(conn)
+) -> Result<Option<(i64, String)>, DbError> {
+    Ok(contents::table
+        .find(id)
+        .select((contents::user_id, contents::status))
+        .first(conn)
         .optional()?)
 }
 
@@ -94,24 +241,101 @@ pub fn ids_of_user(conn: &mut PgConnection, user_id: i64) -> Result<Vec<i64>, Db
         .load(conn)?)
 }
 
+#[derive(QueryableByName)]
+struct IdRow {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+}
+
+#[derive(QueryableByName)]
+struct DueRow {
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    due: Option<DateTime<Utc>>,
+}
+
+/// Publishes every scheduled item whose time has come, each as a new
+/// version (its scheduled state kept as a revision, at most `kept`), and
+/// answers their ids and when the next one is due. Rows another instance
+/// is publishing are skipped, so each item is published exactly once.
+pub fn publish_due(
+    conn: &mut PgConnection,
+    kept: i64,
+) -> Result<(Vec<i64>, Option<DateTime<Utc>>), DbError> {
+    conn.transaction(|conn| {
+        let published: Vec<IdRow> = diesel::sql_query(
+            "WITH due AS ( \
+                 SELECT * FROM contents WHERE status = 'scheduled' AND publish_at <= now() \
+                 ORDER BY publish_at LIMIT 1000 FOR UPDATE SKIP LOCKED \
+             ), kept AS ( \
+                 INSERT INTO content_revisions (content_id, version, title, content, image, \
+                     status, publish_at, slug, tags, changed_at, changed_by) \
+                 SELECT id, version, title, content, image, status, publish_at, slug, tags, \
+                     updated_at, updated_by FROM due \
+             ), pruned AS ( \
+                 DELETE FROM content_revisions r USING due \
+                 WHERE r.content_id = due.id AND r.version <= due.version - $1 \
+             ) \
+             UPDATE contents c SET status = 'published', \
+                 published_at = coalesce(c.published_at, c.publish_at), \
+                 version = c.version + 1, updated_by = NULL \
+             FROM due WHERE c.id = due.id RETURNING c.id",
+        )
+        .bind::<BigInt, _>(kept)
+        .load(conn)?;
+        let next: DueRow = diesel::sql_query(
+            "SELECT min(publish_at) AS due FROM contents WHERE status = 'scheduled'",
+        )
+        .get_result(conn)?;
+        Ok((published.into_iter().map(|row| row.id).collect(), next.due))
+    })
+}
+
 /// Where a listing page starts: after the last row of the previous page.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum After {
-    /// Newest-first listings: (created_at, id) of the last row.
+    /// Listings by time: (created_at or updated_at, id) of the last row.
     Time(DateTime<Utc>, i64),
     /// Searches, best first: (rank, id) of the last row.
     Rank(f32, i64),
 }
 
+/// The order of a listing (§9 `sort`, and rank for a search).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Order {
+    #[default]
+    Newest,
+    Oldest,
+    Updated,
+    Rank,
+}
+
+/// Which items a listing may show.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Visibility {
+    /// Published items: what everyone sees.
+    #[default]
+    Public,
+    /// Items of these statuses (`None`: any), of `owner` (`None`: anyone's,
+    /// for admins).
+    Own {
+        status: Option<&'static str>,
+        owner: Option<i64>,
+    },
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct ListFilter {
+    pub visibility: Visibility,
     pub user_id: Option<i64>,
     pub search: Option<String>,
+    /// Items carrying every one of these tags.
+    pub tags: Vec<String>,
+    pub order: Order,
     pub after: Option<After>,
 }
 
-/// One keyset page: newest first, or by rank for a search. Both orders
-/// continue from the cursor, so a deep page costs what page 1 costs.
+/// One keyset page, in the filter's order. Every order continues from the
+/// cursor along an index, so a deep page costs what page 1 costs.
 pub fn list(
     conn: &mut PgConnection,
     filter: &ListFilter,
@@ -120,7 +344,7 @@ pub fn list(
     // The search text, when there is one, is always bound first: `$1`.
     let rank = format!("ts_rank({SEARCH_VECTOR}, websearch_to_tsquery('english', $1))");
     let mut query = diesel::sql_query(format!(
-        "SELECT c.id, c.title, c.content, c.image, c.user_id, c.created_at, c.updated_at, \
+        "SELECT {CONTENT_COLUMNS}, \
          u.name AS author_name, u.country AS author_country, u.state AS author_state, \
          u.created_at AS author_created_at, {} AS rank \
          FROM contents c JOIN users u ON u.id = c.user_id WHERE TRUE",
@@ -144,16 +368,43 @@ pub fn list(
             ))
             .bind::<Text, _>(search.clone());
     }
+    match &filter.visibility {
+        // A literal, so the partial indexes of published items apply.
+        Visibility::Public => query = query.sql(" AND c.status = 'published'"),
+        Visibility::Own { status, owner } => {
+            if let Some(status) = status {
+                query = query
+                    .sql(format!(" AND c.status = {}", placeholder()))
+                    .bind::<Text, _>(*status);
+            }
+            if let Some(owner) = owner {
+                query = query
+                    .sql(format!(" AND c.user_id = {}", placeholder()))
+                    .bind::<BigInt, _>(*owner);
+            }
+        }
+    }
     if let Some(user_id) = filter.user_id {
         query = query
             .sql(format!(" AND c.user_id = {}", placeholder()))
             .bind::<BigInt, _>(user_id);
     }
+    if !filter.tags.is_empty() {
+        query = query
+            .sql(format!(" AND c.tags @> {}::text[]", placeholder()))
+            .bind::<Array<Text>, _>(filter.tags.clone());
+    }
+    let (time_column, direction) = match filter.order {
+        Order::Newest | Order::Rank => ("c.created_at", "DESC"),
+        Order::Oldest => ("c.created_at", "ASC"),
+        Order::Updated => ("c.updated_at", "DESC"),
+    };
+    let beyond = if direction == "DESC" { "<" } else { ">" };
     match filter.after {
         Some(After::Time(at, id)) => {
             query = query
                 .sql(format!(
-                    " AND (c.created_at, c.id) < ({}, {})",
+                    " AND ({time_column}, c.id) {beyond} ({}, {})",
                     placeholder(),
                     placeholder()
                 ))
@@ -172,13 +423,30 @@ pub fn list(
         }
         None => {}
     }
-    query = query.sql(if filter.search.is_some() {
-        " ORDER BY rank DESC, c.id DESC"
+    query = query.sql(if filter.order == Order::Rank {
+        " ORDER BY rank DESC, c.id DESC".to_owned()
     } else {
-        " ORDER BY c.created_at DESC, c.id DESC"
+        format!(" ORDER BY {time_column} {direction}, c.id {direction}")
     });
     Ok(query
         .sql(format!(" LIMIT {}", placeholder()))
         .bind::<BigInt, _>(limit)
         .load(conn)?)
+}
+
+#[derive(Debug, QueryableByName)]
+pub struct TagCount {
+    #[diesel(sql_type = Text)]
+    pub tag: String,
+    #[diesel(sql_type = BigInt)]
+    pub count: i64,
+}
+
+/// How many public items carry each tag: by count descending, then tag.
+pub fn tag_counts(conn: &mut PgConnection) -> Result<Vec<TagCount>, DbError> {
+    Ok(diesel::sql_query(
+        "SELECT tag, count(*) AS count FROM contents, unnest(tags) AS tag \
+         WHERE status = 'published' GROUP BY tag ORDER BY count DESC, tag",
+    )
+    .load(conn)?)
 }

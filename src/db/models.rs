@@ -4,7 +4,9 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 
-use super::schema::{api_tokens, audit_events, contents, password_resets, sessions, users};
+use super::schema::{
+    api_tokens, audit_events, content_revisions, contents, password_resets, sessions, users,
+};
 
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
 #[diesel(table_name = users, check_for_backend(diesel::pg::Pg))]
@@ -62,29 +64,104 @@ pub struct ContentRow {
     pub user_id: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    pub status: String,
+    pub publish_at: Option<DateTime<Utc>>,
+    pub published_at: Option<DateTime<Utc>>,
+    pub slug: String,
+    pub tags: Vec<String>,
+    pub version: i64,
+    pub updated_by: Option<i64>,
+}
+
+impl ContentRow {
+    /// The editable fields of this version.
+    pub fn state(&self) -> ContentState {
+        ContentState {
+            title: self.title.clone(),
+            content: self.content.clone(),
+            image: self.image.clone(),
+            status: self.status.clone(),
+            publish_at: self.publish_at,
+            slug: self.slug.clone(),
+            tags: self.tags.clone(),
+        }
+    }
+}
+
+/// What an author decides of an item: every field a version and a
+/// revision hold.
+#[derive(Debug, Clone, PartialEq, Eq, AsChangeset)]
+#[diesel(table_name = contents, treat_none_as_null = true)]
+pub struct ContentState {
+    pub title: String,
+    pub content: String,
+    pub image: Option<String>,
+    pub status: String,
+    pub publish_at: Option<DateTime<Utc>>,
+    pub slug: String,
+    pub tags: Vec<String>,
 }
 
 #[derive(Debug, Insertable)]
 #[diesel(table_name = contents)]
 pub struct NewContentRow {
+    pub id: i64,
     pub title: String,
     pub content: String,
     pub image: Option<String>,
     pub user_id: i64,
+    pub status: String,
+    pub publish_at: Option<DateTime<Utc>>,
+    pub slug: String,
+    pub tags: Vec<String>,
+    pub updated_by: i64,
 }
 
-/// `None` leaves a column alone; `image: Some(None)` clears it.
-#[derive(Debug, Default, AsChangeset)]
-#[diesel(table_name = contents)]
-pub struct ContentChanges {
-    pub title: Option<String>,
-    pub content: Option<String>,
-    pub image: Option<Option<String>>,
+/// A state a change replaced (§9 revisions).
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = content_revisions, check_for_backend(diesel::pg::Pg))]
+pub struct RevisionRow {
+    pub content_id: i64,
+    pub version: i64,
+    pub title: String,
+    pub content: String,
+    pub image: Option<String>,
+    pub status: String,
+    pub publish_at: Option<DateTime<Utc>>,
+    pub slug: String,
+    pub tags: Vec<String>,
+    pub changed_at: DateTime<Utc>,
+    pub changed_by: Option<i64>,
 }
 
-impl ContentChanges {
-    pub fn is_empty(&self) -> bool {
-        self.title.is_none() && self.content.is_none() && self.image.is_none()
+impl RevisionRow {
+    /// Version `row.version` as it is, kept before a change replaces it.
+    pub fn of(row: &ContentRow) -> Self {
+        Self {
+            content_id: row.id,
+            version: row.version,
+            title: row.title.clone(),
+            content: row.content.clone(),
+            image: row.image.clone(),
+            status: row.status.clone(),
+            publish_at: row.publish_at,
+            slug: row.slug.clone(),
+            tags: row.tags.clone(),
+            changed_at: row.updated_at,
+            changed_by: row.updated_by,
+        }
+    }
+
+    pub fn state(&self) -> ContentState {
+        ContentState {
+            title: self.title.clone(),
+            content: self.content.clone(),
+            image: self.image.clone(),
+            status: self.status.clone(),
+            publish_at: self.publish_at,
+            slug: self.slug.clone(),
+            tags: self.tags.clone(),
+        }
     }
 }
 

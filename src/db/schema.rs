@@ -9,6 +9,37 @@ diesel::table! {
         user_id -> Int8,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        status -> Text,
+        publish_at -> Nullable<Timestamptz>,
+        published_at -> Nullable<Timestamptz>,
+        slug -> Text,
+        tags -> Array<Text>,
+        version -> Int8,
+        updated_by -> Nullable<Int8>,
+    }
+}
+
+diesel::table! {
+    content_slugs (slug) {
+        slug -> Text,
+        content_id -> Nullable<Int8>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    content_revisions (content_id, version) {
+        content_id -> Int8,
+        version -> Int8,
+        title -> Text,
+        content -> Text,
+        image -> Nullable<Text>,
+        status -> Text,
+        publish_at -> Nullable<Timestamptz>,
+        slug -> Text,
+        tags -> Array<Text>,
+        changed_at -> Timestamptz,
+        changed_by -> Nullable<Int8>,
     }
 }
 
@@ -92,6 +123,8 @@ diesel::table! {
 
 diesel::joinable!(api_tokens -> users (user_id));
 diesel::joinable!(contents -> users (user_id));
+diesel::joinable!(content_revisions -> contents (content_id));
+diesel::joinable!(content_slugs -> contents (content_id));
 diesel::joinable!(password_resets -> users (user_id));
 diesel::joinable!(refresh_tokens -> sessions (session_id));
 diesel::joinable!(sessions -> users (user_id));
@@ -99,6 +132,8 @@ diesel::joinable!(sessions -> users (user_id));
 diesel::allow_tables_to_appear_in_same_query!(
     api_tokens,
     audit_events,
+    content_revisions,
+    content_slugs,
     contents,
     login_failures,
     password_resets,

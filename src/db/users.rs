@@ -18,16 +18,20 @@ pub fn insert(conn: &mut PgConnection, new_user: &NewUserRow) -> Result<UserRow,
         .get_result(conn)?)
 }
 
-/// A user and their newest `limit` items in one round trip: the user left
-/// joined to the (user_id, created_at, id) index walk. A static query, so
-/// the connection prepares it once and reuses it.
+/// A user and their newest `limit` public items in one round trip: the
+/// user left joined to the (user_id, created_at, id) index walk. A static
+/// query, so the connection prepares it once and reuses it.
 pub fn find_with_newest_contents(
     conn: &mut PgConnection,
     id: i64,
     limit: i64,
 ) -> Result<Option<(UserRow, Vec<ContentRow>)>, DbError> {
     let rows: Vec<(UserRow, Option<ContentRow>)> = users::table
-        .left_join(contents::table)
+        .left_join(
+            contents::table.on(contents::user_id
+                .eq(users::id)
+                .and(contents::status.eq(super::contents::PUBLISHED))),
+        )
         .filter(users::id.eq(id))
         .order((contents::created_at.desc(), contents::id.desc()))
         .limit(limit.max(1))

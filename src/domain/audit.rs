@@ -144,18 +144,14 @@ pub async fn page(
         ));
     }
     let AuditQuery { before_id, limit } = query;
-    let mut rows = db::interact(&ctx.pool, move |conn| {
+    let rows = db::interact(&ctx.pool, move |conn| {
         db::audit::page_before(conn, before_id, limit + 1)
     })
     .await?;
-    let has_more = rows.len() as i64 > limit;
-    rows.truncate(limit as usize);
-    let next_cursor = rows
-        .last()
-        .filter(|_| has_more)
-        .map(|last| pagination::encode_id_cursor(last.id));
-    Ok(Page {
-        items: rows.into_iter().map(AuditEvent::from).collect(),
-        next_cursor,
-    })
+    Ok(Page::of(
+        rows,
+        limit,
+        |last| pagination::encode_id_cursor(last.id),
+        AuditEvent::from,
+    ))
 }

@@ -4,9 +4,13 @@ use serde_json::{Map, Value};
 use validator::ValidateUrl;
 
 use super::error::AppError;
-use super::rules::{self, BODY_CHARS, TITLE_CHARS, URL_MAX_CHARS};
+use chrono::{DateTime, Utc};
+
+use super::rules::{
+    self, BODY_CHARS, MAX_TAGS, SLUG_CHARS, TAG_MAX_CHARS, TITLE_CHARS, URL_MAX_CHARS,
+};
 use super::validation::{Fields, Patch, Rule};
-use crate::db::models::ContentChanges;
+use crate::db::contents::{PUBLISHED, SCHEDULED};
 
 pub fn parse_title(raw: String) -> Result<String, Rule> {
     if !rules::TITLE.matches(&raw) {
@@ -40,6 +44,107 @@ pub fn parse_image(raw: String) -> Result<String, Rule> {
     Ok(url.to_owned())
 }
 
+/// Where an item is in the editorial workflow (§9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Draft,
+    Published,
+    Scheduled,
+}
+
+impl Status {
+    pub const ALL: [Status; 3] = [Status::Draft, Status::Published, Status::Scheduled];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Draft => "draft",
+            Status::Published => PUBLISHED,
+            Status::Scheduled => SCHEDULED,
+        }
+    }
+
+    /// The stored value; the column's CHECK admits only these three.
+    pub fn from_column(value: &str) -> Self {
+        Self::ALL
+            .into_iter()
+            .find(|status| status.as_str() == value)
+            .unwrap_or(Status::Draft)
+    }
+
+    fn parse(raw: String) -> Result<Self, Rule> {
+        Self::ALL
+            .into_iter()
+            .find(|status| status.as_str() == raw)
+            .ok_or_else(|| Rule::new("enum", "value must be one of draft, published, scheduled"))
+    }
+}
+
+/// RFC 3339 with an offset; stored in UTC.
+fn parse_time(raw: String) -> Result<DateTime<Utc>, Rule> {
+    DateTime::parse_from_rfc3339(&raw)
+        .map(|at| at.with_timezone(&Utc))
+        .map_err(|_| {
+            Rule::new(
+                "datetime",
+                "value must be an RFC 3339 timestamp, e.g. 2026-12-24T09:00:00Z",
+            )
+        })
+}
+
+/// A slug the client chose: already in the form a generated one has.
+fn parse_slug(raw: String) -> Result<String, Rule> {
+    if !SLUG_CHARS.contains(&raw.len()) || !rules::SLUG.matches(&raw) {
+        return Err(Rule::new(
+            "slug",
+            "value must be 1–200 lower-case letters, digits and single inner hyphens",
+        ));
+    }
+    Ok(raw)
+}
+
+/// Lower-case ASCII letters and digits, transliterated, every other run of
+/// characters one `-`, cut to `max` characters; `None` if nothing is left.
+fn slugify(text: &str, max: usize) -> Option<String> {
+    let slug = slug::slugify(text);
+    let cut = slug[..slug.len().min(max)].trim_end_matches('-');
+    Some(cut.to_owned()).filter(|cut| !cut.is_empty())
+}
+
+/// The slug a title gives (before a number is added to make it unique).
+pub fn slug_of_title(title: &str) -> String {
+    // Room for `-{n}`; a title with nothing to transliterate gets a word.
+    slugify(title, SLUG_CHARS.end() - 10).unwrap_or_else(|| "content".to_owned())
+}
+
+/// Tags normalised like slugs and cut to 50 characters; an entry with
+/// nothing left and repeats are dropped, the first order kept.
+pub fn normalise_tags(raw: Vec<String>) -> Vec<String> {
+    let mut tags: Vec<String> = Vec::with_capacity(raw.len());
+    for tag in raw.iter().filter_map(|tag| slugify(tag, TAG_MAX_CHARS)) {
+        if !tags.contains(&tag) {
+            tags.push(tag);
+        }
+    }
+    tags
+}
+
+fn too_many_tags() -> Rule {
+    Rule::new(
+        "length",
+        format!("ensure this list has at most {MAX_TAGS} entries"),
+    )
+}
+
+fn read_tags(fields: &mut Fields) -> Option<Vec<String>> {
+    let raw = fields.optional_list("tags", Ok)?;
+    if raw.len() > MAX_TAGS {
+        fields.reject("tags", too_many_tags());
+        return None;
+    }
+    Some(normalise_tags(raw))
+}
+
 #[derive(Debug)]
 pub struct NewContent {
     pub title: String,
@@ -47,10 +152,15 @@ pub struct NewContent {
     pub image: Option<String>,
     /// Whom to post as; `None` means the caller.
     pub user_id: Option<i64>,
+    pub status: Status,
+    pub publish_at: Option<DateTime<Utc>>,
+    /// `None`: made from the title.
+    pub slug: Option<String>,
+    pub tags: Vec<String>,
 }
 
 impl NewContent {
-    pub fn parse(body: Map<String, Value>) -> Result<Self, AppError> {
+    pub fn parse(body: Map<String, Value>, now: DateTime<Utc>) -> Result<Self, AppError> {
         let mut fields = Fields::new(body);
         let title = fields.required("title", parse_title);
         let content = fields.required("content", parse_body);
@@ -59,6 +169,17 @@ impl NewContent {
             Patch::Keep | Patch::Clear => None,
         };
         let user_id = fields.optional_id("user_id");
+        let status = fields.optional("status", Status::parse);
+        let publish_at = match fields.nullable("publish_at", parse_time) {
+            Patch::Set(at) => Some(at),
+            Patch::Keep | Patch::Clear => None,
+        };
+        let slug = fields.optional("slug", parse_slug);
+        let tags = read_tags(&mut fields).unwrap_or_default();
+        let status = status.unwrap_or(Status::Published);
+        if let Err(rule) = check_schedule(status, publish_at, true, now) {
+            fields.reject("publish_at", rule);
+        }
         fields.finish()?;
         match (title, content) {
             (Some(title), Some(content)) => Ok(Self {
@@ -66,27 +187,78 @@ impl NewContent {
                 content,
                 image,
                 user_id,
+                status,
+                publish_at,
+                slug,
+                tags,
             }),
             _ => unreachable!("Fields::finish reports every missing field"),
         }
     }
 }
 
+/// A scheduled item needs a `publish_at`, in the future when it is being
+/// set (`decided`); no other status has one.
+pub fn check_schedule(
+    status: Status,
+    publish_at: Option<DateTime<Utc>>,
+    decided: bool,
+    now: DateTime<Utc>,
+) -> Result<(), Rule> {
+    match (status, publish_at) {
+        (Status::Scheduled, None) => {
+            Err(Rule::new("required", "a scheduled item needs a publish_at"))
+        }
+        (Status::Scheduled, Some(at)) if decided && at <= now => {
+            Err(Rule::new("future", "publish_at must be in the future"))
+        }
+        (Status::Scheduled, Some(_)) | (_, None) => Ok(()),
+        (_, Some(_)) => Err(Rule::new(
+            "scheduled_only",
+            "only a scheduled item has a publish_at",
+        )),
+    }
+}
+
 /// `PUT`/`PATCH /content/{id}`: absent fields are left alone; `image: null`
-/// clears the image.
-pub fn parse_content_changes(body: Map<String, Value>) -> Result<ContentChanges, AppError> {
+/// clears the image, `tags: null` the tags.
+#[derive(Debug, Default)]
+pub struct ContentPatch {
+    pub title: Option<String>,
+    pub content: Option<String>,
+    pub image: Option<Option<String>>,
+    pub status: Option<Status>,
+    pub publish_at: Option<Option<DateTime<Utc>>>,
+    pub slug: Option<String>,
+    pub tags: Option<Vec<String>>,
+}
+
+fn patch<T>(value: Patch<T>) -> Option<Option<T>> {
+    match value {
+        Patch::Keep => None,
+        Patch::Clear => Some(None),
+        Patch::Set(value) => Some(Some(value)),
+    }
+}
+
+pub fn parse_content_changes(body: Map<String, Value>) -> Result<ContentPatch, AppError> {
     let mut fields = Fields::new(body);
-    let changes = ContentChanges {
+    let tags_cleared = body_has_null(&fields, "tags");
+    let changes = ContentPatch {
         title: fields.optional("title", parse_title),
         content: fields.optional("content", parse_body),
-        image: match fields.nullable("image", parse_image) {
-            Patch::Keep => None,
-            Patch::Clear => Some(None),
-            Patch::Set(url) => Some(Some(url)),
-        },
+        image: patch(fields.nullable("image", parse_image)),
+        status: fields.optional("status", Status::parse),
+        publish_at: patch(fields.nullable("publish_at", parse_time)),
+        slug: fields.optional("slug", parse_slug),
+        tags: read_tags(&mut fields).or(tags_cleared.then(Vec::new)),
     };
     fields.finish()?;
     Ok(changes)
+}
+
+fn body_has_null(fields: &Fields, field: &str) -> bool {
+    fields.get(field).is_some_and(Value::is_null)
 }
 
 #[cfg(test)]
@@ -108,6 +280,41 @@ mod tests {
         }
         let long = format!("https://example.com/{}", "a".repeat(2048));
         assert!(parse_image(long).is_err());
+    }
+
+    #[test]
+    fn slugs_and_tags_are_lower_case_ascii() {
+        assert_eq!(slug_of_title("Ọlá Jörg: Straße 2!"), "ola-jorg-strasse-2");
+        assert_eq!(slug_of_title("???"), "content");
+        assert!(slug_of_title(&"Ab ".repeat(100)).len() <= 190);
+        assert!(!slug_of_title(&"Ab ".repeat(100)).ends_with('-'));
+        assert_eq!(
+            normalise_tags(vec![
+                "Rust".into(),
+                " rust ".into(),
+                "!!".into(),
+                "Web Dev".into()
+            ]),
+            ["rust", "web-dev"]
+        );
+        assert_eq!(normalise_tags(vec!["x".repeat(80)])[0].len(), TAG_MAX_CHARS);
+        assert!(parse_slug("my-post-2".into()).is_ok());
+        for bad in ["", "My-post", "a--b", "-a", "a-", "a b", &"a".repeat(201)] {
+            assert!(parse_slug(bad.into()).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn only_a_scheduled_item_has_a_future_publish_at() {
+        let now = Utc::now();
+        let later = now + chrono::Duration::seconds(5);
+        let earlier = now - chrono::Duration::seconds(5);
+        assert!(check_schedule(Status::Scheduled, Some(later), true, now).is_ok());
+        assert!(check_schedule(Status::Scheduled, Some(earlier), true, now).is_err());
+        assert!(check_schedule(Status::Scheduled, Some(earlier), false, now).is_ok());
+        assert!(check_schedule(Status::Scheduled, None, false, now).is_err());
+        assert!(check_schedule(Status::Draft, Some(later), true, now).is_err());
+        assert!(check_schedule(Status::Published, None, true, now).is_ok());
     }
 
     #[test]

@@ -1,9 +1,12 @@
-//! Use cases of §3: content items, listings, and their cache policy.
+//! Reads of §3 and §9: content items, listings and tag counts, and their
+//! cache policy (writes are in `editorial`).
 //!
 //! Reads: look up Redis (the value, or the guard a fill must carry, in one
 //! round trip); on a miss, join or start the one load of that key under that
-//! guard: read PostgreSQL, serialise once, store guarded.
-//! Writes: commit, then invalidate, then answer.
+//! guard: read PostgreSQL, serialise once, store guarded. Only public
+//! representations are ever stored: an item that is not published is
+//! answered from PostgreSQL to its owner or an admin, and does not exist for
+//! anyone else.
 
 use std::sync::Arc;
 
@@ -11,26 +14,71 @@ use actix_web::web::Bytes;
 use serde_json::{Map, Value};
 
 use super::auth::{Principal, Scope};
-use super::content_input::NewContent;
 use super::pagination::{self, DEFAULT_LIMIT, MAX_LIMIT};
-use super::rules::SEARCH_MAX_CHARS;
+use super::rules::{MAX_TAGS, SEARCH_MAX_CHARS};
 use super::validation::{digits, Fields, Rule};
-use super::views::{Content, ContentWithUser};
-use super::{AppContext, AppError};
+use super::views::{ContentWithUser, TagCount};
+use super::{content_input, AppContext, AppError};
 use crate::cache::{
     keys::DEFAULT_LISTING, CachedPage, Flight, ListingBody, Lookup, Representation, ITEM, LISTING,
 };
-use crate::db::contents::{After, ListFilter};
-use crate::db::models::{ContentChanges, ListingRow, NewContentRow};
-use crate::db::{self, DbError};
+use crate::db;
+use crate::db::contents::{After, ListFilter, Order, Visibility, PUBLISHED};
+use crate::db::models::{AuthorRow, ContentRow, ListingRow};
 
-/// `?limit=&cursor=&user_id=&q=` of `GET /content`, normalised so that
-/// equal queries share one cache key.
+/// `?status=` of a listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StatusFilter {
+    Published,
+    Only(&'static str),
+    All,
+}
+
+fn parse_status(raw: String) -> Result<StatusFilter, Rule> {
+    match raw.as_str() {
+        "published" => Ok(StatusFilter::Published),
+        "draft" => Ok(StatusFilter::Only("draft")),
+        "scheduled" => Ok(StatusFilter::Only("scheduled")),
+        "all" => Ok(StatusFilter::All),
+        _ => Err(Rule::new(
+            "enum",
+            "value must be one of published, draft, scheduled, all",
+        )),
+    }
+}
+
+fn parse_sort(raw: String) -> Result<Order, Rule> {
+    match raw.as_str() {
+        "newest" => Ok(Order::Newest),
+        "oldest" => Ok(Order::Oldest),
+        "updated" => Ok(Order::Updated),
+        _ => Err(Rule::new(
+            "enum",
+            "value must be one of newest, oldest, updated",
+        )),
+    }
+}
+
+fn sort_name(order: Order) -> &'static str {
+    match order {
+        Order::Newest => "newest",
+        Order::Oldest => "oldest",
+        Order::Updated => "updated",
+        Order::Rank => "rank",
+    }
+}
+
+/// `?limit=&cursor=&user_id=&q=&status=&tag=&sort=` of `GET /content`,
+/// normalised so that equal queries share one cache key.
 #[derive(Debug)]
 pub struct ContentListQuery {
     limit: i64,
     user_id: Option<i64>,
     search: Option<String>,
+    status: StatusFilter,
+    /// Normalised, repeats dropped, sorted.
+    tags: Vec<String>,
+    order: Order,
     cursor: Option<(String, After)>,
 }
 
@@ -57,15 +105,49 @@ fn parse_search(raw: String) -> Result<Option<String>, Rule> {
     Ok(Some(normalised).filter(|q| !q.is_empty()))
 }
 
+/// A tag filter: normalised like the tags it is compared with. One with
+/// nothing left matches no item.
+const MATCHES_NOTHING: &str = "-";
+
 impl ContentListQuery {
     pub fn parse(params: Map<String, Value>) -> Result<Self, AppError> {
         let mut fields = Fields::new(params);
         let limit = fields.optional("limit", |raw| pagination::bounded(&raw, 1, MAX_LIMIT));
         let user_id = fields.optional("user_id", parse_user_id);
         let search = fields.optional("q", parse_search).flatten();
-        let searching = search.is_some();
+        let status = fields.optional("status", parse_status);
+        let sort = fields.optional("sort", parse_sort);
+        let raw_tags = fields.repeated("tag");
+        let tags = match raw_tags {
+            Some(raw) if raw.len() > MAX_TAGS => {
+                fields.reject(
+                    "tag",
+                    Rule::new("length", format!("at most {MAX_TAGS} tags")),
+                );
+                Vec::new()
+            }
+            Some(raw) => {
+                let mut tags: Vec<String> = raw
+                    .iter()
+                    .map(|tag| {
+                        content_input::normalise_tags(vec![tag.clone()])
+                            .pop()
+                            .unwrap_or_else(|| MATCHES_NOTHING.to_owned())
+                    })
+                    .collect();
+                tags.sort();
+                tags.dedup();
+                tags
+            }
+            None => Vec::new(),
+        };
+        let order = sort.unwrap_or(if search.is_some() {
+            Order::Rank
+        } else {
+            Order::Newest
+        });
         let cursor = fields.optional("cursor", |raw| {
-            let after = pagination::decode_content_cursor(&raw, searching)?;
+            let after = pagination::decode_content_cursor(&raw, order == Order::Rank)?;
             Ok((raw, after))
         });
         fields.finish()?;
@@ -73,18 +155,45 @@ impl ContentListQuery {
             limit: limit.unwrap_or(DEFAULT_LIMIT),
             user_id,
             search,
+            status: status.unwrap_or(StatusFilter::Published),
+            tags,
+            order,
             cursor,
         })
+    }
+
+    /// Public listings are shared (cached); the others are the caller's.
+    pub fn is_public(&self) -> bool {
+        self.status == StatusFilter::Published
+    }
+
+    fn default_order(&self) -> Order {
+        if self.search.is_some() {
+            Order::Rank
+        } else {
+            Order::Newest
+        }
     }
 
     /// The query string in a fixed order, with `cursor` replaced.
     fn query_string(&self, cursor: Option<&str>) -> String {
         let mut pairs = vec![("limit", self.limit.to_string())];
+        match self.status {
+            StatusFilter::Published => {}
+            StatusFilter::Only(status) => pairs.push(("status", status.to_owned())),
+            StatusFilter::All => pairs.push(("status", "all".to_owned())),
+        }
         if let Some(user_id) = self.user_id {
             pairs.push(("user_id", user_id.to_string()));
         }
+        for tag in &self.tags {
+            pairs.push(("tag", tag.clone()));
+        }
         if let Some(search) = &self.search {
             pairs.push(("q", search.clone()));
+        }
+        if self.order != self.default_order() {
+            pairs.push(("sort", sort_name(self.order).to_owned()));
         }
         if let Some(cursor) = cursor {
             pairs.push(("cursor", cursor.to_owned()));
@@ -97,6 +206,8 @@ impl ContentListQuery {
         let default_page = self.limit == DEFAULT_LIMIT
             && self.user_id.is_none()
             && self.search.is_none()
+            && self.tags.is_empty()
+            && self.order == Order::Newest
             && self.cursor.is_none();
         if default_page {
             DEFAULT_LISTING.to_owned()
@@ -108,6 +219,17 @@ impl ContentListQuery {
     /// The `Link: rel="next"` target for a page that ends at `cursor`.
     pub fn next_link(&self, cursor: &str) -> String {
         format!("/api/v1/content?{}", self.query_string(Some(cursor)))
+    }
+
+    fn filter(&self, visibility: Visibility) -> ListFilter {
+        ListFilter {
+            visibility,
+            user_id: self.user_id,
+            search: self.search.clone(),
+            tags: self.tags.clone(),
+            order: self.order,
+            after: self.cursor.as_ref().map(|(_, after)| *after),
+        }
     }
 }
 
@@ -128,19 +250,67 @@ fn with_user(row: ListingRow) -> ContentWithUser {
 /// A load's outcome, shared by every request that waited for it.
 type Shared<T> = Result<T, Arc<AppError>>;
 
-/// `GET /content/{id}`: the `ContentWithUser` bytes, from L1 or Redis when
-/// cached. Concurrent misses with the same lease share one load.
-pub async fn get(ctx: &AppContext, id: i64) -> Result<Representation, AppError> {
+/// An item as a read finds it.
+#[derive(Clone)]
+pub enum ItemRead {
+    /// Published: the same bytes for everyone, cached.
+    Public(Representation),
+    /// Not published: only its owner and admins may see it; never cached.
+    Hidden {
+        owner: i64,
+        representation: Representation,
+    },
+}
+
+impl ItemRead {
+    /// The representation `viewer` may see, or 404 as if it did not exist.
+    pub fn for_viewer(
+        self,
+        viewer: Option<Principal>,
+        id: i64,
+    ) -> Result<Representation, AppError> {
+        match self {
+            ItemRead::Public(representation) => Ok(representation),
+            ItemRead::Hidden {
+                owner,
+                representation,
+            } if viewer.is_some_and(|viewer| may_see_unpublished(viewer, owner)) => {
+                Ok(representation)
+            }
+            ItemRead::Hidden { .. } => Err(AppError::content_not_found(id)),
+        }
+    }
+}
+
+/// Owners and admins see unpublished items; a machine token only with
+/// `content:read`.
+pub fn may_see_unpublished(viewer: Principal, owner: i64) -> bool {
+    viewer.may_act_for(owner) && viewer.require_scope(Scope::ContentRead).is_ok()
+}
+
+/// The `ContentWithUser` bytes of an item: what a read sends, and what its
+/// strong `ETag` is computed from (so writes can compare `If-Match` with it).
+pub fn representation(row: ContentRow, author: AuthorRow) -> Result<Representation, AppError> {
+    serialise(&ContentWithUser {
+        content: row.into(),
+        user: author.into(),
+    })
+    .map(Representation::new)
+}
+
+/// `GET /content/{id}`: from L1 or Redis when cached. Concurrent misses
+/// with the same lease share one load.
+pub async fn get(ctx: &AppContext, id: i64) -> Result<ItemRead, AppError> {
     match ctx.cache.item_in_l1(id) {
-        Some(found) => Ok(found),
+        Some(found) => Ok(ItemRead::Public(found)),
         // Boxed: an L1 hit then never moves the miss path's large future.
         None => Box::pin(get_below_l1(ctx, id)).await,
     }
 }
 
-async fn get_below_l1(ctx: &AppContext, id: i64) -> Result<Representation, AppError> {
+async fn get_below_l1(ctx: &AppContext, id: i64) -> Result<ItemRead, AppError> {
     let guard = match ctx.cache.lookup_item_below_l1(id).await {
-        Lookup::Hit(bytes) => return Ok(bytes),
+        Lookup::Hit(bytes) => return Ok(ItemRead::Public(bytes)),
         Lookup::Miss(guard) => guard,
     };
     let Some(guard) = guard else {
@@ -149,10 +319,12 @@ async fn get_below_l1(ctx: &AppContext, id: i64) -> Result<Representation, AppEr
     let (pool, cache, hooks) = (ctx.pool.clone(), ctx.cache.clone(), ctx.hooks.clone());
     let fill_guard = guard.clone();
     let load = async move {
-        let bytes = read_item(&pool, id).await.map_err(Arc::new)?;
-        hooks.before_cache_store(&cache.keys().item(id)).await;
-        cache.store_item(&fill_guard, id, &bytes).await;
-        Ok(bytes)
+        let read = read_item(&pool, id).await.map_err(Arc::new)?;
+        if let ItemRead::Public(bytes) = &read {
+            hooks.before_cache_store(&cache.keys().item(id)).await;
+            cache.store_item(&fill_guard, id, bytes).await;
+        }
+        Ok(read)
     };
     let flight = ctx.item_flights.join_or_start(id.to_string(), guard, load);
     shared_outcome(ctx, ITEM, flight).await
@@ -173,22 +345,84 @@ async fn shared_outcome<T: Clone>(
         .map_err(AppError::from)
 }
 
-async fn read_item(pool: &db::DbPool, id: i64) -> Result<Representation, AppError> {
+async fn read_item(pool: &db::DbPool, id: i64) -> Result<ItemRead, AppError> {
     let (content, author) =
         db::interact(pool, move |conn| db::contents::find_with_author(conn, id))
             .await?
             .ok_or_else(|| AppError::content_not_found(id))?;
-    serialise(&ContentWithUser {
-        content: content.into(),
-        user: author.into(),
+    let (public, owner) = (content.status == PUBLISHED, content.user_id);
+    let representation = representation(content, author)?;
+    Ok(if public {
+        ItemRead::Public(representation)
+    } else {
+        ItemRead::Hidden {
+            owner,
+            representation,
+        }
     })
-    .map(Representation::new)
 }
 
-/// `GET /content`: one page (body bytes and next cursor), cached per
-/// canonical query; empty pages are cached too. Concurrent misses of one
-/// page under the same listing version share one load.
-pub async fn list(ctx: &AppContext, query: &ContentListQuery) -> Result<CachedPage, AppError> {
+/// `GET /content/slug/{slug}`: the item, or where its slug moved.
+pub enum SlugRead {
+    /// `public: false` for an unpublished item its owner or an admin reads.
+    Item {
+        representation: Representation,
+        public: bool,
+    },
+    MovedTo(String),
+}
+
+pub async fn get_by_slug(
+    ctx: &AppContext,
+    slug: String,
+    viewer: impl AsyncFnOnce() -> Result<Option<Principal>, AppError>,
+) -> Result<SlugRead, AppError> {
+    let not_found = || AppError::NotFound(format!("Content with slug {slug} not found"));
+    let lookup = slug.clone();
+    let Some((id, current)) = db::interact(&ctx.pool, move |conn| {
+        db::contents::resolve_slug(conn, &lookup)
+    })
+    .await?
+    else {
+        return Err(not_found());
+    };
+    let read = get(ctx, id).await?;
+    let (viewer, public) = match &read {
+        ItemRead::Public(_) => (None, true),
+        ItemRead::Hidden { .. } => (viewer().await?, false),
+    };
+    // Checked before redirecting: an unpublished item's slug is not told.
+    let representation = read.for_viewer(viewer, id).map_err(|_| not_found())?;
+    Ok(if current == slug {
+        SlugRead::Item {
+            representation,
+            public,
+        }
+    } else {
+        SlugRead::MovedTo(current)
+    })
+}
+
+/// `GET /content`: one page (body bytes and next cursor). Public pages are
+/// cached per canonical query (empty ones too), and concurrent misses of
+/// one page under the same listing version share one load; the others
+/// (`status` other than published) are the caller's, read from PostgreSQL.
+pub async fn list(
+    ctx: &AppContext,
+    query: &ContentListQuery,
+    viewer: Option<Principal>,
+) -> Result<CachedPage, AppError> {
+    if !query.is_public() {
+        let viewer = viewer.ok_or_else(|| AppError::Unauthorized("Not authenticated".into()))?;
+        let viewer = viewer.require_scope(Scope::ContentRead)?;
+        let status = match query.status {
+            StatusFilter::Only(status) => Some(status),
+            StatusFilter::All | StatusFilter::Published => None,
+        };
+        let owner = (!viewer.is_admin()).then_some(viewer.user_id);
+        let filter = query.filter(Visibility::Own { status, owner });
+        return read_page(&ctx.pool, filter, query.limit).await;
+    }
     let key = ctx.cache.keys().listing(&query.cache_name());
     match ctx.cache.listing_in_l1(&key) {
         Some(found) => Ok(found),
@@ -201,36 +435,72 @@ async fn list_below_l1(
     query: &ContentListQuery,
     key: String,
 ) -> Result<CachedPage, AppError> {
+    let filter = query.filter(Visibility::Public);
+    let limit = query.limit;
+    cached_listing(ctx, key, move |pool| read_page(pool, filter, limit)).await
+}
+
+/// A page in the listings' family: from Redis, or loaded once by `load`
+/// and stored under the listing version the lookup read.
+async fn cached_listing<F, Fut>(
+    ctx: &AppContext,
+    key: String,
+    load: F,
+) -> Result<CachedPage, AppError>
+where
+    F: FnOnce(db::DbPool) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<CachedPage, AppError>> + Send,
+{
     let guard = match ctx.cache.lookup_listing_below_l1(&key).await {
         Lookup::Hit(page) => return Ok(page),
         Lookup::Miss(guard) => guard,
     };
-    let filter = ListFilter {
-        user_id: query.user_id,
-        search: query.search.clone(),
-        after: query.cursor.as_ref().map(|(_, after)| *after),
-    };
-    let limit = query.limit;
     let Some(guard) = guard else {
-        return read_page(&ctx.pool, filter, limit).await;
+        return load(ctx.pool.clone()).await;
     };
     let (pool, cache, hooks) = (ctx.pool.clone(), ctx.cache.clone(), ctx.hooks.clone());
     let (fill_guard, fill_key) = (guard.clone(), key.clone());
-    let load = async move {
-        let page = read_page(&pool, filter, limit).await.map_err(Arc::new)?;
+    let fill = async move {
+        let page = load(pool).await.map_err(Arc::new)?;
         hooks.before_cache_store(&fill_key).await;
         cache.store_listing(&fill_guard, &fill_key, &page).await;
         Ok(page)
     };
-    let flight = ctx.listing_flights.join_or_start(key, guard, load);
+    let flight = ctx.listing_flights.join_or_start(key, guard, fill);
     shared_outcome(ctx, LISTING, flight).await
 }
 
+/// `GET /tags`: tag counts over public items, cached like a listing.
+pub async fn tags(ctx: &AppContext) -> Result<CachedPage, AppError> {
+    let key = ctx.cache.keys().tag_counts();
+    match ctx.cache.listing_in_l1(&key) {
+        Some(found) => Ok(found),
+        None => Box::pin(cached_listing(ctx, key, read_tag_counts)).await,
+    }
+}
+
+async fn read_tag_counts(pool: db::DbPool) -> Result<CachedPage, AppError> {
+    let counts = db::interact(&pool, db::contents::tag_counts).await?;
+    let counts: Vec<TagCount> = counts
+        .into_iter()
+        .map(|row| TagCount {
+            tag: row.tag,
+            count: row.count,
+        })
+        .collect();
+    Ok(CachedPage {
+        body: Arc::new(ListingBody::from_json(serialise(&counts)?)),
+        next_cursor: None,
+    })
+}
+
 async fn read_page(
-    pool: &db::DbPool,
+    pool: impl std::borrow::Borrow<db::DbPool>,
     filter: ListFilter,
     limit: i64,
 ) -> Result<CachedPage, AppError> {
+    let pool = pool.borrow();
+    let order = filter.order;
     // One extra row tells whether a next page exists.
     let mut rows = db::interact(pool, move |conn| {
         db::contents::list(conn, &filter, limit + 1)
@@ -240,91 +510,17 @@ async fn read_page(
     rows.truncate(limit as usize);
     let next_cursor = rows.last().filter(|_| has_more).map(|last| {
         let id = last.content.id;
-        Arc::from(pagination::encode_content_cursor(match last.rank {
-            Some(rank) => After::Rank(rank, id),
-            None => After::Time(last.content.created_at, id),
-        }))
+        Arc::from(pagination::encode_content_cursor(
+            match (order, last.rank) {
+                (Order::Rank, Some(rank)) => After::Rank(rank, id),
+                (Order::Updated, _) => After::Time(last.content.updated_at, id),
+                _ => After::Time(last.content.created_at, id),
+            },
+        ))
     });
     let items: Vec<ContentWithUser> = rows.into_iter().map(with_user).collect();
     Ok(CachedPage {
         body: Arc::new(ListingBody::from_json(serialise(&items)?)),
         next_cursor,
     })
-}
-
-/// `POST /post-content`: as the caller, or (admins only) as another user.
-pub async fn create(
-    ctx: &AppContext,
-    caller: Principal,
-    input: NewContent,
-) -> Result<Content, AppError> {
-    caller.require_scope(Scope::ContentWrite)?;
-    let owner = match input.user_id {
-        None => caller.user_id,
-        Some(id) if caller.may_act_for(id) => id,
-        Some(_) => return Err(AppError::forbidden()),
-    };
-    let row = NewContentRow {
-        title: input.title,
-        content: input.content,
-        image: input.image,
-        user_id: owner,
-    };
-    let created = match db::interact(&ctx.pool, move |conn| db::contents::insert(conn, &row)).await
-    {
-        Err(DbError::ForeignKeyViolation(_)) => return Err(AppError::user_not_found(owner)),
-        other => other?,
-    };
-    ctx.cache.invalidate(&[]).await;
-    Ok(created.into())
-}
-
-/// Checks that the item exists and that the caller may change it.
-fn authorise(
-    conn: &mut diesel::PgConnection,
-    caller: Principal,
-    id: i64,
-) -> Result<Result<(), AppError>, DbError> {
-    Ok(match db::contents::owner_of(conn, id)? {
-        None => Err(AppError::content_not_found(id)),
-        Some(owner) if caller.may_act_for(owner) => Ok(()),
-        Some(_) => Err(AppError::forbidden()),
-    })
-}
-
-pub async fn update(
-    ctx: &AppContext,
-    caller: Principal,
-    id: i64,
-    changes: ContentChanges,
-) -> Result<Content, AppError> {
-    caller.require_scope(Scope::ContentWrite)?;
-    let updated =
-        db::interact(&ctx.pool, move |conn| {
-            if let Err(denied) = authorise(conn, caller, id)? {
-                return Ok(Err(denied));
-            }
-            Ok(db::contents::update(conn, id, &changes)?
-                .ok_or_else(|| AppError::content_not_found(id)))
-        })
-        .await??;
-    ctx.cache.invalidate(&[id]).await;
-    Ok(updated.into())
-}
-
-pub async fn delete(ctx: &AppContext, caller: Principal, id: i64) -> Result<(), AppError> {
-    caller.require_scope(Scope::ContentWrite)?;
-    db::interact(&ctx.pool, move |conn| {
-        if let Err(denied) = authorise(conn, caller, id)? {
-            return Ok(Err(denied));
-        }
-        Ok(if db::contents::delete(conn, id)? {
-            Ok(())
-        } else {
-            Err(AppError::content_not_found(id))
-        })
-    })
-    .await??;
-    ctx.cache.invalidate(&[id]).await;
-    Ok(())
 }

@@ -39,6 +39,12 @@ pub enum AppError {
     NotConfigured(&'static str),
     #[error("{0}")]
     Conflict(String),
+    /// `If-Match` names a tag that is no longer current (412).
+    #[error("{0}")]
+    PreconditionFailed(String),
+    /// `REQUIRE_IF_MATCH` is on and the write has no `If-Match` (428).
+    #[error("This write needs an If-Match header with the resource's current ETag")]
+    PreconditionRequired,
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -85,6 +91,9 @@ impl From<DbError> for AppError {
             }
             DbError::UniqueViolation(constraint) if constraint == db::users::PHONE_UNIQUE => {
                 AppError::BadRequest("Phone number already registered".into())
+            }
+            DbError::UniqueViolation(constraint) if constraint == db::contents::SLUG_UNIQUE => {
+                AppError::Conflict("Slug already in use".into())
             }
             other => AppError::Internal(anyhow::Error::new(other)),
         }

@@ -7,11 +7,13 @@ pub mod auth;
 pub mod cache_admin;
 pub mod content_input;
 pub mod contents;
+pub mod editorial;
 pub mod error;
 pub mod health;
 pub mod machine_tokens;
 pub mod pagination;
 pub mod rules;
+pub mod scheduler;
 pub mod secrets;
 pub mod seed;
 pub mod sessions;
@@ -22,12 +24,14 @@ pub mod views;
 
 use std::sync::Arc;
 
-use crate::cache::{Cache, CachedPage, Flights, Representation};
+use crate::cache::{Cache, CachedPage, Flights};
 use crate::config::Settings;
 use crate::db::DbPool;
 use crate::metrics::Metrics;
 use accounts::AccountSettings;
 use auth::{Passwords, Tokens};
+use contents::ItemRead;
+use editorial::EditorialSettings;
 use user_input::PhonePolicy;
 
 pub use error::{AppError, FieldError};
@@ -43,8 +47,12 @@ pub struct AppContext {
     pub passwords: Passwords,
     pub phones: PhonePolicy,
     pub accounts: AccountSettings,
+    pub editorial: EditorialSettings,
+    /// Told of every new or changed schedule, so this instance's scheduler
+    /// looks again at once.
+    pub schedule_changed: tokio::sync::Notify,
     /// Item and listing loads in flight, shared by concurrent misses.
-    pub item_flights: Arc<Flights<Result<Representation, Arc<AppError>>>>,
+    pub item_flights: Arc<Flights<Result<ItemRead, Arc<AppError>>>>,
     pub listing_flights: Arc<Flights<Result<CachedPage, Arc<AppError>>>>,
     /// Verified against when a login names no user, so that a wrong email
     /// costs the same time as a wrong password.
@@ -87,6 +95,11 @@ impl AppContext {
                     .transpose()?
                     .map(Arc::new),
             },
+            editorial: EditorialSettings {
+                revisions_kept: settings.revisions_kept.min(i64::MAX as u64) as i64,
+                require_if_match: settings.require_if_match,
+            },
+            schedule_changed: tokio::sync::Notify::new(),
             item_flights: Flights::new(),
             listing_flights: Flights::new(),
             dummy_password_hash,

@@ -119,6 +119,13 @@ pub const PASSWORD_CHARS: RangeInclusive<usize> = 8..=128;
 /// A content body, kept as written (not trimmed).
 pub const BODY_CHARS: RangeInclusive<usize> = 10..=100_000;
 
+/// A slug, in characters (ASCII: bytes too).
+pub const SLUG_CHARS: RangeInclusive<usize> = 1..=200;
+/// A tag, once normalised; longer ones are cut.
+pub const TAG_MAX_CHARS: usize = 50;
+/// Tags of one item, and `?tag=` filters of one listing.
+pub const MAX_TAGS: usize = 10;
+
 /// A search query as sent, before its whitespace is collapsed.
 pub const SEARCH_MAX_CHARS: usize = 200;
 
@@ -179,6 +186,11 @@ pattern!(
     /// bits of the search rank (searches). At most 16 digits keep every
     /// position a valid timestamp; ids stay below `i64::MAX`.
     CONTENT_CURSOR = r"^[0-9]{1,16}\.[1-9][0-9]{0,17}$"
+);
+pattern!(
+    /// A slug a client chooses: lower-case ASCII letters and digits in runs
+    /// joined by single hyphens (what a generated slug looks like).
+    SLUG = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
 );
 pattern!(
     /// Keyset position in the user listing: the last id seen.

@@ -2,7 +2,10 @@
 
 use diesel::prelude::*;
 
+use super::content_input::slug_of_title;
+use super::editorial::claim_generated_slug;
 use super::{AppContext, AppError};
+use crate::db::contents::PUBLISHED;
 use crate::db::models::{NewContentRow, NewUserRow};
 use crate::db::schema::{contents, users};
 use crate::db::{self, DbError};
@@ -85,30 +88,38 @@ pub async fn run(ctx: &AppContext) -> Result<SeedReport, AppError> {
                     .values(row)
                     .on_conflict_do_nothing()
                     .execute(conn)?;
-                let id: i64 = users::table
+                let owner: i64 = users::table
                     .filter(users::email.eq(user.email))
                     .select(users::id)
                     .first(conn)?;
                 if user.admin {
-                    diesel::update(users::table.find(id))
+                    diesel::update(users::table.find(owner))
                         .set(users::role.eq("admin"))
                         .execute(conn)?;
                 }
                 for (title, content) in user.items {
                     let exists = diesel::select(diesel::dsl::exists(
                         contents::table
-                            .filter(contents::user_id.eq(id))
+                            .filter(contents::user_id.eq(owner))
                             .filter(contents::title.eq(title)),
                     ))
                     .get_result::<bool>(conn)?;
                     if !exists {
+                        let id = db::contents::next_id(conn)?;
+                        let slug = claim_generated_slug(conn, &slug_of_title(title), id)?;
                         db::contents::insert(
                             conn,
                             &NewContentRow {
+                                id,
                                 title: (*title).into(),
                                 content: (*content).into(),
                                 image: None,
-                                user_id: id,
+                                user_id: owner,
+                                status: PUBLISHED.into(),
+                                publish_at: None,
+                                slug,
+                                tags: Vec::new(),
+                                updated_by: owner,
                             },
                         )?;
                         report.items_created += 1;

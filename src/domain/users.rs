@@ -21,6 +21,25 @@ pub struct Page<T> {
     pub next_cursor: Option<String>,
 }
 
+impl<T> Page<T> {
+    /// A keyset page from up to `limit + 1` rows read: the extra row only
+    /// says that a next page exists, which starts after the last row kept.
+    pub fn of<R>(
+        mut rows: Vec<R>,
+        limit: i64,
+        cursor: impl FnOnce(&R) -> String,
+        view: impl FnMut(R) -> T,
+    ) -> Self {
+        let has_more = rows.len() as i64 > limit;
+        rows.truncate(limit as usize);
+        let next_cursor = rows.last().filter(|_| has_more).map(cursor);
+        Self {
+            items: rows.into_iter().map(view).collect(),
+            next_cursor,
+        }
+    }
+}
+
 /// `?limit=&cursor=&contents_limit=` of `GET /users`.
 pub struct UserListQuery {
     after_id: Option<i64>,

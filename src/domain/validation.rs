@@ -61,6 +61,11 @@ impl Fields {
         }
     }
 
+    /// A field's value, left in place.
+    pub fn get(&self, field: &str) -> Option<&Value> {
+        self.object.get(field)
+    }
+
     /// Records a rule broken by a field the caller checked itself.
     pub fn reject(&mut self, field: &str, rule: Rule) {
         self.fail(field, rule);
@@ -223,16 +228,37 @@ impl Fields {
         field: &str,
         parse: impl Fn(String) -> Result<T, Rule>,
     ) -> Option<Vec<T>> {
-        let values = match self.object.remove(field) {
+        match self.object.remove(field) {
             None | Some(Value::Null) => {
                 self.fail(field, Rule::new("required", "field required"));
-                return None;
+                None
             }
-            Some(Value::Array(values)) => values,
-            Some(_) => {
-                self.fail(field, Rule::new("type", "value is not a valid list"));
-                return None;
-            }
+            Some(value) => self.list(field, value, parse),
+        }
+    }
+
+    /// An optional array of strings, each read by `parse`; absent or null
+    /// is `None`.
+    pub fn optional_list<T>(
+        &mut self,
+        field: &str,
+        parse: impl Fn(String) -> Result<T, Rule>,
+    ) -> Option<Vec<T>> {
+        match self.object.remove(field) {
+            None | Some(Value::Null) => None,
+            Some(value) => self.list(field, value, parse),
+        }
+    }
+
+    fn list<T>(
+        &mut self,
+        field: &str,
+        value: Value,
+        parse: impl Fn(String) -> Result<T, Rule>,
+    ) -> Option<Vec<T>> {
+        let Value::Array(values) = value else {
+            self.fail(field, Rule::new("type", "value is not a valid list"));
+            return None;
         };
         let mut parsed = Vec::with_capacity(values.len());
         for value in values {
@@ -253,6 +279,32 @@ impl Fields {
             return None;
         }
         Some(parsed)
+    }
+
+    /// A query parameter that may be repeated: all its values, in order.
+    pub fn repeated(&mut self, field: &str) -> Option<Vec<String>> {
+        let values = match self.object.remove(field)? {
+            Value::String(text) => vec![text],
+            Value::Array(items) => items
+                .into_iter()
+                .filter_map(|item| match item {
+                    Value::String(text) => Some(text),
+                    _ => None,
+                })
+                .collect(),
+            _ => {
+                self.fail(field, Rule::new("type", "value is not a valid string"));
+                return None;
+            }
+        };
+        if values.iter().any(|value| value.contains('\0')) {
+            self.fail(
+                field,
+                Rule::new("characters", "must not contain the NUL character"),
+            );
+            return None;
+        }
+        Some(values)
     }
 
     /// An optional integer within `range`; absent or null is `None`.

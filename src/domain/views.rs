@@ -6,7 +6,10 @@ use serde::{Serialize, Serializer};
 use utoipa::ToSchema;
 
 use super::auth::Role;
-use crate::db::models::{ApiTokenRow, AuditRow, AuthorRow, ContentRow, SessionRow, UserRow};
+use super::content_input::Status;
+use crate::db::models::{
+    ApiTokenRow, AuditRow, AuthorRow, ContentRow, RevisionRow, SessionRow, UserRow,
+};
 
 /// RFC 3339, UTC, always six fractional digits: `2026-11-22T10:04:05.123456Z`.
 fn timestamp<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
@@ -77,6 +80,19 @@ pub struct Content {
     pub created_at: DateTime<Utc>,
     #[serde(serialize_with = "timestamp")]
     pub updated_at: DateTime<Utc>,
+    pub status: Status,
+    /// When a scheduled item becomes public; `null` unless it was scheduled.
+    #[serde(serialize_with = "optional_timestamp")]
+    pub publish_at: Option<DateTime<Utc>>,
+    /// When it first became public; `null` before.
+    #[serde(serialize_with = "optional_timestamp")]
+    pub published_at: Option<DateTime<Utc>>,
+    /// Unique; `GET /api/v1/content/slug/{slug}`.
+    pub slug: String,
+    /// Lower-case, at most 10.
+    pub tags: Vec<String>,
+    /// 1 on create, one more on every change.
+    pub version: i64,
 }
 
 impl From<ContentRow> for Content {
@@ -89,8 +105,57 @@ impl From<ContentRow> for Content {
             user_id: row.user_id,
             created_at: row.created_at,
             updated_at: row.updated_at,
+            status: Status::from_column(&row.status),
+            publish_at: row.publish_at,
+            published_at: row.published_at,
+            slug: row.slug,
+            tags: row.tags,
+            version: row.version,
         }
     }
+}
+
+/// A state of an item that a change replaced (§9).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Revision {
+    pub version: i64,
+    pub title: String,
+    pub content: String,
+    pub image: Option<String>,
+    pub status: Status,
+    #[serde(serialize_with = "optional_timestamp")]
+    pub publish_at: Option<DateTime<Utc>>,
+    pub slug: String,
+    pub tags: Vec<String>,
+    /// When this version was made.
+    #[serde(serialize_with = "timestamp")]
+    pub changed_at: DateTime<Utc>,
+    /// Who made it: a user id, or `null` for the scheduler.
+    pub changed_by: Option<i64>,
+}
+
+impl From<RevisionRow> for Revision {
+    fn from(row: RevisionRow) -> Self {
+        Self {
+            version: row.version,
+            title: row.title,
+            content: row.content,
+            image: row.image,
+            status: Status::from_column(&row.status),
+            publish_at: row.publish_at,
+            slug: row.slug,
+            tags: row.tags,
+            changed_at: row.changed_at,
+            changed_by: row.changed_by,
+        }
+    }
+}
+
+/// How many public items carry a tag.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TagCount {
+    pub tag: String,
+    pub count: i64,
 }
 
 impl From<AuthorRow> for PublicUser {

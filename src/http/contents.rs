@@ -1,17 +1,22 @@
-//! §3: content items and listings. Cached reads answer with the stored
-//! bytes, a strong `ETag` and `304` on `If-None-Match`; listings in gzip
-//! when the client accepts it (§11), with their own `ETag`.
+//! §3 and §9: content items, listings, slugs, tags and revisions. Public
+//! reads answer with the cached bytes, a strong `ETag` and `304` on
+//! `If-None-Match`; listings in gzip when the client accepts it (§11),
+//! with their own `ETag`. Reads of unpublished items and the caller's own
+//! listings answer `Cache-Control: private, no-store`. Writes answer the
+//! item's new `ETag` and honour `If-Match`.
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::web;
 use actix_web::{HttpRequest, HttpResponse};
 
-use super::extract::{Auth, JsonObject, PathId, QueryParams};
+use super::extract::{viewer, Auth, JsonObject, PathId, QueryParams};
 use super::rate_limit::WriteRateLimit;
-use crate::cache::{accepts_gzip, Representation};
+use crate::cache::{accepts_gzip, CachedPage, Representation};
 use crate::domain::content_input::{parse_content_changes, NewContent};
-use crate::domain::contents::{self, ContentListQuery};
-use crate::domain::views::{Content, ContentWithUser};
+use crate::domain::contents::{self, ContentListQuery, ItemRead, SlugRead};
+use crate::domain::editorial::{self, Precondition, RevisionQuery, Written};
+use crate::domain::rules::{self, SLUG_CHARS};
+use crate::domain::views::{Content, ContentWithUser, Revision, TagCount};
 use crate::domain::{AppContext, AppError};
 
 type Ctx = web::Data<AppContext>;
@@ -30,11 +35,49 @@ fn matches_if_none_match(req: &HttpRequest, etag: &str) -> bool {
         .any(|tag| tag == "*" || tag.trim_start_matches("W/") == etag)
 }
 
-/// How a cached body is sent: its encoding, and whether it varies by
-/// `Accept-Encoding` (listings do).
+/// What a private read (an unpublished item, the caller's own listing)
+/// answers: no cache may keep it.
+const PRIVATE: HeaderValue = HeaderValue::from_static("private, no-store");
+
+/// `If-Match` of a write: absent, `*`, or the tags it accepts (compared
+/// strongly: a weak tag never matches).
+pub fn precondition(req: &HttpRequest) -> Precondition {
+    let mut values = req.headers().get_all(header::IF_MATCH).peekable();
+    if values.peek().is_none() {
+        return Precondition::Absent;
+    }
+    let tags: Vec<String> = values
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(|tag| tag.trim().to_owned())
+        .filter(|tag| !tag.is_empty())
+        .collect();
+    if tags.iter().any(|tag| tag == "*") {
+        Precondition::Exists
+    } else {
+        Precondition::OneOf(tags)
+    }
+}
+
+/// How a cached body is sent: its encoding, whether it varies by
+/// `Accept-Encoding` (listings do), and whether it is the caller's own.
 struct Encoding {
     content_encoding: Option<&'static str>,
     varies: bool,
+    private: bool,
+}
+
+impl Encoding {
+    const ITEM: Encoding = Encoding {
+        content_encoding: None,
+        varies: false,
+        private: false,
+    };
+    const PRIVATE_ITEM: Encoding = Encoding {
+        content_encoding: None,
+        varies: false,
+        private: true,
+    };
 }
 
 fn cached_read(
@@ -52,7 +95,9 @@ fn cached_read(
     } else {
         HttpResponse::Ok()
     };
-    if let Some(policy) = req.app_data::<web::Data<ReadCachePolicy>>() {
+    if encoding.private {
+        response.insert_header((header::CACHE_CONTROL, PRIVATE));
+    } else if let Some(policy) = req.app_data::<web::Data<ReadCachePolicy>>() {
         response.insert_header((header::CACHE_CONTROL, policy.cache_control.clone()));
     }
     response.insert_header((header::ETAG, body.etag.clone()));
@@ -77,7 +122,8 @@ fn cached_read(
 #[utoipa::path(
     post, path = "/api/v1/post-content", tag = "content",
     responses(
-        (status = 201, body = Content, headers(("Location" = String, description = "/api/v1/content/{id}"))),
+        (status = 201, body = Content, headers(("Location" = String, description = "/api/v1/content/{id}"),
+            ("ETag" = String, description = "The item's strong tag, for `If-Match`"))),
     ),
 )]
 pub async fn create(
@@ -86,18 +132,22 @@ pub async fn create(
     _limit: WriteRateLimit,
     body: JsonObject,
 ) -> Result<HttpResponse, AppError> {
-    let input = NewContent::parse(body.0)?;
-    let content = contents::create(&ctx, auth.0, input).await?;
+    let input = NewContent::parse(body.0, chrono::Utc::now())?;
+    let written = editorial::create(&ctx, auth.0, input).await?;
     Ok(HttpResponse::Created()
-        .insert_header((header::LOCATION, format!("/api/v1/content/{}", content.id)))
-        .json(content))
+        .insert_header((
+            header::LOCATION,
+            format!("/api/v1/content/{}", written.content.id),
+        ))
+        .insert_header((header::ETAG, written.etag))
+        .json(written.content))
 }
 
 /// The same as `POST /api/v1/post-content`.
 #[utoipa::path(
     post, path = "/api/v1/content", tag = "content",
     responses(
-        (status = 201, body = Content, headers(("Location" = String))),
+        (status = 201, body = Content, headers(("Location" = String), ("ETag" = String))),
     ),
 )]
 pub async fn create_alias(
@@ -109,47 +159,80 @@ pub async fn create_alias(
     create(ctx, auth, limit, body).await
 }
 
-/// One item with its author (cached).
+/// An item as `req`'s caller may see it: a public one to everyone (the
+/// bearer credential is not even read), an unpublished one only to its
+/// owner and admins.
+async fn item_response(
+    req: &HttpRequest,
+    read: ItemRead,
+    id: i64,
+) -> Result<HttpResponse, AppError> {
+    Ok(match read {
+        ItemRead::Public(body) => cached_read(req, &body, Encoding::ITEM, None),
+        hidden => {
+            let body = hidden.for_viewer(viewer(req).await?, id)?;
+            cached_read(req, &body, Encoding::PRIVATE_ITEM, None)
+        }
+    })
+}
+
+/// One item with its author (cached when published; drafts and scheduled
+/// items only for their owner and admins).
 #[utoipa::path(
     get, path = "/api/v1/content/{id}", tag = "content",
     responses(
-        (status = 200, body = ContentWithUser, headers(("ETag" = String), ("Cache-Control" = String))),
+        (status = 200, body = ContentWithUser, headers(("ETag" = String), ("Cache-Control" = String,
+            description = "`CACHE_CONTROL` when published; `private, no-store` otherwise"))),
         (status = 304, description = "`If-None-Match` matched the current `ETag`"),
     )
 )]
 pub async fn get(ctx: Ctx, req: HttpRequest, id: PathId) -> Result<HttpResponse, AppError> {
-    let body = contents::get(&ctx, id.0).await?;
-    let encoding = Encoding {
-        content_encoding: None,
-        varies: false,
-    };
-    Ok(cached_read(&req, &body, encoding, None))
+    let read = contents::get(&ctx, id.0).await?;
+    item_response(&req, read, id.0).await
 }
 
-/// Items with their authors, newest first (or best match first with `q`),
-/// keyset-paginated (cached per query).
+/// One item by its slug (as `GET /content/{id}`); an old slug redirects
+/// to the current one.
 #[utoipa::path(
-    get, path = "/api/v1/content", tag = "content",
+    get, path = "/api/v1/content/slug/{slug}", tag = "content",
     responses(
-        (status = 200, body = Vec<ContentWithUser>,
-            headers(("ETag" = String, description = "Strong; each encoding has its own"),
-                ("Link" = String, description = "`<…>; rel=\"next\"` when there is a next page"),
-                ("Vary" = String, description = "`Accept-Encoding`"),
-                ("Content-Encoding" = String, description = "`gzip` when `Accept-Encoding` allows it and the page is 1 KiB or more"))),
+        (status = 200, body = ContentWithUser, headers(("ETag" = String), ("Cache-Control" = String))),
+        (status = 301, description = "An old slug of the item: `Location` is its current one",
+            headers(("Location" = String))),
         (status = 304, description = "`If-None-Match` matched the current `ETag`"),
     )
 )]
-pub async fn list(
-    ctx: Ctx,
-    req: HttpRequest,
-    params: QueryParams,
+pub async fn get_by_slug(ctx: Ctx, req: HttpRequest) -> Result<HttpResponse, AppError> {
+    let slug = req.match_info().get("slug").unwrap_or_default().to_owned();
+    if !SLUG_CHARS.contains(&slug.len()) || !rules::SLUG.matches(&slug) {
+        return Err(super::extract::route_not_found(&req));
+    }
+    let read = contents::get_by_slug(&ctx, slug, async || viewer(&req).await).await?;
+    Ok(match read {
+        SlugRead::Item {
+            representation,
+            public,
+        } => {
+            let encoding = if public {
+                Encoding::ITEM
+            } else {
+                Encoding::PRIVATE_ITEM
+            };
+            cached_read(&req, &representation, encoding, None)
+        }
+        SlugRead::MovedTo(current) => HttpResponse::MovedPermanently()
+            .insert_header((header::LOCATION, format!("/api/v1/content/slug/{current}")))
+            .finish(),
+    })
+}
+
+/// A listing page in the encoding the client accepts.
+fn page_response(
+    req: &HttpRequest,
+    page: &CachedPage,
+    link: Option<String>,
+    private: bool,
 ) -> Result<HttpResponse, AppError> {
-    let query = ContentListQuery::parse(params.0)?;
-    let page = contents::list(&ctx, &query).await?;
-    let link = page
-        .next_cursor
-        .as_deref()
-        .map(|cursor| format!("<{}>; rel=\"next\"", query.next_link(cursor)));
     let gzip = accepts_gzip(
         req.headers()
             .get(header::ACCEPT_ENCODING)
@@ -162,27 +245,84 @@ pub async fn list(
     let encoding = Encoding {
         content_encoding: chosen.content_encoding,
         varies: true,
+        private,
     };
-    Ok(cached_read(&req, chosen.representation, encoding, link))
+    Ok(cached_read(req, chosen.representation, encoding, link))
+}
+
+/// Items with their authors, newest first (or best match first with `q`,
+/// or by `sort`), keyset-paginated. Published items are everyone's and
+/// cached per query; other statuses list the caller's own (an admin's:
+/// everyone's).
+#[utoipa::path(
+    get, path = "/api/v1/content", tag = "content",
+    responses(
+        (status = 200, body = Vec<ContentWithUser>,
+            headers(("ETag" = String, description = "Strong; each encoding has its own"),
+                ("Link" = String, description = "`<…>; rel=\"next\"` when there is a next page"),
+                ("Vary" = String, description = "`Accept-Encoding`"),
+                ("Cache-Control" = String, description = "`CACHE_CONTROL` for published items; `private, no-store` for other statuses"),
+                ("Content-Encoding" = String, description = "`gzip` when `Accept-Encoding` allows it and the page is 1 KiB or more"))),
+        (status = 304, description = "`If-None-Match` matched the current `ETag`"),
+    )
+)]
+pub async fn list(
+    ctx: Ctx,
+    req: HttpRequest,
+    params: QueryParams,
+) -> Result<HttpResponse, AppError> {
+    let query = ContentListQuery::parse(params.0)?;
+    let public = query.is_public();
+    let caller = if public { None } else { viewer(&req).await? };
+    let page = contents::list(&ctx, &query, caller).await?;
+    let link = page
+        .next_cursor
+        .as_deref()
+        .map(|cursor| format!("<{}>; rel=\"next\"", query.next_link(cursor)));
+    page_response(&req, &page, link, !public)
+}
+
+/// How many public items carry each tag, most used first (cached).
+#[utoipa::path(
+    get, path = "/api/v1/tags", tag = "content",
+    responses(
+        (status = 200, body = Vec<TagCount>,
+            headers(("ETag" = String, description = "Strong; each encoding has its own"),
+                ("Vary" = String, description = "`Accept-Encoding`"))),
+        (status = 304, description = "`If-None-Match` matched the current `ETag`"),
+    )
+)]
+pub async fn tags(ctx: Ctx, req: HttpRequest) -> Result<HttpResponse, AppError> {
+    let page = contents::tags(&ctx).await?;
+    page_response(&req, &page, None, false)
+}
+
+fn written_response(written: Written) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::ETAG, written.etag))
+        .json(written.content)
 }
 
 /// Change an item (owner or admin). Absent fields are left alone;
-/// `image: null` clears the image.
+/// `image: null` clears the image, `tags: null` the tags. With `If-Match`,
+/// only if the item is still as that tag says.
 #[utoipa::path(
     method(put, patch), path = "/api/v1/content/{id}", tag = "content",
     responses(
-        (status = 200, body = Content),
+        (status = 200, body = Content, headers(("ETag" = String, description = "The item's new strong tag"))),
     ),
 )]
 pub async fn update(
     ctx: Ctx,
+    req: HttpRequest,
     id: PathId,
     auth: Auth,
     _: WriteRateLimit,
     body: JsonObject,
 ) -> Result<HttpResponse, AppError> {
     let changes = parse_content_changes(body.0)?;
-    Ok(HttpResponse::Ok().json(contents::update(&ctx, auth.0, id.0, changes).await?))
+    let written = editorial::update(&ctx, auth.0, id.0, changes, precondition(&req)).await?;
+    Ok(written_response(written))
 }
 
 /// Delete an item (owner or admin).
@@ -194,12 +334,89 @@ pub async fn update(
 )]
 pub async fn delete(
     ctx: Ctx,
+    req: HttpRequest,
     id: PathId,
     auth: Auth,
     _: WriteRateLimit,
 ) -> Result<HttpResponse, AppError> {
-    contents::delete(&ctx, auth.0, id.0).await?;
+    editorial::delete(&ctx, auth.0, id.0, precondition(&req)).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// The states an item's changes replaced, newest first (owner or admin).
+#[utoipa::path(
+    get, path = "/api/v1/content/{id}/revisions", tag = "content",
+    responses(
+        (status = 200, body = Vec<Revision>,
+            headers(("Link" = String, description = "`<…>; rel=\"next\"` when there is a next page"))),
+    ),
+)]
+pub async fn revisions(
+    ctx: Ctx,
+    id: PathId,
+    auth: Auth,
+    params: QueryParams,
+) -> Result<HttpResponse, AppError> {
+    let query = RevisionQuery::parse(params.0)?;
+    let limit = query.limit();
+    let page = editorial::revisions(&ctx, auth.0, id.0, query).await?;
+    let mut response = HttpResponse::Ok();
+    if let Some(cursor) = page.next_cursor {
+        response.insert_header((
+            header::LINK,
+            format!(
+                "</api/v1/content/{}/revisions?limit={limit}&cursor={cursor}>; rel=\"next\"",
+                id.0
+            ),
+        ));
+    }
+    Ok(response.json(page.items))
+}
+
+/// The `{version}` segment: a positive integer, else no such route.
+fn version_segment(req: &HttpRequest) -> Result<i64, AppError> {
+    req.match_info()
+        .get("version")
+        .and_then(crate::domain::validation::digits)
+        .filter(|version| *version > 0)
+        .ok_or_else(|| super::extract::route_not_found(req))
+}
+
+/// One revision of an item (owner or admin).
+#[utoipa::path(
+    get, path = "/api/v1/content/{id}/revisions/{version}", tag = "content",
+    responses(
+        (status = 200, body = Revision),
+    ),
+)]
+pub async fn revision(
+    ctx: Ctx,
+    req: HttpRequest,
+    id: PathId,
+    auth: Auth,
+) -> Result<HttpResponse, AppError> {
+    let version = version_segment(&req)?;
+    Ok(HttpResponse::Ok().json(editorial::revision(&ctx, auth.0, id.0, version).await?))
+}
+
+/// Make a revision's fields the item's again, as a new version (owner or
+/// admin); honours `If-Match` like an update.
+#[utoipa::path(
+    post, path = "/api/v1/content/{id}/revisions/{version}/restore", tag = "content",
+    responses(
+        (status = 200, body = Content, headers(("ETag" = String, description = "The item's new strong tag"))),
+    ),
+)]
+pub async fn restore(
+    ctx: Ctx,
+    req: HttpRequest,
+    id: PathId,
+    auth: Auth,
+    _: WriteRateLimit,
+) -> Result<HttpResponse, AppError> {
+    let version = version_segment(&req)?;
+    let written = editorial::restore(&ctx, auth.0, id.0, version, precondition(&req)).await?;
+    Ok(written_response(written))
 }
 
 #[cfg(test)]

@@ -140,18 +140,29 @@ impl FromRequest for QueryParams {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         ready(
             web::Query::<Vec<(String, String)>>::from_query(req.query_string())
-                .map(|query| {
-                    QueryParams(
-                        query
-                            .into_inner()
-                            .into_iter()
-                            .map(|(key, value)| (key, Value::String(value)))
-                            .collect(),
-                    )
-                })
+                .map(|query| QueryParams(collect_params(query.into_inner())))
                 .map_err(|_| AppError::BadRequest("Malformed query string".into())),
         )
     }
+}
+
+/// Each parameter once as a string; a repeated one as the list of its
+/// values (only a repeatable parameter reads a list; any other refuses it).
+fn collect_params(pairs: Vec<(String, String)>) -> Map<String, Value> {
+    let mut params = Map::new();
+    for (key, value) in pairs {
+        match params.get_mut(&key) {
+            None => {
+                params.insert(key, Value::String(value));
+            }
+            Some(Value::Array(values)) => values.push(Value::String(value)),
+            Some(first) => {
+                let first = first.take();
+                params.insert(key, Value::Array(vec![first, Value::String(value)]));
+            }
+        }
+    }
+    params
 }
 
 /// A positive integer `{id}` path segment; anything else is a route that
@@ -217,6 +228,12 @@ impl FromRequest for Auth {
             Err(err) => Box::pin(ready(Err(err))),
         }
     }
+}
+
+/// The caller, for a read that turned out to need one: `None` without a
+/// bearer credential, 401 for an invalid one.
+pub async fn viewer(req: &HttpRequest) -> Result<Option<Principal>, AppError> {
+    Ok(MaybeAuth::extract(req).await?.0)
 }
 
 /// A bearer credential is optional (it widens what the caller may see), but

@@ -38,6 +38,7 @@ pub fn cors(origins: &[String]) -> Cors {
             header::AUTHORIZATION,
             header::CONTENT_TYPE,
             header::IF_NONE_MATCH,
+            header::IF_MATCH,
             header::HeaderName::from_static("x-request-id"),
         ])
         .expose_headers([
@@ -131,6 +132,23 @@ fn configure(cfg: &mut web::ServiceConfig, document: actix_web::web::Bytes) {
                         .route(web::patch().to(contents::update))
                         .route(web::delete().to(contents::delete)),
                 )
+                .service(
+                    api_resource("/content/slug/{slug}", "GET, HEAD")
+                        .route(read().to(contents::get_by_slug)),
+                )
+                .service(
+                    api_resource("/content/{id}/revisions", "GET, HEAD")
+                        .route(read().to(contents::revisions)),
+                )
+                .service(
+                    api_resource("/content/{id}/revisions/{version}", "GET, HEAD")
+                        .route(read().to(contents::revision)),
+                )
+                .service(
+                    api_resource("/content/{id}/revisions/{version}/restore", "POST")
+                        .route(web::post().to(contents::restore)),
+                )
+                .service(api_resource("/tags", "GET, HEAD").route(read().to(contents::tags)))
                 .service(
                     api_resource("/users/{id}", "GET, HEAD, PUT, PATCH, DELETE")
                         .route(read().to(users::get))

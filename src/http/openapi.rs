@@ -13,8 +13,8 @@ use crate::domain::account_input::{TOKEN_DAYS, TOKEN_MAX_CHARS};
 use crate::domain::auth::Scope;
 use crate::domain::pagination::{DEFAULT_LIMIT, MAX_LIMIT};
 use crate::domain::rules::{
-    self, BODY_CHARS, EMAIL_MAX_CHARS, PASSWORD_CHARS, SEARCH_MAX_CHARS, STORABLE_TEXT,
-    URL_MAX_CHARS,
+    self, BODY_CHARS, EMAIL_MAX_CHARS, MAX_TAGS, PASSWORD_CHARS, SEARCH_MAX_CHARS, SLUG_CHARS,
+    STORABLE_TEXT, URL_MAX_CHARS,
 };
 use crate::domain::user_input::PhonePolicy;
 use crate::domain::users::{DEFAULT_CONTENTS_LIMIT, MAX_CONTENTS_LIMIT};
@@ -40,9 +40,14 @@ use crate::domain::users::{DEFAULT_CONTENTS_LIMIT, MAX_CONTENTS_LIMIT};
         super::contents::create,
         super::contents::create_alias,
         super::contents::get,
+        super::contents::get_by_slug,
         super::contents::list,
+        super::contents::tags,
         super::contents::update,
         super::contents::delete,
+        super::contents::revisions,
+        super::contents::revision,
+        super::contents::restore,
         super::admin::cache,
         super::admin::flush_cache,
         super::admin::audit,
@@ -84,6 +89,12 @@ enum Trait {
     OptionalBearer,
     /// An `{id}` path segment (`PathId`): 404 for anything but a positive id.
     PathId,
+    /// A `{version}` path segment: 404 for anything but a positive number.
+    PathVersion,
+    /// A `{slug}` path segment: 404 for anything but a slug.
+    PathSlug,
+    /// A write that honours `If-Match` (412, and 428 with `REQUIRE_IF_MATCH`).
+    IfMatch,
     /// Validated query parameters (`QueryParams`): 422.
     Query(&'static [Param]),
     /// Counted against a per-client budget: 429.
@@ -102,6 +113,10 @@ enum Param {
     ContentsLimit,
     IfNoneMatch,
     AuditCursor,
+    Status,
+    Tag,
+    Sort,
+    RevisionCursor,
 }
 
 struct Operation {
@@ -117,7 +132,16 @@ struct Operation {
 use Param::*;
 use Trait::*;
 
-const CONTENT_LISTING: &[Param] = &[Limit, ContentCursor, UserId, Search, IfNoneMatch];
+const CONTENT_LISTING: &[Param] = &[
+    Limit,
+    ContentCursor,
+    UserId,
+    Search,
+    Status,
+    Tag,
+    Sort,
+    IfNoneMatch,
+];
 const USER_LISTING: &[Param] = &[Limit, UserCursor, ContentsLimit];
 const DUPLICATE: (u16, &str) = (
     400,
@@ -127,6 +151,24 @@ const DUPLICATE: (u16, &str) = (
 const NOT_YOURS: (u16, &str) = (
     403,
     "Not the owner (and not an admin), or a machine token without `content:write`",
+);
+const NOT_VISIBLE: (u16, &str) = (
+    404,
+    "`Content with id {id} not found` (also an unpublished item of someone else)",
+);
+const HISTORY_NOT_YOURS: (u16, &str) = (
+    403,
+    "A published item that is not yours (and you are not an admin), or a machine token without \
+     `content:read`",
+);
+const SLUG_TAKEN: (u16, &str) = (
+    409,
+    "`Slug already in use` (by this or any other item, ever)",
+);
+const SCHEDULE: (u16, &str) = (
+    422,
+    "Every invalid field, in `errors`; also `publish_at` when a scheduled item's time is not in \
+     the future, or another status is given one",
 );
 const NOT_ADMIN: (u16, &str) = (403, "Not an admin, or a machine token");
 const SESSION_ONLY: (u16, &str) = (403, "A machine token: this needs a login session");
@@ -323,6 +365,8 @@ const OPERATIONS: &[Operation] = &[
                  `content:write`",
             ),
             (404, "An admin named an unknown `user_id`"),
+            SLUG_TAKEN,
+            SCHEDULE,
         ],
     },
     Operation {
@@ -336,19 +380,48 @@ const OPERATIONS: &[Operation] = &[
                  `content:write`",
             ),
             (404, "An admin named an unknown `user_id`"),
+            SLUG_TAKEN,
+            SCHEDULE,
         ],
     },
     Operation {
         methods: &["get"],
         path: "/api/v1/content",
-        traits: &[Query(CONTENT_LISTING), Database],
+        traits: &[OptionalBearer, Query(CONTENT_LISTING), Database],
+        specific: &[
+            (
+                401,
+                "`status` other than `published` without a bearer token, or an invalid token",
+            ),
+            (
+                403,
+                "`status` other than `published` with a machine token without `content:read`",
+            ),
+        ],
+    },
+    Operation {
+        methods: &["get"],
+        path: "/api/v1/tags",
+        traits: &[Query(&[IfNoneMatch]), Database],
         specific: &[],
     },
     Operation {
         methods: &["get"],
         path: "/api/v1/content/{id}",
-        traits: &[PathId, Query(&[IfNoneMatch]), Database],
-        specific: &[(404, "`Content with id {id} not found`")],
+        traits: &[OptionalBearer, PathId, Query(&[IfNoneMatch]), Database],
+        specific: &[(
+            404,
+            "`Content with id {id} not found` (also an unpublished item of someone else)",
+        )],
+    },
+    Operation {
+        methods: &["get"],
+        path: "/api/v1/content/slug/{slug}",
+        traits: &[OptionalBearer, PathSlug, Query(&[IfNoneMatch]), Database],
+        specific: &[(
+            404,
+            "`Content with slug {slug} not found` (also an unpublished item of someone else)",
+        )],
     },
     Operation {
         methods: &["put", "patch"],
@@ -356,17 +429,50 @@ const OPERATIONS: &[Operation] = &[
         traits: &[
             Bearer,
             PathId,
+            IfMatch,
             RateLimited,
             Body("ContentUpdateRequest"),
             Database,
         ],
-        specific: &[NOT_YOURS, (404, "`Content with id {id} not found`")],
+        specific: &[NOT_YOURS, NOT_VISIBLE, SLUG_TAKEN, SCHEDULE],
     },
     Operation {
         methods: &["delete"],
         path: "/api/v1/content/{id}",
-        traits: &[Bearer, PathId, RateLimited, Database],
-        specific: &[NOT_YOURS, (404, "`Content with id {id} not found`")],
+        traits: &[Bearer, PathId, IfMatch, RateLimited, Database],
+        specific: &[NOT_YOURS, NOT_VISIBLE],
+    },
+    Operation {
+        methods: &["get"],
+        path: "/api/v1/content/{id}/revisions",
+        traits: &[Bearer, PathId, Query(&[Limit, RevisionCursor]), Database],
+        specific: &[HISTORY_NOT_YOURS, NOT_VISIBLE],
+    },
+    Operation {
+        methods: &["get"],
+        path: "/api/v1/content/{id}/revisions/{version}",
+        traits: &[Bearer, PathId, PathVersion, Database],
+        specific: &[
+            HISTORY_NOT_YOURS,
+            (
+                404,
+                "`Content with id {id} not found`, or `Revision {version} of content with id {id} \
+                 not found` (never kept, or pruned)",
+            ),
+        ],
+    },
+    Operation {
+        methods: &["post"],
+        path: "/api/v1/content/{id}/revisions/{version}/restore",
+        traits: &[Bearer, PathId, PathVersion, IfMatch, RateLimited, Database],
+        specific: &[
+            NOT_YOURS,
+            (
+                404,
+                "`Content with id {id} not found`, or `Revision {version} of content with id {id} \
+                 not found`",
+            ),
+        ],
     },
     Operation {
         methods: &["get"],
@@ -437,6 +543,33 @@ fn parameter(param: Param) -> Value {
             "From the previous page's `Link: rel=\"next\"`; opaque to clients",
             json!({"type": "string", "pattern": rules::ID_CURSOR.source}),
         ),
+        Status => (
+            "status",
+            "query",
+            "`published` (default, everyone's); `draft`, `scheduled` or `all`: your own items \
+             (an admin's: everyone's), with a bearer token",
+            json!({"type": "string", "enum": ["published", "draft", "scheduled", "all"], "default": "published"}),
+        ),
+        Tag => (
+            "tag",
+            "query",
+            "Only items carrying this tag (normalised like a slug); repeat for items carrying \
+             all of them",
+            json!({"type": "array", "maxItems": MAX_TAGS, "items": {"type": "string", "pattern": STORABLE_TEXT}}),
+        ),
+        Sort => (
+            "sort",
+            "query",
+            "`newest` (default; best match first with `q`), `oldest`, or `updated` (last changed \
+             first)",
+            json!({"type": "string", "enum": ["newest", "oldest", "updated"]}),
+        ),
+        RevisionCursor => (
+            "cursor",
+            "query",
+            "From the previous page's `Link: rel=\"next\"`: the last version seen",
+            json!({"type": "string", "pattern": rules::ID_CURSOR.source}),
+        ),
         IfNoneMatch => (
             "If-None-Match",
             "header",
@@ -444,7 +577,38 @@ fn parameter(param: Param) -> Value {
             json!({"type": "string"}),
         ),
     };
-    json!({"name": name, "in": location, "required": false, "description": description, "schema": schema})
+    let mut parameter = json!({"name": name, "in": location, "required": false, "description": description, "schema": schema});
+    if param == Tag {
+        parameter["style"] = json!("form");
+        parameter["explode"] = json!(true);
+    }
+    parameter
+}
+
+fn if_match_parameter() -> Value {
+    json!({
+        "name": "If-Match", "in": "header", "required": false,
+        "description": "The item's `ETag` (from a read or a write): the write applies only if it \
+            is still current, else 412. Required (428) when `REQUIRE_IF_MATCH=true`",
+        "schema": {"type": "string"},
+    })
+}
+
+fn version_parameter() -> Value {
+    json!({
+        "name": "version", "in": "path", "required": true,
+        "description": "A version number; anything else is a route that does not exist (404)",
+        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+    })
+}
+
+fn slug_parameter() -> Value {
+    json!({
+        "name": "slug", "in": "path", "required": true,
+        "description": "A slug, current or old (an old one answers 301); anything else is a \
+            route that does not exist (404)",
+        "schema": {"type": "string", "minLength": SLUG_CHARS.start(), "maxLength": SLUG_CHARS.end(), "pattern": rules::SLUG.source},
+    })
 }
 
 fn id_parameter() -> Value {
@@ -497,10 +661,20 @@ fn errors(traits: &[Trait]) -> Vec<(u16, Value)> {
                     "`Bearer`",
                 ),
             )),
-            PathId => out.push((
+            PathId | PathVersion | PathSlug => out.push((
                 404,
                 problem("No such resource, or an id that is not positive"),
             )),
+            IfMatch => out.extend([
+                (
+                    412,
+                    problem("`If-Match` names a tag that is no longer current: `Content with id {id} has changed`"),
+                ),
+                (
+                    428,
+                    problem("No `If-Match`, and `REQUIRE_IF_MATCH=true`"),
+                ),
+            ]),
             Query(_) => out.push((422, problem("Every invalid parameter, in `errors`"))),
             RateLimited => out.push((
                 429,
@@ -570,7 +744,7 @@ fn request_schemas(phones: &PhonePolicy) -> Map<String, Value> {
         "pattern": STORABLE_TEXT,
         "examples": ["correct horse battery"],
     });
-    let content_fields = json!({
+    let mut content_fields = json!({
         "title": trimmed_text(&rules::TITLE.source, "Trimmed; 3–200 characters"),
         "content": {
             "type": "string",
@@ -587,6 +761,32 @@ fn request_schemas(phones: &PhonePolicy) -> Map<String, Value> {
             "description": "An absolute http(s) URL with a host name, trimmed; `null` clears it",
             "examples": ["https://example.com/a.png"],
         },
+    });
+    content_fields["status"] = json!({
+        "type": "string",
+        "enum": ["draft", "published", "scheduled"],
+        "description": "Default `published` on create. `scheduled` needs a future `publish_at`",
+    });
+    content_fields["publish_at"] = json!({
+        "type": ["string", "null"],
+        "format": "date-time",
+        "description": "RFC 3339: when a scheduled item becomes public (in the future); only a \
+            scheduled item has one",
+    });
+    content_fields["slug"] = json!({
+        "type": "string",
+        "minLength": SLUG_CHARS.start(),
+        "maxLength": SLUG_CHARS.end(),
+        "pattern": rules::SLUG.source,
+        "description": "Unique, never reused; by default made from the title (409 if one you \
+            choose is taken)",
+    });
+    content_fields["tags"] = json!({
+        "type": ["array", "null"],
+        "maxItems": MAX_TAGS,
+        "items": {"type": "string", "pattern": STORABLE_TEXT},
+        "description": "Normalised like slugs (lower-case ASCII, transliterated), cut to 50 \
+            characters; empty ones and repeats dropped. `null`: none",
     });
     let mut new_content_fields = content_fields.clone();
     new_content_fields["user_id"] = json!({
@@ -754,6 +954,9 @@ pub fn document(phones: &PhonePolicy) -> Value {
                 Bearer => target["security"] = json!([{"bearer": []}]),
                 OptionalBearer => target["security"] = json!([{}, {"bearer": []}]),
                 PathId => parameters.push(id_parameter()),
+                PathVersion => parameters.push(version_parameter()),
+                PathSlug => parameters.push(slug_parameter()),
+                IfMatch => parameters.push(if_match_parameter()),
                 Query(params) => parameters.extend(params.iter().copied().map(parameter)),
                 RateLimited | Database => {}
             }

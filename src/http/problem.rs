@@ -58,6 +58,8 @@ fn slug_and_title(status: StatusCode) -> (&'static str, &'static str) {
         404 => ("not-found", "Not found"),
         405 => ("method-not-allowed", "Method not allowed"),
         409 => ("conflict", "Conflict"),
+        412 => ("precondition-failed", "Precondition failed"),
+        428 => ("precondition-required", "Precondition required"),
         413 => ("payload-too-large", "Payload too large"),
         415 => ("unsupported-media-type", "Unsupported media type"),
         422 => ("validation", "Validation failed"),
@@ -81,6 +83,8 @@ impl ResponseError for AppError {
             AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::Conflict(_) => StatusCode::CONFLICT,
+            AppError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
+            AppError::PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
             AppError::Unavailable(_) | AppError::CacheUnavailable | AppError::NotConfigured(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }

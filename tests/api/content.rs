@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use crate::helpers::{invalid_fields, problem, sorted, sorted_keys, TestApp, TestUser};
 
-const CONTENT_KEYS: [&str; 7] = [
+const CONTENT_KEYS: [&str; 13] = [
     "id",
     "title",
     "image",
@@ -19,6 +19,12 @@ const CONTENT_KEYS: [&str; 7] = [
     "user_id",
     "created_at",
     "updated_at",
+    "status",
+    "publish_at",
+    "published_at",
+    "slug",
+    "tags",
+    "version",
 ];
 const PUBLIC_USER_KEYS: [&str; 5] = ["id", "name", "country", "state", "created_at"];
 const BODY: &str = "A body that is long enough to pass the rules.";

@@ -8,6 +8,7 @@ mod audit;
 mod binary;
 mod cache;
 mod content;
+mod editorial;
 mod errors;
 mod hostile;
 mod instances;

@@ -22,7 +22,7 @@ const PRIVATE_KEYS: [&str; 9] = [
     "created_at",
     "contents",
 ];
-const CONTENT_KEYS: [&str; 7] = [
+const CONTENT_KEYS: [&str; 13] = [
     "id",
     "title",
     "image",
@@ -30,6 +30,12 @@ const CONTENT_KEYS: [&str; 7] = [
     "user_id",
     "created_at",
     "updated_at",
+    "status",
+    "publish_at",
+    "published_at",
+    "slug",
+    "tags",
+    "version",
 ];
 
 fn assert_public(user: &Value) {

@@ -1,0 +1,457 @@
+//! Writes of §3 and §9: create, update, delete and restore content, each
+//! in one transaction that locks the item, checks `If-Match` against the
+//! item's current `ETag`, keeps the replaced state as a revision and writes
+//! the next version; then the cache is invalidated (only when a public
+//! representation changed), then the write is answered.
+
+use actix_web::http::header::HeaderValue;
+use chrono::Utc;
+use diesel::{Connection, PgConnection};
+use serde_json::{Map, Value};
+
+use super::auth::{Principal, Scope};
+use super::content_input::{check_schedule, slug_of_title, ContentPatch, NewContent, Status};
+use super::contents::{may_see_unpublished, representation};
+use super::error::FieldError;
+use super::pagination::{self, DEFAULT_LIMIT, MAX_LIMIT};
+use super::users::Page;
+use super::validation::Fields;
+use super::views::{Content, Revision};
+use super::{AppContext, AppError};
+use crate::db::contents::PUBLISHED;
+use crate::db::models::{AuthorRow, ContentRow, ContentState, NewContentRow};
+use crate::db::{self, DbError};
+
+/// Editorial settings (`REVISIONS_KEPT`, `REQUIRE_IF_MATCH`).
+#[derive(Debug, Clone, Copy)]
+pub struct EditorialSettings {
+    pub revisions_kept: i64,
+    pub require_if_match: bool,
+}
+
+/// What a write's `If-Match` asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Precondition {
+    /// No `If-Match`.
+    Absent,
+    /// `If-Match: *`: the resource exists.
+    Exists,
+    /// The write applies only if one of these strong tags is current.
+    OneOf(Vec<String>),
+}
+
+impl Precondition {
+    /// `Ok` if the write may proceed on a resource whose tag is `current`;
+    /// `changed` is the 412 to answer otherwise.
+    pub fn check(
+        &self,
+        current: &HeaderValue,
+        required: bool,
+        changed: impl FnOnce() -> AppError,
+    ) -> Result<(), AppError> {
+        match self {
+            Precondition::Absent if required => Err(AppError::PreconditionRequired),
+            Precondition::Absent | Precondition::Exists => Ok(()),
+            Precondition::OneOf(tags) => {
+                let current = current.to_str().unwrap_or_default();
+                if tags.iter().any(|tag| tag == current) {
+                    Ok(())
+                } else {
+                    Err(changed())
+                }
+            }
+        }
+    }
+}
+
+/// A write and the tag of the representation it left: the `ETag` a read
+/// of the item now answers, usable in the next `If-Match`.
+pub struct Written {
+    pub content: Content,
+    pub etag: HeaderValue,
+}
+
+/// A transaction's reasons to roll back: the database failed, or a rule
+/// refused the write.
+enum Abort {
+    Db(DbError),
+    Refused(AppError),
+}
+
+impl From<diesel::result::Error> for Abort {
+    fn from(err: diesel::result::Error) -> Self {
+        Abort::Db(err.into())
+    }
+}
+
+impl From<DbError> for Abort {
+    fn from(err: DbError) -> Self {
+        Abort::Db(err)
+    }
+}
+
+impl From<AppError> for Abort {
+    fn from(err: AppError) -> Self {
+        Abort::Refused(err)
+    }
+}
+
+/// Runs `change` in one transaction; a refusal rolls it back.
+async fn in_transaction<T: Send + 'static>(
+    ctx: &AppContext,
+    change: impl FnOnce(&mut PgConnection) -> Result<T, Abort> + Send + 'static,
+) -> Result<T, AppError> {
+    db::interact(&ctx.pool, move |conn| {
+        match conn.transaction(|conn| change(conn)) {
+            Ok(done) => Ok(Ok(done)),
+            Err(Abort::Refused(refusal)) => Ok(Err(refusal)),
+            Err(Abort::Db(err)) => Err(err),
+        }
+    })
+    .await?
+}
+
+fn slug_in_use() -> AppError {
+    AppError::Conflict("Slug already in use".into())
+}
+
+fn changed(id: i64) -> AppError {
+    AppError::PreconditionFailed(format!("Content with id {id} has changed"))
+}
+
+/// Claims `{base}`, else the first free `{base}-{n}` (n ≥ 2).
+pub fn claim_generated_slug(
+    conn: &mut PgConnection,
+    base: &str,
+    id: i64,
+) -> Result<String, DbError> {
+    if db::contents::claim_slug(conn, base, id)? {
+        return Ok(base.to_owned());
+    }
+    let taken: std::collections::HashSet<u64> = db::contents::numbered_slugs(conn, base)?
+        .iter()
+        .filter_map(|slug| slug[base.len() + 1..].parse().ok())
+        .collect();
+    let mut n = 2;
+    loop {
+        while taken.contains(&n) {
+            n += 1;
+        }
+        let candidate = format!("{base}-{n}");
+        // Another writer may have claimed it since the read above.
+        if db::contents::claim_slug(conn, &candidate, id)? {
+            return Ok(candidate);
+        }
+        n += 1;
+    }
+}
+
+fn written(row: ContentRow, author: AuthorRow) -> Result<Written, AppError> {
+    let etag = representation(row.clone(), author)?.etag;
+    Ok(Written {
+        content: row.into(),
+        etag,
+    })
+}
+
+/// `POST /post-content`: as the caller, or (admins only) as another user.
+pub async fn create(
+    ctx: &AppContext,
+    caller: Principal,
+    input: NewContent,
+) -> Result<Written, AppError> {
+    caller.require_scope(Scope::ContentWrite)?;
+    let owner = match input.user_id {
+        None => caller.user_id,
+        Some(id) if caller.may_act_for(id) => id,
+        Some(_) => return Err(AppError::forbidden()),
+    };
+    let public = input.status == Status::Published;
+    let (row, author) = in_transaction(ctx, move |conn| {
+        let id = db::contents::next_id(conn)?;
+        let slug = match input.slug {
+            Some(slug) if db::contents::claim_slug(conn, &slug, id)? => slug,
+            Some(_) => return Err(slug_in_use().into()),
+            None => claim_generated_slug(conn, &slug_of_title(&input.title), id)?,
+        };
+        let new_row = NewContentRow {
+            id,
+            title: input.title,
+            content: input.content,
+            image: input.image,
+            user_id: owner,
+            status: input.status.as_str().to_owned(),
+            publish_at: input.publish_at,
+            slug,
+            tags: input.tags,
+            updated_by: caller.user_id,
+        };
+        let row = match db::contents::insert(conn, &new_row) {
+            Err(DbError::ForeignKeyViolation(_)) => {
+                return Err(AppError::user_not_found(owner).into())
+            }
+            other => other?,
+        };
+        let (row, author) = db::contents::find_with_author(conn, row.id)?
+            .ok_or_else(|| AppError::user_not_found(owner))?;
+        Ok((row, author))
+    })
+    .await?;
+    if public {
+        ctx.cache.invalidate(&[]).await;
+    } else {
+        ctx.schedule_changed.notify_one();
+    }
+    written(row, author)
+}
+
+/// The item, locked, if `caller` may change it: 404 if it does not exist
+/// for them (absent, or not public and not theirs), 403 if it is public
+/// but not theirs. Then `If-Match` is checked against its current tag.
+fn lock_for_change(
+    conn: &mut PgConnection,
+    caller: Principal,
+    id: i64,
+    precondition: &Precondition,
+    require_if_match: bool,
+) -> Result<(ContentRow, AuthorRow), Abort> {
+    let Some((row, author)) = db::contents::lock_with_author(conn, id)? else {
+        return Err(AppError::content_not_found(id).into());
+    };
+    if !caller.may_act_for(row.user_id) {
+        return Err(if row.status == PUBLISHED {
+            AppError::forbidden()
+        } else {
+            AppError::content_not_found(id)
+        }
+        .into());
+    }
+    let current = representation(row.clone(), author.clone())?.etag;
+    precondition.check(&current, require_if_match, || changed(id))?;
+    Ok((row, author))
+}
+
+fn schedule_error(rule: super::validation::Rule) -> AppError {
+    AppError::Validation(vec![FieldError {
+        field: "publish_at".into(),
+        code: rule.code,
+        message: rule.message,
+    }])
+}
+
+/// The state `patch` makes of `current`; 422 if the schedule does not hold.
+fn apply(patch: ContentPatch, current: &ContentState) -> Result<ContentState, AppError> {
+    let old_status = Status::from_column(&current.status);
+    let status = patch.status.unwrap_or(old_status);
+    let schedule_decided = patch.status.is_some() || patch.publish_at.is_some();
+    let publish_at = match patch.publish_at {
+        Some(at) => at,
+        None if status == old_status => current.publish_at,
+        None => None,
+    };
+    let kept_past_schedule = status != Status::Scheduled && patch.publish_at.is_none();
+    if !kept_past_schedule {
+        check_schedule(status, publish_at, schedule_decided, Utc::now()).map_err(schedule_error)?;
+    }
+    Ok(ContentState {
+        title: patch.title.unwrap_or_else(|| current.title.clone()),
+        content: patch.content.unwrap_or_else(|| current.content.clone()),
+        image: patch.image.unwrap_or_else(|| current.image.clone()),
+        status: status.as_str().to_owned(),
+        publish_at,
+        slug: patch.slug.unwrap_or_else(|| current.slug.clone()),
+        tags: patch.tags.unwrap_or_else(|| current.tags.clone()),
+    })
+}
+
+/// Writes `state` as the next version of the locked `row`, keeping `row`
+/// as a revision; a new slug is claimed first (409 if another item ever
+/// had it).
+fn write_next_version(
+    conn: &mut PgConnection,
+    row: &ContentRow,
+    state: &ContentState,
+    editor: i64,
+    kept: i64,
+) -> Result<ContentRow, Abort> {
+    if state.slug != row.slug && !db::contents::claim_slug(conn, &state.slug, row.id)? {
+        return Err(slug_in_use().into());
+    }
+    db::contents::keep_revision(conn, row, kept)?;
+    Ok(db::contents::write_version(conn, row.id, state, editor)?)
+}
+
+/// After a change: public reads are invalidated when they showed the item
+/// or will; the scheduler hears of a new schedule.
+async fn after_change(ctx: &AppContext, id: i64, before: &ContentRow, after: Option<&ContentRow>) {
+    let public = |row: &ContentRow| row.status == PUBLISHED;
+    if public(before) || after.is_some_and(public) {
+        ctx.cache.invalidate(&[id]).await;
+    }
+    if after.is_some_and(|row| row.status == crate::db::contents::SCHEDULED) {
+        ctx.schedule_changed.notify_one();
+    }
+}
+
+/// Writes the next version of item `id` if `next` makes one of the
+/// locked row (`None`: nothing changes).
+async fn change(
+    ctx: &AppContext,
+    caller: Principal,
+    id: i64,
+    precondition: Precondition,
+    next: impl FnOnce(&mut PgConnection, &ContentRow) -> Result<Option<ContentState>, Abort>
+        + Send
+        + 'static,
+) -> Result<Written, AppError> {
+    caller.require_scope(Scope::ContentWrite)?;
+    let settings = ctx.editorial;
+    let (before, after, author) = in_transaction(ctx, move |conn| {
+        let (row, author) =
+            lock_for_change(conn, caller, id, &precondition, settings.require_if_match)?;
+        let Some(state) = next(conn, &row)? else {
+            return Ok((row.clone(), row, author));
+        };
+        let updated =
+            write_next_version(conn, &row, &state, caller.user_id, settings.revisions_kept)?;
+        Ok((row, updated, author))
+    })
+    .await?;
+    if before.version != after.version {
+        after_change(ctx, id, &before, Some(&after)).await;
+    }
+    written(after, author)
+}
+
+pub async fn update(
+    ctx: &AppContext,
+    caller: Principal,
+    id: i64,
+    patch: ContentPatch,
+    precondition: Precondition,
+) -> Result<Written, AppError> {
+    change(ctx, caller, id, precondition, move |_, row| {
+        let state = apply(patch, &row.state())?;
+        Ok((state != row.state()).then_some(state))
+    })
+    .await
+}
+
+pub async fn delete(
+    ctx: &AppContext,
+    caller: Principal,
+    id: i64,
+    precondition: Precondition,
+) -> Result<(), AppError> {
+    caller.require_scope(Scope::ContentWrite)?;
+    let require = ctx.editorial.require_if_match;
+    let before = in_transaction(ctx, move |conn| {
+        let (row, _) = lock_for_change(conn, caller, id, &precondition, require)?;
+        db::contents::delete(conn, id)?;
+        Ok(row)
+    })
+    .await?;
+    after_change(ctx, id, &before, None).await;
+    Ok(())
+}
+
+/// `POST /content/{id}/revisions/{version}/restore`: a new version whose
+/// fields are that revision's.
+pub async fn restore(
+    ctx: &AppContext,
+    caller: Principal,
+    id: i64,
+    version: i64,
+    precondition: Precondition,
+) -> Result<Written, AppError> {
+    change(ctx, caller, id, precondition, move |conn, _| {
+        let revision = db::contents::revision(conn, id, version)?
+            .ok_or_else(|| revision_not_found(id, version))?;
+        Ok(Some(revision.state()))
+    })
+    .await
+}
+
+fn revision_not_found(id: i64, version: i64) -> AppError {
+    AppError::NotFound(format!(
+        "Revision {version} of content with id {id} not found"
+    ))
+}
+
+/// Revisions are the owner's and admins': 404 where the item does not
+/// exist for the caller, 403 where it is public but not theirs.
+async fn authorise_history(ctx: &AppContext, caller: Principal, id: i64) -> Result<(), AppError> {
+    let caller = caller.require_scope(Scope::ContentRead)?;
+    let found = db::interact(&ctx.pool, move |conn| {
+        db::contents::owner_and_status(conn, id)
+    })
+    .await?
+    .ok_or_else(|| AppError::content_not_found(id))?;
+    match found {
+        (owner, _) if may_see_unpublished(caller, owner) => Ok(()),
+        (_, status) if status == PUBLISHED => Err(AppError::forbidden()),
+        _ => Err(AppError::content_not_found(id)),
+    }
+}
+
+/// `?limit=&cursor=` of a revision listing: the cursor is the last version
+/// seen.
+pub struct RevisionQuery {
+    limit: i64,
+    before_version: Option<i64>,
+}
+
+impl RevisionQuery {
+    pub fn parse(params: Map<String, Value>) -> Result<Self, AppError> {
+        let mut fields = Fields::new(params);
+        let limit = fields.optional("limit", |raw| pagination::bounded(&raw, 1, MAX_LIMIT));
+        let before_version = fields.optional("cursor", |raw| pagination::decode_id_cursor(&raw));
+        fields.finish()?;
+        Ok(Self {
+            limit: limit.unwrap_or(DEFAULT_LIMIT),
+            before_version,
+        })
+    }
+
+    pub fn limit(&self) -> i64 {
+        self.limit
+    }
+}
+
+pub async fn revisions(
+    ctx: &AppContext,
+    caller: Principal,
+    id: i64,
+    query: RevisionQuery,
+) -> Result<Page<Revision>, AppError> {
+    authorise_history(ctx, caller, id).await?;
+    let RevisionQuery {
+        limit,
+        before_version,
+    } = query;
+    let rows = db::interact(&ctx.pool, move |conn| {
+        db::contents::revisions(conn, id, before_version, limit + 1)
+    })
+    .await?;
+    Ok(Page::of(
+        rows,
+        limit,
+        |last| pagination::encode_id_cursor(last.version),
+        Revision::from,
+    ))
+}
+
+pub async fn revision(
+    ctx: &AppContext,
+    caller: Principal,
+    id: i64,
+    version: i64,
+) -> Result<Revision, AppError> {
+    authorise_history(ctx, caller, id).await?;
+    db::interact(&ctx.pool, move |conn| {
+        db::contents::revision(conn, id, version)
+    })
+    .await?
+    .map(Revision::from)
+    .ok_or_else(|| revision_not_found(id, version))
+}
