@@ -291,11 +291,14 @@ pub fn may_see_unpublished(viewer: Principal, owner: i64) -> bool {
 /// The `ContentWithUser` bytes of an item: what a read sends, and what its
 /// strong `ETag` is computed from (so writes can compare `If-Match` with it).
 pub fn representation(row: ContentRow, author: AuthorRow) -> Result<Representation, AppError> {
-    serialise(&ContentWithUser {
+    representation_of(&ContentWithUser {
         content: row.into(),
         user: author.into(),
     })
-    .map(Representation::new)
+}
+
+pub fn representation_of(view: &ContentWithUser) -> Result<Representation, AppError> {
+    serialise(view).map(Representation::new)
 }
 
 /// `GET /content/{id}`: from L1 or Redis when cached. Concurrent misses

@@ -11,12 +11,12 @@ use serde_json::{Map, Value};
 
 use super::auth::{Principal, Scope};
 use super::content_input::{check_schedule, slug_of_title, ContentPatch, NewContent, Status};
-use super::contents::{may_see_unpublished, representation};
+use super::contents::{may_see_unpublished, representation, representation_of};
 use super::error::FieldError;
 use super::pagination::{self, DEFAULT_LIMIT, MAX_LIMIT};
 use super::users::Page;
 use super::validation::Fields;
-use super::views::{Content, Revision};
+use super::views::{Content, ContentWithUser, Revision};
 use super::{AppContext, AppError};
 use crate::db::contents::PUBLISHED;
 use crate::db::models::{AuthorRow, ContentRow, ContentState, NewContentRow};
@@ -41,11 +41,12 @@ pub enum Precondition {
 }
 
 impl Precondition {
-    /// `Ok` if the write may proceed on a resource whose tag is `current`;
-    /// `changed` is the 412 to answer otherwise.
+    /// `Ok` if the write may proceed on a resource whose tag `current`
+    /// computes (only when a tag is named); `changed` is the 412 to answer
+    /// otherwise.
     pub fn check(
         &self,
-        current: &HeaderValue,
+        current: impl FnOnce() -> Result<HeaderValue, AppError>,
         required: bool,
         changed: impl FnOnce() -> AppError,
     ) -> Result<(), AppError> {
@@ -53,6 +54,7 @@ impl Precondition {
             Precondition::Absent if required => Err(AppError::PreconditionRequired),
             Precondition::Absent | Precondition::Exists => Ok(()),
             Precondition::OneOf(tags) => {
+                let current = current()?;
                 let current = current.to_str().unwrap_or_default();
                 if tags.iter().any(|tag| tag == current) {
                     Ok(())
@@ -146,10 +148,16 @@ pub fn claim_generated_slug(
     }
 }
 
+/// The write's answer: the item, and the tag of its representation
+/// (serialised once, without copying the body).
 fn written(row: ContentRow, author: AuthorRow) -> Result<Written, AppError> {
-    let etag = representation(row.clone(), author)?.etag;
-    Ok(Written {
+    let view = ContentWithUser {
         content: row.into(),
+        user: author.into(),
+    };
+    let etag = representation_of(&view)?.etag;
+    Ok(Written {
+        content: view.content,
         etag,
     })
 }
@@ -226,8 +234,9 @@ fn lock_for_change(
         }
         .into());
     }
-    let current = representation(row.clone(), author.clone())?.etag;
-    precondition.check(&current, require_if_match, || changed(id))?;
+    // Serialised only when `If-Match` names a tag to compare with.
+    let current = || Ok(representation(row.clone(), author.clone())?.etag);
+    precondition.check(current, require_if_match, || changed(id))?;
     Ok((row, author))
 }
 
