@@ -88,20 +88,23 @@ pub fn page_after(
     Ok(query.load(conn)?)
 }
 
-/// Applies the changes; `None` when the user does not exist.
-pub fn update(
-    conn: &mut PgConnection,
-    id: i64,
-    changes: &UserChanges,
-) -> Result<Option<UserRow>, DbError> {
-    if changes.is_empty() {
-        return find(conn, id);
-    }
+/// The user, locked until the transaction ends, so that what a write
+/// checks stays true until it is written.
+pub fn lock(conn: &mut PgConnection, id: i64) -> Result<Option<UserRow>, DbError> {
+    Ok(users::table
+        .find(id)
+        .select(UserRow::as_select())
+        .for_update()
+        .first(conn)
+        .optional()?)
+}
+
+/// Applies the changes to an existing user.
+pub fn update(conn: &mut PgConnection, id: i64, changes: &UserChanges) -> Result<UserRow, DbError> {
     Ok(diesel::update(users::table.find(id))
         .set(changes)
         .returning(UserRow::as_returning())
-        .get_result(conn)
-        .optional()?)
+        .get_result(conn)?)
 }
 
 pub fn set_password_hash(conn: &mut PgConnection, id: i64, hash: &str) -> Result<(), DbError> {

@@ -6,7 +6,7 @@
 
 use actix_web::http::header::HeaderValue;
 use chrono::Utc;
-use diesel::{Connection, PgConnection};
+use diesel::PgConnection;
 use serde_json::{Map, Value};
 
 use super::auth::{Principal, Scope};
@@ -14,6 +14,8 @@ use super::content_input::{check_schedule, slug_of_title, ContentPatch, NewConte
 use super::contents::{may_see_unpublished, representation, representation_of};
 use super::error::FieldError;
 use super::pagination::{self, DEFAULT_LIMIT, MAX_LIMIT};
+use super::precondition::Precondition;
+use super::transaction::{in_transaction, Abort};
 use super::users::Page;
 use super::validation::Fields;
 use super::views::{Content, ContentWithUser, Revision};
@@ -29,88 +31,11 @@ pub struct EditorialSettings {
     pub require_if_match: bool,
 }
 
-/// What a write's `If-Match` asks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Precondition {
-    /// No `If-Match`.
-    Absent,
-    /// `If-Match: *`: the resource exists.
-    Exists,
-    /// The write applies only if one of these strong tags is current.
-    OneOf(Vec<String>),
-}
-
-impl Precondition {
-    /// `Ok` if the write may proceed on a resource whose tag `current`
-    /// computes (only when a tag is named); `changed` is the 412 to answer
-    /// otherwise.
-    pub fn check(
-        &self,
-        current: impl FnOnce() -> Result<HeaderValue, AppError>,
-        required: bool,
-        changed: impl FnOnce() -> AppError,
-    ) -> Result<(), AppError> {
-        match self {
-            Precondition::Absent if required => Err(AppError::PreconditionRequired),
-            Precondition::Absent | Precondition::Exists => Ok(()),
-            Precondition::OneOf(tags) => {
-                let current = current()?;
-                let current = current.to_str().unwrap_or_default();
-                if tags.iter().any(|tag| tag == current) {
-                    Ok(())
-                } else {
-                    Err(changed())
-                }
-            }
-        }
-    }
-}
-
 /// A write and the tag of the representation it left: the `ETag` a read
 /// of the item now answers, usable in the next `If-Match`.
 pub struct Written {
     pub content: Content,
     pub etag: HeaderValue,
-}
-
-/// A transaction's reasons to roll back: the database failed, or a rule
-/// refused the write.
-enum Abort {
-    Db(DbError),
-    Refused(AppError),
-}
-
-impl From<diesel::result::Error> for Abort {
-    fn from(err: diesel::result::Error) -> Self {
-        Abort::Db(err.into())
-    }
-}
-
-impl From<DbError> for Abort {
-    fn from(err: DbError) -> Self {
-        Abort::Db(err)
-    }
-}
-
-impl From<AppError> for Abort {
-    fn from(err: AppError) -> Self {
-        Abort::Refused(err)
-    }
-}
-
-/// Runs `change` in one transaction; a refusal rolls it back.
-async fn in_transaction<T: Send + 'static>(
-    ctx: &AppContext,
-    change: impl FnOnce(&mut PgConnection) -> Result<T, Abort> + Send + 'static,
-) -> Result<T, AppError> {
-    db::interact(&ctx.pool, move |conn| {
-        match conn.transaction(|conn| change(conn)) {
-            Ok(done) => Ok(Ok(done)),
-            Err(Abort::Refused(refusal)) => Ok(Err(refusal)),
-            Err(Abort::Db(err)) => Err(err),
-        }
-    })
-    .await?
 }
 
 fn slug_in_use() -> AppError {

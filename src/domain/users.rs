@@ -2,14 +2,18 @@
 
 use std::collections::HashMap;
 
+use actix_web::http::header::HeaderValue;
 use serde_json::{Map, Value};
 
 use super::auth::Principal;
 use super::pagination::{self, DEFAULT_LIMIT, MAX_LIMIT};
+use super::precondition::Precondition;
+use super::transaction::in_transaction;
 use super::user_input::Signup;
 use super::validation::Fields;
 use super::views::{Content, User, UserWithContents};
 use super::{AppContext, AppError};
+use crate::cache::body::etag;
 use crate::db::models::{NewUserRow, UserChanges};
 use crate::db::{self, models::UserRow};
 
@@ -150,41 +154,91 @@ pub async fn list(
     })
 }
 
+/// A user read, with the account's tag when the caller sees the private
+/// view (only they, or an admin, may write it).
+pub struct UserRead {
+    pub user: UserWithContents,
+    pub etag: Option<HeaderValue>,
+}
+
+/// The strong tag of an account: the hash of its private `User` view, the
+/// same on every instance. It names the account's fields, not the items a
+/// read embeds (each item has its own tag), so a new item of theirs does
+/// not fail a profile edit with 412.
+fn account_tag(user: &User) -> Result<HeaderValue, AppError> {
+    serde_json::to_vec(user)
+        .map(|bytes| etag(&bytes))
+        .map_err(|err| AppError::Internal(err.into()))
+}
+
 pub async fn get(
     ctx: &AppContext,
     viewer: Option<Principal>,
     id: i64,
     contents_limit: i64,
-) -> Result<UserWithContents, AppError> {
+) -> Result<UserRead, AppError> {
     let (row, contents) = db::interact(&ctx.pool, move |conn| {
         db::users::find_with_newest_contents(conn, id, contents_limit)
     })
     .await?
     .ok_or_else(|| AppError::user_not_found(id))?;
-    Ok(with_contents(vec![row], contents, viewer)
+    let etag = if private_for(viewer, id) {
+        Some(account_tag(&row.clone().into())?)
+    } else {
+        None
+    };
+    let user = with_contents(vec![row], contents, viewer)
         .pop()
-        .expect("one row in, one view out"))
+        .expect("one row in, one view out");
+    Ok(UserRead { user, etag })
 }
 
+/// A changed account and its new tag.
+pub struct UserWritten {
+    pub user: User,
+    pub etag: HeaderValue,
+}
+
+fn changed(id: i64) -> AppError {
+    AppError::PreconditionFailed(format!("User with id {id} has changed"))
+}
+
+/// Applies `changes` if `If-Match` (when sent) still names the account's
+/// tag: compared under the row lock, so of two writers holding the same
+/// tag exactly one wins.
 pub async fn update(
     ctx: &AppContext,
     principal: Principal,
     id: i64,
     changes: UserChanges,
-) -> Result<User, AppError> {
+    precondition: Precondition,
+) -> Result<UserWritten, AppError> {
     principal.require_session()?;
     if !principal.may_act_for(id) {
         return Err(AppError::forbidden());
     }
-    let (row, content_ids) = db::interact(&ctx.pool, move |conn| {
-        let Some(row) = db::users::update(conn, id, &changes)? else {
-            return Ok((None, Vec::new()));
+    let required = ctx.editorial.require_if_match;
+    let (row, content_ids) = in_transaction(ctx, move |conn| {
+        let Some(current) = db::users::lock(conn, id)? else {
+            return Err(AppError::user_not_found(id).into());
         };
-        Ok((Some(row), db::contents::ids_of_user(conn, id)?))
+        precondition.check(
+            || account_tag(&current.clone().into()),
+            required,
+            || changed(id),
+        )?;
+        if changes.is_empty() {
+            return Ok((current, None));
+        }
+        let row = db::users::update(conn, id, &changes)?;
+        Ok((row, Some(db::contents::ids_of_user(conn, id)?)))
     })
     .await?;
-    let row = row.ok_or_else(|| AppError::user_not_found(id))?;
     // Cached items and listings embed the author's public view.
-    ctx.cache.invalidate(&content_ids).await;
-    Ok(row.into())
+    if let Some(content_ids) = content_ids {
+        ctx.cache.invalidate(&content_ids).await;
+    }
+    let user = User::from(row);
+    let etag = account_tag(&user)?;
+    Ok(UserWritten { user, etag })
 }

@@ -9,12 +9,12 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::web;
 use actix_web::{HttpRequest, HttpResponse};
 
-use super::extract::{viewer, Auth, JsonObject, PathId, QueryParams};
+use super::extract::{viewer, Auth, IfMatch, JsonObject, PathId, QueryParams};
 use super::rate_limit::WriteRateLimit;
 use crate::cache::{accepts_gzip, CachedPage, Representation};
 use crate::domain::content_input::{parse_content_changes, NewContent};
 use crate::domain::contents::{self, ContentListQuery, ItemRead, SlugRead};
-use crate::domain::editorial::{self, Precondition, RevisionQuery, Written};
+use crate::domain::editorial::{self, RevisionQuery, Written};
 use crate::domain::rules::{self, SLUG_CHARS};
 use crate::domain::views::{Content, ContentWithUser, Revision, TagCount};
 use crate::domain::{AppContext, AppError};
@@ -38,26 +38,6 @@ fn matches_if_none_match(req: &HttpRequest, etag: &str) -> bool {
 /// What a private read (an unpublished item, the caller's own listing)
 /// answers: no cache may keep it.
 const PRIVATE: HeaderValue = HeaderValue::from_static("private, no-store");
-
-/// `If-Match` of a write: absent, `*`, or the tags it accepts (compared
-/// strongly: a weak tag never matches).
-pub fn precondition(req: &HttpRequest) -> Precondition {
-    let mut values = req.headers().get_all(header::IF_MATCH).peekable();
-    if values.peek().is_none() {
-        return Precondition::Absent;
-    }
-    let tags: Vec<String> = values
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .map(|tag| tag.trim().to_owned())
-        .filter(|tag| !tag.is_empty())
-        .collect();
-    if tags.iter().any(|tag| tag == "*") {
-        Precondition::Exists
-    } else {
-        Precondition::OneOf(tags)
-    }
-}
 
 /// How a cached body is sent: its encoding, whether it varies by
 /// `Accept-Encoding` (listings do), and whether it is the caller's own.
@@ -314,14 +294,14 @@ fn written_response(written: Written) -> HttpResponse {
 )]
 pub async fn update(
     ctx: Ctx,
-    req: HttpRequest,
     id: PathId,
     auth: Auth,
+    if_match: IfMatch,
     _: WriteRateLimit,
     body: JsonObject,
 ) -> Result<HttpResponse, AppError> {
     let changes = parse_content_changes(body.0)?;
-    let written = editorial::update(&ctx, auth.0, id.0, changes, precondition(&req)).await?;
+    let written = editorial::update(&ctx, auth.0, id.0, changes, if_match.0).await?;
     Ok(written_response(written))
 }
 
@@ -334,12 +314,12 @@ pub async fn update(
 )]
 pub async fn delete(
     ctx: Ctx,
-    req: HttpRequest,
     id: PathId,
     auth: Auth,
+    if_match: IfMatch,
     _: WriteRateLimit,
 ) -> Result<HttpResponse, AppError> {
-    editorial::delete(&ctx, auth.0, id.0, precondition(&req)).await?;
+    editorial::delete(&ctx, auth.0, id.0, if_match.0).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -412,10 +392,11 @@ pub async fn restore(
     req: HttpRequest,
     id: PathId,
     auth: Auth,
+    if_match: IfMatch,
     _: WriteRateLimit,
 ) -> Result<HttpResponse, AppError> {
     let version = version_segment(&req)?;
-    let written = editorial::restore(&ctx, auth.0, id.0, version, precondition(&req)).await?;
+    let written = editorial::restore(&ctx, auth.0, id.0, version, if_match.0).await?;
     Ok(written_response(written))
 }
 

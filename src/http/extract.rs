@@ -15,6 +15,7 @@ use serde_json::{Map, Value};
 use super::rate_limit::RateLimits;
 use crate::domain::audit::Client;
 use crate::domain::auth::Principal;
+use crate::domain::precondition::Precondition;
 use crate::domain::sessions;
 use crate::domain::validation::digits;
 use crate::domain::{AppContext, AppError};
@@ -182,6 +183,33 @@ impl FromRequest for PathId {
                 .map(PathId)
                 .ok_or_else(|| route_not_found(req)),
         )
+    }
+}
+
+/// `If-Match` of a write: absent, `*`, or the tags it accepts (compared
+/// strongly: a weak tag never matches).
+pub struct IfMatch(pub Precondition);
+
+impl FromRequest for IfMatch {
+    type Error = AppError;
+    type Future = Ready<Result<Self, AppError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let mut values = req.headers().get_all(header::IF_MATCH).peekable();
+        if values.peek().is_none() {
+            return ready(Ok(IfMatch(Precondition::Absent)));
+        }
+        let tags: Vec<String> = values
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .map(|tag| tag.trim().to_owned())
+            .filter(|tag| !tag.is_empty())
+            .collect();
+        ready(Ok(IfMatch(if tags.iter().any(|tag| tag == "*") {
+            Precondition::Exists
+        } else {
+            Precondition::OneOf(tags)
+        })))
     }
 }
 

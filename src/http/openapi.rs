@@ -93,8 +93,9 @@ enum Trait {
     PathVersion,
     /// A `{slug}` path segment: 404 for anything but a slug.
     PathSlug,
-    /// A write that honours `If-Match` (412, and 428 with `REQUIRE_IF_MATCH`).
-    IfMatch,
+    /// A write that honours `If-Match` (412, and 428 with `REQUIRE_IF_MATCH`),
+    /// on the resource named here (`Content`, `User`).
+    IfMatch(&'static str),
     /// Validated query parameters (`QueryParams`): 422.
     Query(&'static [Param]),
     /// Counted against a per-client budget: 429.
@@ -345,6 +346,7 @@ const OPERATIONS: &[Operation] = &[
         traits: &[
             Bearer,
             PathId,
+            IfMatch("User"),
             RateLimited,
             Body("UserUpdateRequest"),
             Database,
@@ -429,7 +431,7 @@ const OPERATIONS: &[Operation] = &[
         traits: &[
             Bearer,
             PathId,
-            IfMatch,
+            IfMatch("Content"),
             RateLimited,
             Body("ContentUpdateRequest"),
             Database,
@@ -439,7 +441,7 @@ const OPERATIONS: &[Operation] = &[
     Operation {
         methods: &["delete"],
         path: "/api/v1/content/{id}",
-        traits: &[Bearer, PathId, IfMatch, RateLimited, Database],
+        traits: &[Bearer, PathId, IfMatch("Content"), RateLimited, Database],
         specific: &[NOT_YOURS, NOT_VISIBLE],
     },
     Operation {
@@ -464,7 +466,7 @@ const OPERATIONS: &[Operation] = &[
     Operation {
         methods: &["post"],
         path: "/api/v1/content/{id}/revisions/{version}/restore",
-        traits: &[Bearer, PathId, PathVersion, IfMatch, RateLimited, Database],
+        traits: &[Bearer, PathId, PathVersion, IfMatch("Content"), RateLimited, Database],
         specific: &[
             NOT_YOURS,
             (
@@ -585,11 +587,16 @@ fn parameter(param: Param) -> Value {
     parameter
 }
 
-fn if_match_parameter() -> Value {
+fn if_match_parameter(resource: &str) -> Value {
+    let what = if resource == "User" {
+        "account"
+    } else {
+        "item"
+    };
     json!({
         "name": "If-Match", "in": "header", "required": false,
-        "description": "The item's `ETag` (from a read or a write): the write applies only if it \
-            is still current, else 412. Required (428) when `REQUIRE_IF_MATCH=true`",
+        "description": format!("The {what}'s `ETag` (from a read or a write): the write applies \
+            only if it is still current, else 412. Required (428) when `REQUIRE_IF_MATCH=true`"),
         "schema": {"type": "string"},
     })
 }
@@ -665,10 +672,12 @@ fn errors(traits: &[Trait]) -> Vec<(u16, Value)> {
                 404,
                 problem("No such resource, or an id that is not positive"),
             )),
-            IfMatch => out.extend([
+            IfMatch(resource) => out.extend([
                 (
                     412,
-                    problem("`If-Match` names a tag that is no longer current: `Content with id {id} has changed`"),
+                    problem(&format!(
+                        "`If-Match` names a tag that is no longer current: `{resource} with id {{id}} has changed`"
+                    )),
                 ),
                 (
                     428,
@@ -956,7 +965,7 @@ pub fn document(phones: &PhonePolicy) -> Value {
                 PathId => parameters.push(id_parameter()),
                 PathVersion => parameters.push(version_parameter()),
                 PathSlug => parameters.push(slug_parameter()),
-                IfMatch => parameters.push(if_match_parameter()),
+                IfMatch(resource) => parameters.push(if_match_parameter(resource)),
                 Query(params) => parameters.extend(params.iter().copied().map(parameter)),
                 RateLimited | Database => {}
             }

@@ -3,7 +3,7 @@
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 
-use super::extract::{Auth, ClientInfo, JsonObject, MaybeAuth, PathId, QueryParams};
+use super::extract::{Auth, ClientInfo, IfMatch, JsonObject, MaybeAuth, PathId, QueryParams};
 use super::rate_limit::{AuthRateLimit, WriteRateLimit};
 use crate::domain::sessions;
 use crate::domain::user_input::{parse_user_changes, Login, Signup};
@@ -81,11 +81,14 @@ pub async fn list(
     Ok(response.json(page.items))
 }
 
-/// One user with their newest items.
+/// One user with their newest items. To the user themself (or an admin)
+/// with the account's `ETag`, for `If-Match` on a profile change.
 #[utoipa::path(
     get, path = "/api/v1/users/{id}", tag = "users",
     responses(
-        (status = 200, body = UserWithContents),
+        (status = 200, body = UserWithContents, headers(("ETag" = String,
+            description = "Only to the user themself or an admin: the strong tag of the account's \
+                fields (not of the embedded items)"))),
     ),
 )]
 pub async fn get(
@@ -95,24 +98,34 @@ pub async fn get(
     params: QueryParams,
 ) -> Result<HttpResponse, AppError> {
     let contents_limit = users::parse_contents_limit_param(params.0)?;
-    Ok(HttpResponse::Ok().json(users::get(&ctx, viewer.0, id.0, contents_limit).await?))
+    let read = users::get(&ctx, viewer.0, id.0, contents_limit).await?;
+    let mut response = HttpResponse::Ok();
+    if let Some(etag) = read.etag {
+        response.insert_header((header::ETAG, etag));
+    }
+    Ok(response.json(read.user))
 }
 
 /// Change your own profile (or, as an admin, anyone's). Absent fields are
-/// left alone; `PUT` takes the same partial body as `PATCH`.
+/// left alone; `PUT` takes the same partial body as `PATCH`. With
+/// `If-Match`, only if the account is still as that tag says.
 #[utoipa::path(
     method(put, patch), path = "/api/v1/users/{id}", tag = "users",
     responses(
-        (status = 200, body = User),
+        (status = 200, body = User, headers(("ETag" = String, description = "The account's new strong tag"))),
     ),
 )]
 pub async fn update(
     ctx: Ctx,
     id: PathId,
     auth: Auth,
+    if_match: IfMatch,
     _: WriteRateLimit,
     body: JsonObject,
 ) -> Result<HttpResponse, AppError> {
     let changes = parse_user_changes(body.0, &ctx.phones)?;
-    Ok(HttpResponse::Ok().json(users::update(&ctx, auth.0, id.0, changes).await?))
+    let written = users::update(&ctx, auth.0, id.0, changes, if_match.0).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::ETAG, written.etag))
+        .json(written.user))
 }

@@ -678,3 +678,149 @@ async fn with_require_if_match_a_write_without_one_is_428() {
         .unwrap();
     assert_eq!(response.status(), 200);
 }
+
+async fn patch_user(
+    app: &TestApp,
+    user: &TestUser,
+    body: Value,
+    if_match: Option<&str>,
+) -> Response {
+    let mut request = app.request_as(
+        Method::PATCH,
+        &format!("/api/v1/users/{}", user.id),
+        &user.token,
+    );
+    if let Some(tag) = if_match {
+        request = request.header("If-Match", tag);
+    }
+    request.json(&body).send().await.unwrap()
+}
+
+#[tokio::test]
+async fn an_account_tag_goes_to_self_and_admins_and_of_two_racing_profile_edits_exactly_one_wins() {
+    let app = TestApp::spawn().await;
+    let user = app.new_user().await;
+    let stranger = app.new_user().await;
+    let admin = app.new_admin().await;
+    let path = format!("/api/v1/users/{}", user.id);
+    let own = app.get_as(&path, &user.token).await;
+    let tag = etag(&own);
+    assert!(tag.starts_with('"'), "a strong tag: {tag}");
+    assert_eq!(etag(&app.get_as(&path, &admin.token).await), tag);
+    assert!(app.get(&path).await.headers().get("etag").is_none());
+    assert!(app
+        .get_as(&path, &stranger.token)
+        .await
+        .headers()
+        .get("etag")
+        .is_none());
+
+    // The tag names the account's fields: a new item of theirs keeps it.
+    posted(&app, &user, json!({"title": "Unrelated", "content": BODY})).await;
+    assert_eq!(etag(&app.get_as(&path, &user.token).await), tag);
+
+    for round in 0..5 {
+        let tag = etag(&app.get_as(&path, &user.token).await);
+        let (a, b) = tokio::join!(
+            patch_user(
+                &app,
+                &user,
+                json!({"name": format!("Writer A {round}")}),
+                Some(&tag)
+            ),
+            patch_user(
+                &app,
+                &user,
+                json!({"name": format!("Writer B {round}")}),
+                Some(&tag)
+            )
+        );
+        let mut statuses = [a.status().as_u16(), b.status().as_u16()];
+        statuses.sort();
+        assert_eq!(statuses, [200, 412], "round {round}");
+        let (winner, loser) = if a.status() == 412 { (b, a) } else { (a, b) };
+        let winner: Value = winner.json().await.unwrap();
+        let problem = problem(loser, 412).await;
+        assert_eq!(
+            problem["detail"],
+            format!("User with id {} has changed", user.id)
+        );
+        let stored: Value = app.get_as(&path, &user.token).await.json().await.unwrap();
+        assert_eq!(stored["name"], winner["name"], "the loser changed nothing");
+    }
+
+    let stale = patch_user(&app, &user, json!({"name": "Too late"}), Some(&tag)).await;
+    assert_eq!(stale.status(), 412);
+    let current = etag(&app.get_as(&path, &user.token).await);
+    let fresh = patch_user(&app, &user, json!({"name": "Fresh"}), Some(&current)).await;
+    assert_eq!(fresh.status(), 200);
+    let new_tag = etag(&fresh);
+    assert_ne!(new_tag, current);
+    assert_eq!(etag(&app.get_as(&path, &user.token).await), new_tag);
+    let by_admin = app
+        .request_as(Method::PUT, &path, &admin.token)
+        .header("If-Match", current)
+        .json(&json!({"name": "Admin edit"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_admin.status(), 412, "PUT compares the tag too");
+    let star = patch_user(&app, &user, json!({"name": "Any version"}), Some("*")).await;
+    assert_eq!(star.status(), 200);
+    let weak = patch_user(
+        &app,
+        &user,
+        json!({"name": "Weak"}),
+        Some(&format!("W/{}", etag(&star))),
+    )
+    .await;
+    assert_eq!(weak.status(), 412, "a weak tag never matches");
+}
+
+#[tokio::test]
+async fn with_require_if_match_a_profile_edit_without_one_is_428() {
+    let app = TestApp::spawn_with(|settings| settings.require_if_match = true).await;
+    let user = app.new_user().await;
+    let blind = patch_user(&app, &user, json!({"name": "Blind"}), None).await;
+    let problem = problem(blind, 428).await;
+    assert_eq!(problem["status"], 428);
+    let path = format!("/api/v1/users/{}", user.id);
+    let tag = etag(&app.get_as(&path, &user.token).await);
+    let seen = patch_user(&app, &user, json!({"name": "Seen"}), Some(&tag)).await;
+    assert_eq!(seen.status(), 200);
+    let stored: Value = app.get_as(&path, &user.token).await.json().await.unwrap();
+    assert_eq!(stored["name"], "Seen");
+}
+
+#[tokio::test]
+async fn a_machine_token_sees_its_owners_draft_only_with_content_read() {
+    let app = TestApp::spawn().await;
+    let owner = app.new_user().await;
+    let draft = posted(
+        &app,
+        &owner,
+        json!({"title": "Unseen", "content": BODY, "status": "draft"}),
+    )
+    .await;
+    let path = format!("/api/v1/content/{}", draft["id"]);
+    let token = |scopes: Value| {
+        let request = app
+            .request_as(Method::POST, "/api/v1/tokens", &owner.token)
+            .json(&json!({"name": "script", "scopes": scopes}))
+            .send();
+        async move {
+            let body: Value = request.await.unwrap().json().await.unwrap();
+            body["token"].as_str().unwrap().to_owned()
+        }
+    };
+    let write_only = token(json!(["content:write"])).await;
+    let reader = token(json!(["content:read"])).await;
+    let hidden = app.get_as(&path, &write_only).await;
+    assert_eq!(
+        problem(hidden, 404).await["detail"],
+        format!("Content with id {} not found", draft["id"])
+    );
+    let seen = app.get_as(&path, &reader).await;
+    assert_eq!(seen.status(), 200);
+    assert_eq!(seen.headers()["cache-control"], "private, no-store");
+}
