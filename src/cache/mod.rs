@@ -22,6 +22,7 @@ mod flight;
 pub mod keys;
 mod l1;
 mod redis_store;
+mod slugs;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +34,7 @@ pub use keys::Keys;
 pub use l1::Usage;
 use l1::{Local, Stamp};
 use redis_store::{Invalidation, ItemLookup, ListingLookup, RedisStore, Unavailable};
+use slugs::SlugOwners;
 
 use crate::metrics::Metrics;
 
@@ -98,6 +100,7 @@ pub struct Cache {
     bus: Option<Arc<Bus>>,
     metrics: Arc<Metrics>,
     before_l1_fill: Option<PauseHook>,
+    slug_owners: SlugOwners,
 }
 
 /// A pause point: called with a cache key, it may hold the request (a test
@@ -159,6 +162,7 @@ impl Cache {
             bus,
             metrics,
             before_l1_fill: settings.before_l1_fill,
+            slug_owners: SlugOwners::new(),
         })
     }
 
@@ -219,6 +223,16 @@ impl Cache {
 
     fn stamp(&self) -> Option<Stamp> {
         self.local.as_ref().and_then(|local| local.stamp())
+    }
+
+    /// The item `slug` belongs to, if this instance has read it before.
+    pub fn slug_owner(&self, slug: &str) -> Option<i64> {
+        self.slug_owners.get(slug)
+    }
+
+    /// Remembers the owner of a slug, as read from PostgreSQL.
+    pub fn remember_slug_owner(&self, slug: &str, id: i64) {
+        self.slug_owners.remember(slug, id);
     }
 
     /// An item from this instance's L1 (counted), without awaiting anything.

@@ -88,14 +88,15 @@ pub fn numbered_slugs(conn: &mut PgConnection, base: &str) -> Result<Vec<String>
         .load(conn)?)
 }
 
-/// The item a slug belongs to (if any) and that item's current slug.
-pub fn resolve_slug(conn: &mut PgConnection, slug: &str) -> Result<Option<(i64, String)>, DbError> {
+/// The item a slug belongs to: `None` if the slug was never claimed or its
+/// item is deleted.
+pub fn slug_owner(conn: &mut PgConnection, slug: &str) -> Result<Option<i64>, DbError> {
     Ok(content_slugs::table
-        .inner_join(contents::table)
         .filter(content_slugs::slug.eq(slug))
-        .select((contents::id, contents::slug))
-        .first(conn)
-        .optional()?)
+        .select(content_slugs::content_id)
+        .first::<Option<i64>>(conn)
+        .optional()?
+        .flatten())
 }
 
 /// A published item is published at its creation (`published_at` is set

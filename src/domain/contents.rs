@@ -381,21 +381,30 @@ pub async fn get_by_slug(
     viewer: impl AsyncFnOnce() -> Result<Option<Principal>, AppError>,
 ) -> Result<SlugRead, AppError> {
     let not_found = || AppError::NotFound(format!("Content with slug {slug} not found"));
-    let lookup = slug.clone();
-    let Some((id, current)) = db::interact(&ctx.pool, move |conn| {
-        db::contents::resolve_slug(conn, &lookup)
-    })
-    .await?
-    else {
-        return Err(not_found());
+    let id = match ctx.cache.slug_owner(&slug) {
+        Some(id) => id,
+        None => {
+            let lookup = slug.clone();
+            let id = db::interact(&ctx.pool, move |conn| {
+                db::contents::slug_owner(conn, &lookup)
+            })
+            .await?
+            .ok_or_else(not_found)?;
+            ctx.cache.remember_slug_owner(&slug, id);
+            id
+        }
     };
-    let read = get(ctx, id).await?;
+    let read = match get(ctx, id).await {
+        Err(AppError::NotFound(_)) => return Err(not_found()),
+        read => read?,
+    };
     let (viewer, public) = match &read {
         ItemRead::Public(_) => (None, true),
         ItemRead::Hidden { .. } => (viewer().await?, false),
     };
     // Checked before redirecting: an unpublished item's slug is not told.
     let representation = read.for_viewer(viewer, id).map_err(|_| not_found())?;
+    let current = current_slug(&representation)?;
     Ok(if current == slug {
         SlugRead::Item {
             representation,
@@ -404,6 +413,18 @@ pub async fn get_by_slug(
     } else {
         SlugRead::MovedTo(current)
     })
+}
+
+/// The `slug` of a `ContentWithUser` body: read from the bytes a read
+/// serves, so that a slug read needs nothing but the item.
+fn current_slug(representation: &Representation) -> Result<String, AppError> {
+    #[derive(serde::Deserialize)]
+    struct Slugged {
+        slug: String,
+    }
+    serde_json::from_slice::<Slugged>(&representation.bytes)
+        .map(|item| item.slug)
+        .map_err(|err| AppError::Internal(err.into()))
 }
 
 /// `GET /content`: one page (body bytes and next cursor). Public pages are

@@ -432,6 +432,57 @@ async fn an_old_slug_redirects_to_the_current_one_and_is_never_given_to_another_
 }
 
 #[tokio::test]
+async fn a_slug_read_before_needs_no_lookup_and_still_follows_changes_and_deletion() {
+    let app = TestApp::spawn_with(use_redis).await;
+    let user = app.new_user().await;
+    let item = posted(&app, &user, json!({"title": "Remembered", "content": BODY})).await;
+    let id = item["id"].as_i64().unwrap();
+    let first: Value = app.get_json("/api/v1/content/slug/remembered").await;
+    assert_eq!(first["id"], id);
+
+    // Its history row removed behind the service's back: a lookup in
+    // PostgreSQL would answer 404, the slug's remembered owner answers.
+    app.sql("DELETE FROM content_slugs WHERE slug = 'remembered'");
+    let again = app.get("/api/v1/content/slug/remembered").await;
+    assert_eq!(again.status(), 200);
+
+    // The owner is remembered, the item's state is not: a new slug turns
+    // the remembered one into a redirect, unpublishing hides it, deleting
+    // the item makes it 404.
+    patched(&app, &user, id, json!({"slug": "renamed"})).await;
+    let moved = app.get("/api/v1/content/slug/remembered").await;
+    assert_eq!(moved.status(), 301);
+    assert_eq!(moved.headers()["location"], "/api/v1/content/slug/renamed");
+    patched(&app, &user, id, json!({"status": "draft"})).await;
+    for slug in ["remembered", "renamed"] {
+        let hidden = app.get(&format!("/api/v1/content/slug/{slug}")).await;
+        assert_eq!(
+            problem(hidden, 404).await["detail"],
+            format!("Content with slug {slug} not found")
+        );
+    }
+    let own = app
+        .get_as("/api/v1/content/slug/renamed", &user.token)
+        .await;
+    assert_eq!(own.status(), 200);
+    assert_eq!(own.headers()["cache-control"], "private, no-store");
+    let response = app
+        .send_as(
+            Method::DELETE,
+            &format!("/api/v1/content/{id}"),
+            &user.token,
+        )
+        .await;
+    assert_eq!(response.status(), 204);
+    for slug in ["remembered", "renamed"] {
+        let gone = app
+            .get_as(&format!("/api/v1/content/slug/{slug}"), &user.token)
+            .await;
+        assert_eq!(gone.status(), 404, "{slug}");
+    }
+}
+
+#[tokio::test]
 async fn tags_filter_and_count_public_items_and_follow_every_change() {
     let app = TestApp::spawn_with(use_redis).await;
     let user = app.new_user().await;
