@@ -1,6 +1,7 @@
 //! Both list endpoints cost a fixed number of queries per page, however
-//! many users or items it holds (the old service's N+1, defect 6.5); single
-//! reads cost one query (a slug read, once per slug, one more).
+//! many users or items it holds (the old service's N+1, defect 6.5); an
+//! item read costs one query (a slug read, once per slug, one more), a user
+//! read two.
 //!
 //! A test binary of its own: it counts every query of the process through
 //! Diesel's default instrumentation, which no concurrent test may disturb.
@@ -19,20 +20,16 @@ use helpers::TestApp;
 static CONTENT_QUERIES: AtomicUsize = AtomicUsize::new(0);
 static USER_QUERIES: AtomicUsize = AtomicUsize::new(0);
 static ALL_QUERIES: AtomicUsize = AtomicUsize::new(0);
-/// The user-with-items statement, prepared into a connection's cache.
-static USER_STATEMENTS_PREPARED: AtomicUsize = AtomicUsize::new(0);
 
 struct QueryCounter;
 
 impl Instrumentation for QueryCounter {
     fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
-        if let InstrumentationEvent::CacheQuery { sql, .. } = event {
-            if sql.contains("LEFT OUTER JOIN") {
-                USER_STATEMENTS_PREPARED.fetch_add(1, Ordering::SeqCst);
-            }
-        }
         if let InstrumentationEvent::StartQuery { query, .. } = event {
             let sql = query.to_string();
+            if is_scheduler_poll(&sql) {
+                return;
+            }
             ALL_QUERIES.fetch_add(1, Ordering::SeqCst);
             if sql.contains("contents") {
                 CONTENT_QUERIES.fetch_add(1, Ordering::SeqCst);
@@ -42,6 +39,16 @@ impl Instrumentation for QueryCounter {
             }
         }
     }
+}
+
+/// The scheduler polls in the background every 200 ms, in a transaction
+/// of its own; the reads measured here use no transaction.
+fn is_scheduler_poll(sql: &str) -> bool {
+    let statement = sql.trim().to_ascii_uppercase();
+    sql.contains("status = 'scheduled'")
+        || ["BEGIN", "COMMIT", "ROLLBACK"]
+            .iter()
+            .any(|word| statement.starts_with(word))
 }
 
 fn counter() -> Option<Box<dyn Instrumentation>> {
@@ -91,30 +98,23 @@ async fn list_endpoints_make_one_query_per_page_not_one_per_row() {
     assert_eq!(body.as_array().unwrap().len(), 20);
     assert_eq!(contents, 1, "items and their authors in one query");
 
-    // A miss of one user (with their items) and of one item: one round trip each.
+    // One user: by primary key, then their newest items (none asked: no
+    // second query). An item miss: one round trip.
     let id = body[0]["user"]["id"].as_i64().unwrap();
-    for (path, items) in [
-        (format!("/api/v1/users/{id}"), 2),
-        (format!("/api/v1/users/{id}?contents_limit=1"), 1),
-        (format!("/api/v1/users/{id}?contents_limit=0"), 0),
+    for (path, items, queries) in [
+        (format!("/api/v1/users/{id}"), 2, 2),
+        (format!("/api/v1/users/{id}?contents_limit=1"), 1, 2),
+        (format!("/api/v1/users/{id}?contents_limit=0"), 0, 1),
     ] {
         let before = ALL_QUERIES.load(Ordering::SeqCst);
         let (_, _, user) = queries_of(&app, &path).await;
-        assert_eq!(ALL_QUERIES.load(Ordering::SeqCst) - before, 1, "{path}");
+        assert_eq!(
+            ALL_QUERIES.load(Ordering::SeqCst) - before,
+            queries,
+            "{path}"
+        );
         assert_eq!(user["contents"].as_array().unwrap().len(), items, "{path}");
     }
-    // Prepared once per pooled connection, then reused.
-    let prepared = USER_STATEMENTS_PREPARED.load(Ordering::SeqCst);
-    assert!(prepared >= 1, "the user statement is prepared");
-    for _ in 0..20 {
-        queries_of(&app, &format!("/api/v1/users/{id}")).await;
-    }
-    let again = USER_STATEMENTS_PREPARED.load(Ordering::SeqCst) - prepared;
-    assert!(
-        again < app.settings.db_pool_size,
-        "prepared {again} more times in 20 reads"
-    );
-
     let item = body[0]["id"].as_i64().unwrap();
     let before = ALL_QUERIES.load(Ordering::SeqCst);
     queries_of(&app, &format!("/api/v1/content/{item}")).await;

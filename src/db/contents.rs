@@ -3,7 +3,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Float4, Nullable, Text, Timestamptz};
 
 use super::models::{AuthorRow, ContentRow, ContentState, ListingRow, NewContentRow, RevisionRow};
-use super::schema::{content_revisions, content_slugs, contents, users};
+use super::schema::{content_revisions, content_slugs, contents, slug_counters, users};
 use super::DbError;
 
 /// The one status every reader may see (§9).
@@ -77,15 +77,55 @@ struct SlugRow {
     slug: String,
 }
 
-/// Every slug ever used that is `base` followed by `-{digits}`.
-pub fn numbered_slugs(conn: &mut PgConnection, base: &str) -> Result<Vec<String>, DbError> {
+/// Whether `slug` was ever claimed.
+pub fn slug_taken(conn: &mut PgConnection, slug: &str) -> Result<bool, DbError> {
+    Ok(diesel::select(diesel::dsl::exists(
+        content_slugs::table.filter(content_slugs::slug.eq(slug)),
+    ))
+    .get_result(conn)?)
+}
+
+/// The smallest `n` ≥ 2 such that `{base}-{n}` was never used.
+fn first_unused_number(conn: &mut PgConnection, base: &str) -> Result<i64, DbError> {
     // The column is in the "C" collation, so this range is exactly the
     // slugs starting with `base-` ('.' follows '-' in ASCII).
-    Ok(content_slugs::table
+    let slugs: Vec<String> = content_slugs::table
         .filter(content_slugs::slug.gt(format!("{base}-")))
         .filter(content_slugs::slug.lt(format!("{base}.")))
         .select(content_slugs::slug)
-        .load(conn)?)
+        .load(conn)?;
+    let used: std::collections::HashSet<i64> = slugs
+        .iter()
+        .filter_map(|slug| slug[base.len() + 1..].parse().ok())
+        .collect();
+    Ok((2..)
+        .find(|n| !used.contains(n))
+        .expect("a finite set leaves a number free"))
+}
+
+/// A number for a generated `{base}-{n}` (n ≥ 2) that no other caller gets:
+/// one more than the last one given, or, the first time for `base`, the
+/// first unused one (read once per base). The slug may still have been
+/// chosen by a client: the caller claims it and asks again if it was.
+/// Outside a transaction its row lock lasts this statement; inside one,
+/// until the commit.
+pub fn next_slug_number(conn: &mut PgConnection, base: &str) -> Result<i64, DbError> {
+    let bumped = diesel::update(slug_counters::table.find(base))
+        .set(slug_counters::last.eq(slug_counters::last + 1))
+        .returning(slug_counters::last)
+        .get_result(conn)
+        .optional()?;
+    if let Some(number) = bumped {
+        return Ok(number);
+    }
+    let first = first_unused_number(conn, base)?;
+    Ok(diesel::insert_into(slug_counters::table)
+        .values((slug_counters::base.eq(base), slug_counters::last.eq(first)))
+        .on_conflict(slug_counters::base)
+        .do_update()
+        .set(slug_counters::last.eq(slug_counters::last + 1))
+        .returning(slug_counters::last)
+        .get_result(conn)?)
 }
 
 /// The item a slug belongs to: `None` if the slug was never claimed or its

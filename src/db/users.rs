@@ -18,34 +18,18 @@ pub fn insert(conn: &mut PgConnection, new_user: &NewUserRow) -> Result<UserRow,
         .get_result(conn)?)
 }
 
-/// A user and their newest `limit` public items in one round trip: the
-/// user left joined to the (user_id, created_at, id) index walk. A static
-/// query, so the connection prepares it once and reuses it.
+/// A user and their newest `limit` public items: the user by primary key,
+/// then a walk of the (user_id, created_at, id) index that stops after
+/// `limit` items (a join would read and sort every item of the user).
 pub fn find_with_newest_contents(
     conn: &mut PgConnection,
     id: i64,
     limit: i64,
 ) -> Result<Option<(UserRow, Vec<ContentRow>)>, DbError> {
-    let rows: Vec<(UserRow, Option<ContentRow>)> = users::table
-        .left_join(
-            contents::table.on(contents::user_id
-                .eq(users::id)
-                .and(contents::status.eq(super::contents::PUBLISHED))),
-        )
-        .filter(users::id.eq(id))
-        .order((contents::created_at.desc(), contents::id.desc()))
-        .limit(limit.max(1))
-        .select((UserRow::as_select(), Option::<ContentRow>::as_select()))
-        .load(conn)?;
-    let mut rows = rows.into_iter();
-    let Some((user, first)) = rows.next() else {
+    let Some(user) = find(conn, id)? else {
         return Ok(None);
     };
-    let items = first
-        .into_iter()
-        .chain(rows.filter_map(|(_, item)| item))
-        .take(limit as usize)
-        .collect();
+    let items = super::contents::newest_for_users(conn, &[id], limit)?;
     Ok(Some((user, items)))
 }
 

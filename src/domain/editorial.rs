@@ -15,7 +15,7 @@ use super::contents::{may_see_unpublished, representation, representation_of};
 use super::error::FieldError;
 use super::pagination::{self, DEFAULT_LIMIT, MAX_LIMIT};
 use super::precondition::Precondition;
-use super::transaction::{in_transaction, Abort};
+use super::transaction::{in_transaction, in_transaction_after, Abort};
 use super::users::Page;
 use super::validation::Fields;
 use super::views::{Content, ContentWithUser, Revision};
@@ -46,7 +46,7 @@ fn changed(id: i64) -> AppError {
     AppError::PreconditionFailed(format!("Content with id {id} has changed"))
 }
 
-/// Claims `{base}`, else the first free `{base}-{n}` (n ≥ 2).
+/// Claims `{base}`, else `{base}-{n}` with the next number (n ≥ 2).
 pub fn claim_generated_slug(
     conn: &mut PgConnection,
     base: &str,
@@ -55,22 +55,33 @@ pub fn claim_generated_slug(
     if db::contents::claim_slug(conn, base, id)? {
         return Ok(base.to_owned());
     }
-    let taken: std::collections::HashSet<u64> = db::contents::numbered_slugs(conn, base)?
-        .iter()
-        .filter_map(|slug| slug[base.len() + 1..].parse().ok())
-        .collect();
-    let mut n = 2;
     loop {
-        while taken.contains(&n) {
-            n += 1;
-        }
-        let candidate = format!("{base}-{n}");
-        // Another writer may have claimed it since the read above.
+        let candidate = format!("{base}-{}", db::contents::next_slug_number(conn, base)?);
+        // Taken only if someone chose it.
         if db::contents::claim_slug(conn, &candidate, id)? {
             return Ok(candidate);
         }
-        n += 1;
     }
+}
+
+/// A new item's slug: chosen by the client, or generated from its title
+/// (`base`), first proposed before its transaction.
+enum SlugChoice {
+    Chosen(String),
+    Generated(String),
+    Proposed { slug: String, base: String },
+}
+
+/// The slug a new item titled `base` will most likely get, found before
+/// its transaction: `base` while it is free, else `{base}-{n}` with a
+/// number no concurrent creator gets. Claiming it in the transaction then
+/// waits for no other creator with the same title.
+fn propose_generated_slug(conn: &mut PgConnection, base: &str) -> Result<String, DbError> {
+    let mut candidate = base.to_owned();
+    while db::contents::slug_taken(conn, &candidate)? {
+        candidate = format!("{base}-{}", db::contents::next_slug_number(conn, base)?);
+    }
+    Ok(candidate)
 }
 
 /// The write's answer: the item, and the tag of its representation
@@ -91,7 +102,7 @@ fn written(row: ContentRow, author: AuthorRow) -> Result<Written, AppError> {
 pub async fn create(
     ctx: &AppContext,
     caller: Principal,
-    input: NewContent,
+    mut input: NewContent,
 ) -> Result<Written, AppError> {
     caller.require_scope(Scope::ContentWrite)?;
     let owner = match input.user_id {
@@ -100,12 +111,26 @@ pub async fn create(
         Some(_) => return Err(AppError::forbidden()),
     };
     let public = input.status == Status::Published;
-    let (row, author) = in_transaction(ctx, move |conn| {
+    let choice = match input.slug.take() {
+        Some(slug) => SlugChoice::Chosen(slug),
+        None => SlugChoice::Generated(slug_of_title(&input.title)),
+    };
+    let propose = move |conn: &mut PgConnection| match choice {
+        SlugChoice::Generated(base) => Ok(SlugChoice::Proposed {
+            slug: propose_generated_slug(conn, &base)?,
+            base,
+        }),
+        chosen => Ok(chosen),
+    };
+    let (row, author) = in_transaction_after(ctx, propose, move |conn, choice| {
         let id = db::contents::next_id(conn)?;
-        let slug = match input.slug {
-            Some(slug) if db::contents::claim_slug(conn, &slug, id)? => slug,
-            Some(_) => return Err(slug_in_use().into()),
-            None => claim_generated_slug(conn, &slug_of_title(&input.title), id)?,
+        let slug = match choice {
+            SlugChoice::Chosen(slug) if db::contents::claim_slug(conn, &slug, id)? => slug,
+            SlugChoice::Chosen(_) => return Err(slug_in_use().into()),
+            SlugChoice::Proposed { slug, .. } if db::contents::claim_slug(conn, &slug, id)? => slug,
+            SlugChoice::Proposed { base, .. } | SlugChoice::Generated(base) => {
+                claim_generated_slug(conn, &base, id)?
+            }
         };
         let new_row = NewContentRow {
             id,

@@ -483,6 +483,40 @@ async fn a_slug_read_before_needs_no_lookup_and_still_follows_changes_and_deleti
 }
 
 #[tokio::test]
+async fn items_created_at_once_with_one_title_get_distinct_numbered_slugs() {
+    let app = TestApp::spawn().await;
+    let user = app.new_user().await;
+    let first = posted(&app, &user, json!({"title": "Untitled", "content": BODY})).await;
+    assert_eq!(first["slug"], "untitled");
+    // Chosen ahead of the numbering: a generated slug skips it.
+    let chosen = posted(
+        &app,
+        &user,
+        json!({"title": "Other", "content": BODY, "slug": "untitled-4"}),
+    )
+    .await;
+    assert_eq!(chosen["slug"], "untitled-4");
+    let responses = futures_util::future::join_all(
+        (0..12).map(|_| post(&app, &user, json!({"title": "Untitled", "content": BODY}))),
+    )
+    .await;
+    let mut numbers = Vec::new();
+    for response in responses {
+        assert_eq!(response.status(), 201);
+        let item: Value = response.json().await.unwrap();
+        let slug = item["slug"].as_str().unwrap().to_owned();
+        let number: u32 = slug.strip_prefix("untitled-").unwrap().parse().unwrap();
+        numbers.push(number);
+    }
+    numbers.sort();
+    let expected: Vec<u32> = (2..=14).filter(|n| *n != 4).collect();
+    assert_eq!(
+        numbers, expected,
+        "each number once, from 2, skipping the chosen one"
+    );
+}
+
+#[tokio::test]
 async fn tags_filter_and_count_public_items_and_follow_every_change() {
     let app = TestApp::spawn_with(use_redis).await;
     let user = app.new_user().await;
