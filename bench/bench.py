@@ -33,6 +33,10 @@ BENCH = os.path.join(ROOT, "bench")
 PG = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432")
 PASSWORD = "benchmark-password"
 HOT_IDS = 1000
+# Every seeded item carries one of these tags, in turn: the tag listing rows
+# read `TAG`, which a fifth of the items carry.
+TOPICS = ["cache", "keyset", "redis", "postgres", "actix"]
+TAG = "redis"
 
 
 # ---------------------------------------------------------------- helpers
@@ -365,7 +369,9 @@ def start_cluster(tmpdir, primaries=3):
 
 def seed(database_url, users, contents):
     """Users 2..N copy the password hash of user 1 (a real signup); contents
-    are spread over all users, created_at one second apart, newest = highest id."""
+    are spread over all users, created_at one second apart, newest = highest id,
+    each tagged with one of TOPICS (in turn) and last updated at a time that
+    orders them differently (a multiplicative shuffle of up to `contents` s)."""
     started = time.perf_counter()
     psql(database_url, f"""
         INSERT INTO users (name, email, phone_number, country, state, password_hash, created_at, updated_at)
@@ -381,12 +387,14 @@ def seed(database_url, users, contents):
     for lo in range(1, contents + 1, batch):
         hi = min(contents, lo + batch - 1)
         psql(database_url, f"""
-            INSERT INTO contents (title, content, user_id, created_at, updated_at)
+            INSERT INTO contents (title, content, user_id, tags, created_at, updated_at)
             SELECT 'Bench item ' || n,
                    'Body of bench item ' || n || ': ' || repeat('lorem ipsum dolor sit amet ', 1 + n % 5)
-                     || (ARRAY['cache', 'keyset', 'redis', 'postgres', 'actix'])[1 + n % 5],
-                   1 + n % {users}, at, at
-            FROM (SELECT n, timestamptz '2026-01-01 00:00:00+00' + n * interval '1 second' AS at
+                     || topic,
+                   1 + n % {users}, ARRAY[topic], at,
+                   at + ((n::bigint * 7919) % {contents}) * interval '1 second'
+            FROM (SELECT n, timestamptz '2026-01-01 00:00:00+00' + n * interval '1 second' AS at,
+                         (ARRAY{TOPICS!r})[1 + n % {len(TOPICS)}] AS topic
                   FROM generate_series({lo}, {hi}) AS n) AS s
         """)
         if contents > batch:
@@ -396,14 +404,39 @@ def seed(database_url, users, contents):
     return round(time.perf_counter() - started, 1)
 
 
-def cursor_for_page(database_url, page, limit):
-    """Cursor whose page is `page` (1-based) of the plain listing with `limit`:
-    built from the last row of the previous page."""
+def cursor_for_page(database_url, page, limit, column="created_at", where="true"):
+    """Cursor whose page is `page` (1-based) of a newest-first listing by
+    `column` of the rows `where` selects, with `limit`: built from the last row
+    of the previous page."""
     row = psql(database_url, f"""
-        SELECT (extract(epoch FROM created_at) * 1000000)::bigint, id FROM contents
-        ORDER BY created_at DESC, id DESC OFFSET {(page - 1) * limit - 1} LIMIT 1""")
+        SELECT (extract(epoch FROM {column}) * 1000000)::bigint, id FROM contents WHERE {where}
+        ORDER BY {column} DESC, id DESC OFFSET {(page - 1) * limit - 1} LIMIT 1""")
     micros, content_id = row.split("|")
     return content_cursor(int(micros), int(content_id))
+
+
+class Listing:
+    """A listing whose page 1 and a deep page are measured uncached: its
+    query (without cursor), and the cursor of its deepest page up to 5 000,
+    checked against the Link header of its page 1."""
+
+    def __init__(self, port, database_url, query, limit, column, where, rows):
+        self.query = f"/api/v1/content?limit={limit}{query}"
+        self.page = min(5000, math.ceil(rows / limit))
+        headers, _ = expect(port, "GET", self.query, 200)
+        built = cursor_for_page(database_url, 2, limit, column, where)
+        if f"cursor={built}>" not in headers.get("link", ""):
+            raise SystemExit(f"{self.query}: constructed cursor {built} does not match the Link header "
+                             f"{headers.get('link')!r}")
+        self.cursor = cursor_for_page(database_url, self.page, limit, column, where)
+        _, payload = expect(port, "GET", f"{self.query}&cursor={self.cursor}", 200)
+        expected = min(limit, rows - (self.page - 1) * limit)
+        if len(json.loads(payload)) != expected:
+            raise SystemExit(f"{self.query}: page {self.page} has {len(json.loads(payload))} items, "
+                             f"expected {expected}")
+
+    def deep(self):
+        return f"{self.query}&cursor={self.cursor}"
 
 
 def default_wrk_cpu():
@@ -501,18 +534,13 @@ def main():
         seed_seconds = seed(database_url, users, contents)
         log(f"seeded in {seed_seconds} s")
 
-        # Cursor construction checked against the Link header of page 1.
-        headers, _ = expect(port, "GET", f"/api/v1/content?limit={deep_limit}", 200)
-        link = headers.get("link", "")
-        built = cursor_for_page(database_url, 2, deep_limit)
-        if f"cursor={built}>" not in link:
-            raise SystemExit(f"constructed cursor {built} does not match the Link header {link!r}")
-        deep_cursor = cursor_for_page(database_url, deep_page, deep_limit)
-        _, payload = expect(port, "GET", f"/api/v1/content?limit={deep_limit}&cursor={deep_cursor}", 200)
-        deep_items = json.loads(payload)
-        expected_items = min(deep_limit, contents - (deep_page - 1) * deep_limit)
-        if len(deep_items) != expected_items:
-            raise SystemExit(f"deep page has {len(deep_items)} items, expected {expected_items}")
+        # Cursor construction checked against the Link header of each page 1.
+        newest = Listing(port, database_url, "", deep_limit, "created_at", "true", contents)
+        deep_cursor = newest.cursor
+        tagged_rows = sum(1 for n in range(1, contents + 1) if TOPICS[n % len(TOPICS)] == TAG)
+        by_tag = Listing(port, database_url, f"&tag={TAG}", deep_limit, "created_at",
+                         f"tags @> ARRAY['{TAG}']", tagged_rows)
+        by_update = Listing(port, database_url, "&sort=updated", deep_limit, "updated_at", "true", contents)
 
         wrk = Wrk(args, tmpdir)
 
@@ -536,6 +564,9 @@ def main():
             wrk.run(port, "/api/v1/content"), "cached")
         row("cached_listing_100", "GET /api/v1/content?limit=100 (cached)",
             wrk.run(port, "/api/v1/content?limit=100"), "cached")
+        warm(port, [f"/api/v1/content?tag={TAG}"])
+        row("cached_tag_listing", f"GET /api/v1/content?tag={TAG} (default page, cached)",
+            wrk.run(port, f"/api/v1/content?tag={TAG}"), "cached")
 
         log("ceiling: bare actix-web answering the same bytes from memory")
         # The item at every path (wrk picks one of the hot ids per request, as
@@ -590,7 +621,16 @@ def main():
                    f"GET /api/v1/content?limit={deep_limit}&cursor=…, page {deep_page:,} (no Redis)",
                    wrk.run(nocache.port, f"/api/v1/content?limit={deep_limit}&cursor={deep_cursor}"), "uncached",
                    measured=nocache)
-        for r in (page1, deep):
+        tag_page1 = row("tag_page1_uncached", f"GET {by_tag.query}, page 1 (no Redis)",
+                        wrk.run(nocache.port, by_tag.query), "uncached", measured=nocache)
+        tag_deep = row("tag_deep_page_uncached", f"GET {by_tag.query}&cursor=…, page {by_tag.page:,} "
+                       "(no Redis)", wrk.run(nocache.port, by_tag.deep()), "uncached", measured=nocache)
+        updated_page1 = row("updated_page1_uncached", f"GET {by_update.query}, page 1 (no Redis)",
+                            wrk.run(nocache.port, by_update.query), "uncached", measured=nocache)
+        updated_deep = row("updated_deep_page_uncached", f"GET {by_update.query}&cursor=…, page "
+                           f"{by_update.page:,} (no Redis)", wrk.run(nocache.port, by_update.deep()),
+                           "uncached", measured=nocache)
+        for r in (page1, deep, tag_page1, tag_deep, updated_page1, updated_deep):
             r["server"] = "second instance, REDIS_URL unset"
         info["no_redis_server_peak_rss_mb"] = nocache.peak_rss_mb()
         nocache.stop()
@@ -736,6 +776,14 @@ def main():
         {"target": f"deep page (page {deep_page:,}) p50 ≤ 1.5 × page 1 p50",
          "value": f"{deep['p50_ms']:.2f} / {page1['p50_ms']:.2f} ms = {deep['p50_ms'] / page1['p50_ms']:.2f} ×",
          "pass": deep["p50_ms"] <= 1.5 * page1["p50_ms"]},
+        {"target": f"tag listing deep page (page {by_tag.page:,}) p50 ≤ 1.5 × its page 1 p50",
+         "value": f"{tag_deep['p50_ms']:.2f} / {tag_page1['p50_ms']:.2f} ms = "
+                  f"{tag_deep['p50_ms'] / tag_page1['p50_ms']:.2f} ×",
+         "pass": tag_deep["p50_ms"] <= 1.5 * tag_page1["p50_ms"]},
+        {"target": f"sort=updated deep page (page {by_update.page:,}) p50 ≤ 1.5 × its page 1 p50",
+         "value": f"{updated_deep['p50_ms']:.2f} / {updated_page1['p50_ms']:.2f} ms = "
+                  f"{updated_deep['p50_ms'] / updated_page1['p50_ms']:.2f} ×",
+         "pass": updated_deep["p50_ms"] <= 1.5 * updated_page1["p50_ms"]},
         {"target": "read p99 during a signup storm ≤ 2 × idle",
          "value": f"{storm_read['p99_ms']:.2f} / {idle['p99_ms']:.2f} ms = "
                   f"{storm_read['p99_ms'] / idle['p99_ms']:.2f} ×",
@@ -794,7 +842,9 @@ def main():
         "command": "bench/run" + (" --large" if args.large else "") + (" --cluster" if args.cluster else ""),
         "machine": info["machine"],
         "dataset": {"users": users, "contents": contents, "hot_ids": HOT_IDS,
-                    "deep_page": deep_page, "deep_page_limit": deep_limit, "seed_seconds": seed_seconds},
+                    "deep_page": deep_page, "deep_page_limit": deep_limit, "seed_seconds": seed_seconds,
+                    "tag": TAG, "tagged_contents": tagged_rows, "tag_deep_page": by_tag.page,
+                    "updated_deep_page": by_update.page},
         "load": {"tool": "wrk", "duration_s": args.duration, "connections": args.connections,
                  "threads": args.threads, "wrk_pinned_to_cpu": args.wrk_cpu,
                  "server_workers": "one per core (WORKERS=0), not pinned",
