@@ -92,111 +92,109 @@ pub fn routes(openapi: serde_json::Value) -> impl Fn(&mut web::ServiceConfig) {
 const OPENAPI_PATH: &str = "/api/v1/openapi.json";
 
 fn configure(cfg: &mut web::ServiceConfig, document: actix_web::web::Bytes) {
-    cfg.service(resource("/", "GET, HEAD").route(read().to(root::index)))
-        .service(resource("/health/live", "GET, HEAD").route(read().to(root::live)))
-        .service(resource("/health/ready", "GET, HEAD").route(read().to(root::ready)))
-        .service(resource("/metrics", "GET, HEAD").route(read().to(metrics::metrics)))
-        .service(resource("/docs", "GET, HEAD").route(read().to(|| async {
-            HttpResponse::PermanentRedirect()
-                .insert_header((actix_web::http::header::LOCATION, "/docs/"))
-                .finish()
-        })))
-        // Before the /api/v1 scope, which would otherwise claim it.
-        .service(
-            resource(OPENAPI_PATH, "GET, HEAD").route(read().to(move || {
-                let document = document.clone();
-                async move {
-                    HttpResponse::Ok()
-                        .content_type("application/json")
-                        .body(document)
-                }
-            })),
-        )
-        .service(
-            web::scope(API)
-                .service(api_resource("/signup", "POST").route(web::post().to(users::signup)))
-                .service(api_resource("/login", "POST").route(web::post().to(users::login)))
-                .service(api_resource("/users", "GET, HEAD").route(read().to(users::list)))
-                .service(
-                    api_resource("/post-content", "POST").route(web::post().to(contents::create)),
-                )
-                .service(
-                    api_resource("/content", "GET, HEAD, POST")
-                        .route(read().to(contents::list))
-                        .route(web::post().to(contents::create_alias)),
-                )
-                .service(
-                    api_resource("/content/{id}", "GET, HEAD, PUT, PATCH, DELETE")
-                        .route(read().to(contents::get))
-                        .route(web::put().to(contents::update))
-                        .route(web::patch().to(contents::update))
-                        .route(web::delete().to(contents::delete)),
-                )
-                .service(
-                    api_resource("/content/slug/{slug}", "GET, HEAD")
-                        .route(read().to(contents::get_by_slug)),
-                )
-                .service(
-                    api_resource("/content/{id}/revisions", "GET, HEAD")
-                        .route(read().to(contents::revisions)),
-                )
-                .service(
-                    api_resource("/content/{id}/revisions/{version}", "GET, HEAD")
-                        .route(read().to(contents::revision)),
-                )
-                .service(
-                    api_resource("/content/{id}/revisions/{version}/restore", "POST")
-                        .route(web::post().to(contents::restore)),
-                )
-                .service(api_resource("/tags", "GET, HEAD").route(read().to(contents::tags)))
-                .service(
-                    api_resource("/users/{id}", "GET, HEAD, PUT, PATCH, DELETE")
-                        .route(read().to(users::get))
-                        .route(web::put().to(users::update))
-                        .route(web::patch().to(users::update))
-                        .route(web::delete().to(accounts::delete_user)),
-                )
-                .service(
-                    api_resource("/users/{id}/password", "POST")
-                        .route(web::post().to(accounts::change_password)),
-                )
-                .service(
-                    api_resource("/users/{id}/role", "PUT")
-                        .route(web::put().to(accounts::set_role)),
-                )
-                .service(
-                    api_resource("/token/refresh", "POST").route(web::post().to(sessions::refresh)),
-                )
-                .service(api_resource("/logout", "POST").route(web::post().to(sessions::logout)))
-                .service(api_resource("/sessions", "GET, HEAD").route(read().to(sessions::list)))
-                .service(
-                    api_resource("/sessions/{id}", "DELETE").route(web::delete().to(sessions::end)),
-                )
-                .service(
-                    api_resource("/password-reset", "POST")
-                        .route(web::post().to(accounts::request_reset)),
-                )
-                .service(
-                    api_resource("/password-reset/confirm", "POST")
-                        .route(web::post().to(accounts::confirm_reset)),
-                )
-                .service(
-                    api_resource("/tokens", "GET, HEAD, POST")
-                        .route(read().to(tokens::list))
-                        .route(web::post().to(tokens::create)),
-                )
-                .service(
-                    api_resource("/tokens/{id}", "DELETE").route(web::delete().to(tokens::revoke)),
-                )
-                .service(api_resource("/admin/audit", "GET, HEAD").route(read().to(admin::audit)))
-                .service(api_resource("/admin/cache", "GET, HEAD").route(read().to(admin::cache)))
-                .service(
-                    api_resource("/admin/cache/flush", "POST")
-                        .route(web::post().to(admin::flush_cache)),
-                ),
-        )
-        // After the API: its `{_:.*}` pattern is a regular expression that
-        // every request before it would be matched against.
-        .service(SwaggerUi::new("/docs/{_:.*}").config(Config::new([OPENAPI_PATH])))
-        .default_service(web::to(unknown_route));
+    // Routes are tried in order (each dynamic segment is a regular
+    // expression): the API first, its most requested resources first.
+    cfg.service(
+        web::scope(API)
+            .service(
+                api_resource("/content/{id}", "GET, HEAD, PUT, PATCH, DELETE")
+                    .route(read().to(contents::get))
+                    .route(web::put().to(contents::update))
+                    .route(web::patch().to(contents::update))
+                    .route(web::delete().to(contents::delete)),
+            )
+            .service(
+                api_resource("/content", "GET, HEAD, POST")
+                    .route(read().to(contents::list))
+                    .route(web::post().to(contents::create_alias)),
+            )
+            .service(
+                api_resource("/content/slug/{slug}", "GET, HEAD")
+                    .route(read().to(contents::get_by_slug)),
+            )
+            .service(
+                api_resource("/users/{id}", "GET, HEAD, PUT, PATCH, DELETE")
+                    .route(read().to(users::get))
+                    .route(web::put().to(users::update))
+                    .route(web::patch().to(users::update))
+                    .route(web::delete().to(accounts::delete_user)),
+            )
+            .service(api_resource("/users", "GET, HEAD").route(read().to(users::list)))
+            .service(api_resource("/tags", "GET, HEAD").route(read().to(contents::tags)))
+            .service(api_resource("/signup", "POST").route(web::post().to(users::signup)))
+            .service(api_resource("/login", "POST").route(web::post().to(users::login)))
+            .service(api_resource("/post-content", "POST").route(web::post().to(contents::create)))
+            .service(
+                api_resource("/content/{id}/revisions", "GET, HEAD")
+                    .route(read().to(contents::revisions)),
+            )
+            .service(
+                api_resource("/content/{id}/revisions/{version}", "GET, HEAD")
+                    .route(read().to(contents::revision)),
+            )
+            .service(
+                api_resource("/content/{id}/revisions/{version}/restore", "POST")
+                    .route(web::post().to(contents::restore)),
+            )
+            .service(
+                api_resource("/users/{id}/password", "POST")
+                    .route(web::post().to(accounts::change_password)),
+            )
+            .service(
+                api_resource("/users/{id}/role", "PUT").route(web::put().to(accounts::set_role)),
+            )
+            .service(
+                api_resource("/token/refresh", "POST").route(web::post().to(sessions::refresh)),
+            )
+            .service(api_resource("/logout", "POST").route(web::post().to(sessions::logout)))
+            .service(api_resource("/sessions", "GET, HEAD").route(read().to(sessions::list)))
+            .service(
+                api_resource("/sessions/{id}", "DELETE").route(web::delete().to(sessions::end)),
+            )
+            .service(
+                api_resource("/password-reset", "POST")
+                    .route(web::post().to(accounts::request_reset)),
+            )
+            .service(
+                api_resource("/password-reset/confirm", "POST")
+                    .route(web::post().to(accounts::confirm_reset)),
+            )
+            .service(
+                api_resource("/tokens", "GET, HEAD, POST")
+                    .route(read().to(tokens::list))
+                    .route(web::post().to(tokens::create)),
+            )
+            .service(api_resource("/tokens/{id}", "DELETE").route(web::delete().to(tokens::revoke)))
+            .service(api_resource("/admin/audit", "GET, HEAD").route(read().to(admin::audit)))
+            .service(api_resource("/admin/cache", "GET, HEAD").route(read().to(admin::cache)))
+            .service(
+                api_resource("/admin/cache/flush", "POST")
+                    .route(web::post().to(admin::flush_cache)),
+            )
+            .service(
+                named_resource("/openapi.json", OPENAPI_PATH, "GET, HEAD").route(read().to(
+                    move || {
+                        let document = document.clone();
+                        async move {
+                            HttpResponse::Ok()
+                                .content_type("application/json")
+                                .body(document)
+                        }
+                    },
+                )),
+            ),
+    )
+    .service(resource("/", "GET, HEAD").route(read().to(root::index)))
+    .service(resource("/health/live", "GET, HEAD").route(read().to(root::live)))
+    .service(resource("/health/ready", "GET, HEAD").route(read().to(root::ready)))
+    .service(resource("/metrics", "GET, HEAD").route(read().to(metrics::metrics)))
+    .service(resource("/docs", "GET, HEAD").route(read().to(|| async {
+        HttpResponse::PermanentRedirect()
+            .insert_header((actix_web::http::header::LOCATION, "/docs/"))
+            .finish()
+    })))
+    // After the API: its `{_:.*}` pattern is a regular expression that
+    // every request before it would be matched against.
+    .service(SwaggerUi::new("/docs/{_:.*}").config(Config::new([OPENAPI_PATH])))
+    .default_service(web::to(unknown_route));
 }

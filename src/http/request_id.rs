@@ -26,12 +26,18 @@ fn is_sane(id: &str) -> bool {
 }
 
 /// A fresh id: this process's random nonce and a counter (a random UUID
-/// per request cost a `getrandom` system call each, 1 % of a cached read).
+/// per request cost a `getrandom` system call each, 1 % of a cached read;
+/// `format!` cost another 3 % of its instructions).
 fn fresh_id() -> String {
-    static NONCE: std::sync::LazyLock<String> =
-        std::sync::LazyLock::new(|| uuid::Uuid::new_v4().simple().to_string());
+    static PREFIX: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| format!("{}-", uuid::Uuid::new_v4().simple()));
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    format!("{}-{}", *NONCE, COUNTER.fetch_add(1, Ordering::Relaxed))
+    let mut digits = itoa::Buffer::new();
+    let number = digits.format(COUNTER.fetch_add(1, Ordering::Relaxed));
+    let mut id = String::with_capacity(PREFIX.len() + number.len());
+    id.push_str(&PREFIX);
+    id.push_str(number);
+    id
 }
 
 /// Set on every response unless a handler set them (handlers never do).
