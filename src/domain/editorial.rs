@@ -57,7 +57,7 @@ pub fn claim_generated_slug(
     }
     loop {
         let candidate = format!("{base}-{}", db::contents::next_slug_number(conn, base)?);
-        // Taken only if someone chose it.
+        // Taken only if a client chose it, or it was used before the counter.
         if db::contents::claim_slug(conn, &candidate, id)? {
             return Ok(candidate);
         }
