@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::helpers::{base_settings, problem, signup_body, TestApp};
+use crate::helpers::{base_settings, problem, signup_body, PgRelay, TestApp, TestDatabase};
 
 #[tokio::test]
 async fn malformed_json_is_a_400_problem() {
@@ -249,5 +249,67 @@ async fn head_is_answered_like_get_without_a_body() {
             "{path}"
         );
         assert!(head.bytes().await.unwrap().is_empty(), "{path}");
+    }
+}
+
+#[tokio::test]
+async fn after_a_postgres_outage_the_service_recovers_and_publishes_what_fell_due_meanwhile() {
+    let relay = PgRelay::start().await;
+    let database = TestDatabase::cloned().await;
+    let app = TestApp::start(base_settings(relay.url(&database)), Some(database)).await;
+    let user = app.new_user().await;
+    let publish_at = chrono::Utc::now() + chrono::Duration::milliseconds(1500);
+    let created = app
+        .request_as(Method::POST, "/api/v1/content", &user.token)
+        .json(&json!({
+            "title": "Due during an outage",
+            "content": "Scheduled to appear while PostgreSQL is away.",
+            "status": "scheduled",
+            "publish_at": publish_at.to_rfc3339(),
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let id = created.json::<Value>().await.unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let path = format!("/api/v1/content/{id}");
+
+    relay.cut();
+    problem(app.get(&path).await, 503).await;
+    // Its time passes while PostgreSQL is away.
+    let past_due = (publish_at - chrono::Utc::now())
+        .to_std()
+        .unwrap_or_default();
+    tokio::time::sleep(past_due + Duration::from_millis(300)).await;
+    problem(app.get(&path).await, 503).await;
+
+    relay.restore();
+    let restored = Instant::now();
+    let item = loop {
+        let response = app.get(&path).await;
+        if response.status() == 200 {
+            break response.json::<Value>().await.unwrap();
+        }
+        assert!(
+            restored.elapsed() < Duration::from_secs(5),
+            "{} five seconds after PostgreSQL came back",
+            response.status()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    println!("public {:?} after PostgreSQL came back", restored.elapsed());
+    assert_eq!(item["status"], "published");
+    assert_eq!(item["version"], 2, "published once");
+    // No connection the outage broke is handed out again: twice as many
+    // concurrent requests as the pool holds, each a read and a write.
+    let writes = (0..2 * app.settings.db_pool_size).map(|n| {
+        app.request_as(Method::POST, "/api/v1/content", &user.token)
+            .json(&json!({"title": format!("After the outage {n}"), "content": "Written once PostgreSQL is back."}))
+            .send()
+    });
+    for response in futures_util::future::join_all(writes).await {
+        assert_eq!(response.unwrap().status(), 201);
     }
 }

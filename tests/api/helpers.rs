@@ -1090,3 +1090,60 @@ pub fn reset_token_in(mail: &str) -> String {
         .unwrap_or_else(|| panic!("no token in the mail:\n{mail}"))
         .to_owned()
 }
+
+/// A TCP relay in front of PostgreSQL that a test can cut and restore: a
+/// database outage (every relayed connection dropped, new ones closed at
+/// once) and its end, without touching the shared server.
+pub struct PgRelay {
+    port: u16,
+    open: tokio::sync::watch::Sender<bool>,
+}
+
+impl PgRelay {
+    pub async fn start() -> PgRelay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let upstream = server_url()
+            .rsplit_once('@')
+            .map(|(_, address)| address.to_owned())
+            .expect("TEST_POSTGRES_URL names user@host:port");
+        let (open, state) = tokio::sync::watch::channel(true);
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else {
+                    continue;
+                };
+                if !*state.borrow() {
+                    continue;
+                }
+                let mut cut = state.clone();
+                let upstream = upstream.clone();
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = cut.wait_for(|open| !open) => {}
+                    }
+                });
+            }
+        });
+        PgRelay { port, open }
+    }
+
+    /// `database`'s URL through this relay.
+    pub fn url(&self, database: &TestDatabase) -> String {
+        let server = server_url();
+        let (user, _) = server.rsplit_once('@').unwrap();
+        format!("{user}@127.0.0.1:{}/{}", self.port, database.name)
+    }
+
+    pub fn cut(&self) {
+        self.open.send_replace(false);
+    }
+
+    pub fn restore(&self) {
+        self.open.send_replace(true);
+    }
+}
