@@ -117,11 +117,17 @@ pub fn slug_of_title(title: &str) -> String {
     slugify(title, SLUG_CHARS.end() - 10).unwrap_or_else(|| "content".to_owned())
 }
 
-/// Tags normalised like slugs and cut to 50 characters; an entry with
-/// nothing left and repeats are dropped, the first order kept.
+/// A tag normalised like a slug and cut to 50 characters; `None` if
+/// nothing is left.
+pub fn normalise_tag(raw: &str) -> Option<String> {
+    slugify(raw, TAG_MAX_CHARS)
+}
+
+/// Tags normalised (`normalise_tag`); an entry with nothing left and
+/// repeats are dropped, the first order kept.
 pub fn normalise_tags(raw: Vec<String>) -> Vec<String> {
     let mut tags: Vec<String> = Vec::with_capacity(raw.len());
-    for tag in raw.iter().filter_map(|tag| slugify(tag, TAG_MAX_CHARS)) {
+    for tag in raw.iter().filter_map(|tag| normalise_tag(tag)) {
         if !tags.contains(&tag) {
             tags.push(tag);
         }

@@ -105,6 +105,15 @@ fn parse_search(raw: String) -> Result<Option<String>, Rule> {
     Ok(Some(normalised).filter(|q| !q.is_empty()))
 }
 
+/// Best match first for a search, else newest first.
+fn default_order(searching: bool) -> Order {
+    if searching {
+        Order::Rank
+    } else {
+        Order::Newest
+    }
+}
+
 /// A tag filter: normalised like the tags it is compared with. One with
 /// nothing left matches no item.
 const MATCHES_NOTHING: &str = "-";
@@ -130,8 +139,7 @@ impl ContentListQuery {
                 let mut tags: Vec<String> = raw
                     .iter()
                     .map(|tag| {
-                        content_input::normalise_tags(vec![tag.clone()])
-                            .pop()
+                        content_input::normalise_tag(tag)
                             .unwrap_or_else(|| MATCHES_NOTHING.to_owned())
                     })
                     .collect();
@@ -141,11 +149,7 @@ impl ContentListQuery {
             }
             None => Vec::new(),
         };
-        let order = sort.unwrap_or(if search.is_some() {
-            Order::Rank
-        } else {
-            Order::Newest
-        });
+        let order = sort.unwrap_or(default_order(search.is_some()));
         let cursor = fields.optional("cursor", |raw| {
             let after = pagination::decode_content_cursor(&raw, order == Order::Rank)?;
             Ok((raw, after))
@@ -167,14 +171,6 @@ impl ContentListQuery {
         self.status == StatusFilter::Published
     }
 
-    fn default_order(&self) -> Order {
-        if self.search.is_some() {
-            Order::Rank
-        } else {
-            Order::Newest
-        }
-    }
-
     /// The query string in a fixed order, with `cursor` replaced.
     fn query_string(&self, cursor: Option<&str>) -> String {
         let mut pairs = vec![("limit", self.limit.to_string())];
@@ -192,7 +188,7 @@ impl ContentListQuery {
         if let Some(search) = &self.search {
             pairs.push(("q", search.clone()));
         }
-        if self.order != self.default_order() {
+        if self.order != default_order(self.search.is_some()) {
             pairs.push(("sort", sort_name(self.order).to_owned()));
         }
         if let Some(cursor) = cursor {

@@ -269,17 +269,20 @@ async fn change(
         let (row, author) =
             lock_for_change(conn, caller, id, &precondition, settings.require_if_match)?;
         let Some(state) = next(conn, &row)? else {
-            return Ok((row.clone(), row, author));
+            return Ok((row, None, author));
         };
         let updated =
             write_next_version(conn, &row, &state, caller.user_id, settings.revisions_kept)?;
-        Ok((row, updated, author))
+        Ok((row, Some(updated), author))
     })
     .await?;
-    if before.version != after.version {
-        after_change(ctx, id, &before, Some(&after)).await;
+    match after {
+        Some(after) => {
+            after_change(ctx, id, &before, Some(&after)).await;
+            written(after, author)
+        }
+        None => written(before, author),
     }
-    written(after, author)
 }
 
 pub async fn update(
@@ -290,8 +293,9 @@ pub async fn update(
     precondition: Precondition,
 ) -> Result<Written, AppError> {
     change(ctx, caller, id, precondition, move |_, row| {
-        let state = apply(patch, &row.state())?;
-        Ok((state != row.state()).then_some(state))
+        let current = row.state();
+        let state = apply(patch, &current)?;
+        Ok((state != current).then_some(state))
     })
     .await
 }

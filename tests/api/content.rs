@@ -9,23 +9,10 @@ use std::collections::HashSet;
 use reqwest::{Method, Response};
 use serde_json::{json, Value};
 
-use crate::helpers::{invalid_fields, problem, sorted, sorted_keys, TestApp, TestUser};
+use crate::helpers::{
+    invalid_fields, problem, sorted, sorted_keys, TestApp, TestUser, CONTENT_KEYS,
+};
 
-const CONTENT_KEYS: [&str; 13] = [
-    "id",
-    "title",
-    "image",
-    "content",
-    "user_id",
-    "created_at",
-    "updated_at",
-    "status",
-    "publish_at",
-    "published_at",
-    "slug",
-    "tags",
-    "version",
-];
 const PUBLIC_USER_KEYS: [&str; 5] = ["id", "name", "country", "state", "created_at"];
 const BODY: &str = "A body that is long enough to pass the rules.";
 

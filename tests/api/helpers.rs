@@ -17,6 +17,23 @@ use redis::AsyncCommands;
 use reqwest::{Method, RequestBuilder, Response};
 use serde_json::{json, Value};
 
+/// The fields of every `Content` view.
+pub const CONTENT_KEYS: [&str; 13] = [
+    "id",
+    "title",
+    "image",
+    "content",
+    "user_id",
+    "created_at",
+    "updated_at",
+    "status",
+    "publish_at",
+    "published_at",
+    "slug",
+    "tags",
+    "version",
+];
+
 pub const TEST_JWT_SECRET: &str = "integration-test-secret-0123456789abcdef";
 
 fn server_url() -> String {

@@ -7,7 +7,7 @@ use reqwest::{Method, Response};
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    invalid_fields, problem, signup_body, sorted, sorted_keys, TestApp, TestUser,
+    invalid_fields, problem, signup_body, sorted, sorted_keys, TestApp, TestUser, CONTENT_KEYS,
 };
 
 const PUBLIC_KEYS: [&str; 6] = ["id", "name", "country", "state", "created_at", "contents"];
@@ -21,21 +21,6 @@ const PRIVATE_KEYS: [&str; 9] = [
     "role",
     "created_at",
     "contents",
-];
-const CONTENT_KEYS: [&str; 13] = [
-    "id",
-    "title",
-    "image",
-    "content",
-    "user_id",
-    "created_at",
-    "updated_at",
-    "status",
-    "publish_at",
-    "published_at",
-    "slug",
-    "tags",
-    "version",
 ];
 
 fn assert_public(user: &Value) {
