@@ -69,7 +69,7 @@ pub struct Settings {
     pub smtp_url: Option<String>,
     /// The sender of password-reset mail.
     pub mail_from: String,
-    /// Revisions kept per item, newest first (§9).
+    /// Revisions kept per item, newest first.
     pub revisions_kept: u64,
     /// Content and user writes without `If-Match` are refused (428).
     pub require_if_match: bool,

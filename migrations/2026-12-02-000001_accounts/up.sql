@@ -1,4 +1,4 @@
--- §10: sessions with rotating refresh tokens, machine tokens, password
+-- Accounts: sessions with rotating refresh tokens, machine tokens, password
 -- resets, the audit log and per-email login throttling. Secrets are stored
 -- only as SHA-256 hashes (each is 256 random bits: a slow hash adds nothing).
 

@@ -1,4 +1,4 @@
--- §9 editorial workflow: status and scheduling, slugs with history, tags,
+-- Editorial workflow: status and scheduling, slugs with history, tags,
 -- versions and revisions. Existing rows become published (at their
 -- creation), get a slug from their title and version 1, without touching
 -- their updated_at (their cached representations stay what they were

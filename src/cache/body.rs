@@ -1,12 +1,12 @@
 //! Cached response bodies: the bytes as sent, each encoding with its own
-//! strong `ETag` computed once (contract §3, §11 "Compression").
+//! strong `ETag` computed once.
 //!
 //! Listing bodies of at least `COMPRESS_FROM` bytes are stored gzip-compressed
 //! (in Redis and in L1): sent as they are to a client that accepts gzip,
 //! decompressed once per cached entry for one that does not. gzip rather
 //! than zstd or brotli: every HTTP client accepts it, and flate2's pure-Rust
 //! backend needs no C build. Level 1: 2.9× on a 50 KB listing at ~0.2 ms,
-//! paid once per fill (cache-notes §9).
+//! paid once per fill.
 
 use std::io::{Read, Write};
 use std::sync::{Arc, OnceLock};
@@ -155,7 +155,7 @@ fn decompressed_len(compressed: &[u8]) -> usize {
 }
 
 /// Whether `Accept-Encoding` allows gzip: a `gzip` or `*` entry whose
-/// quality is not zero (RFC 9110 §12.5.3).
+/// quality is not zero (RFC 9110, section 12.5.3).
 pub fn accepts_gzip(accept_encoding: Option<&str>) -> bool {
     let Some(header) = accept_encoding else {
         return false;

@@ -1,6 +1,5 @@
 //! Keeps every instance's L1 coherent: leases, and invalidations that
-//! writers wait to see acknowledged (cache-notes §7, ARCHITECTURE.md
-//! "L1 protocol").
+//! writers wait to see acknowledged (ARCHITECTURE.md, "the L1 protocol").
 //!
 //! * An instance subscribes, then joins the members set with a lease
 //!   (`LEASE` from Redis' clock), clears its L1 and serves from it until

@@ -1,4 +1,4 @@
-//! Every cache key name, in one place (§3 "Cache contract", §11).
+//! Every cache key name, in one place.
 //!
 //! Layout, under `CACHE_KEY_PREFIX` (`P`), by hash slot:
 //!
@@ -23,8 +23,8 @@
 //! an invalidation one `UNLINK`, and a write to item 7 never touches item 9's
 //! guard. Every listing shares the `{all}` slot with its version and tag set,
 //! because every write invalidates every listing: one script, atomic, costing
-//! the number of listing keys. Brace-less, the names are the contract's
-//! (`content:42`, `content_with_user:all`). A prefix holding braces moves
+//! the number of listing keys. Brace-less, the names are the documented
+//! ones (`content:42`, `content_with_user:all`). A prefix holding braces moves
 //! every key into the prefix's slot, which stays correct (one shard).
 
 /// Builds the key names under `CACHE_KEY_PREFIX`.
@@ -176,7 +176,7 @@ mod tests {
             prefixed.listing_next(&prefixed.listing("limit=5")),
             "t1:cache:next:content_with_user:{all}:limit=5"
         );
-        // Bookkeeping keys stay outside the contract's families.
+        // Bookkeeping keys stay outside the documented `content*` families.
         for key in [
             prefixed.listing_tags(),
             prefixed.listing_version(),

@@ -1,5 +1,5 @@
 //! Which item a slug belongs to, remembered in process. A claimed slug
-//! belongs to one item forever (§9: never given to another, and
+//! belongs to one item forever (never given to another, and
 //! `content_slugs` keeps it after the item is deleted), so an entry can
 //! never be wrong and is never invalidated: an item deleted since is found
 //! missing when it is read, and whether the slug is still the item's

@@ -1,5 +1,5 @@
 //! Sessions and their refresh tokens, machine tokens, password resets and
-//! failed logins (§10). Secrets arrive here already hashed.
+//! failed logins. Secrets arrive here already hashed.
 
 use chrono::{DateTime, Duration, Utc};
 use diesel::prelude::*;

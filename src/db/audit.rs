@@ -1,4 +1,4 @@
-//! The audit log of security events (§10): appended inside the transaction
+//! The audit log of security events: appended inside the transaction
 //! of the change it records, read newest first.
 
 use diesel::prelude::*;

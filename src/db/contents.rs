@@ -6,7 +6,7 @@ use super::models::{AuthorRow, ContentRow, ContentState, ListingRow, NewContentR
 use super::schema::{content_revisions, content_slugs, contents, slug_counters, users};
 use super::DbError;
 
-/// The one status every reader may see (§9).
+/// The one status every reader may see.
 pub const PUBLISHED: &str = "published";
 pub const SCHEDULED: &str = "scheduled";
 
@@ -340,7 +340,7 @@ pub enum After {
     Rank(f32, i64),
 }
 
-/// The order of a listing (§9 `sort`, and rank for a search).
+/// The order of a listing (`sort=`, and rank for a search).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Order {
     #[default]

@@ -117,7 +117,7 @@ pub struct NewContentRow {
     pub updated_by: i64,
 }
 
-/// A state a change replaced (§9 revisions).
+/// A state a change replaced: one revision of an item.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = content_revisions, check_for_backend(diesel::pg::Pg))]
 pub struct RevisionRow {

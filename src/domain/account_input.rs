@@ -1,5 +1,5 @@
-//! The request bodies of §10 (sessions, passwords, roles, machine tokens),
-//! each validated once, here.
+//! The request bodies of the account endpoints (sessions, passwords,
+//! roles, machine tokens), each validated once, here.
 
 use serde_json::{Map, Value};
 

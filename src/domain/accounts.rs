@@ -1,4 +1,4 @@
-//! Account lifecycle (§10): password change and reset, roles, deletion.
+//! Account lifecycle: password change and reset, roles, deletion.
 //! Each change that must end sessions does so in its own transaction, so a
 //! token of an ended session fails at its next request on every instance.
 
@@ -22,7 +22,7 @@ use crate::mail::Mailer;
 const RESET_MAILS_PER_WINDOW: i64 = 3;
 const RESET_WINDOW_MINUTES: i64 = 15;
 
-/// The lifetimes of §10's secrets and the mail they travel by.
+/// The lifetimes of the account secrets and the mail they travel by.
 pub struct AccountSettings {
     pub refresh_ttl_seconds: u64,
     pub password_reset_ttl_seconds: u64,

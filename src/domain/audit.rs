@@ -1,4 +1,4 @@
-//! The audit log (§10): who did what to whom, from where. Events are
+//! The audit log: who did what to whom, from where. Events are
 //! appended in the transaction of the change they record; nothing secret
 //! is ever written.
 

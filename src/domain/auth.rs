@@ -35,7 +35,7 @@ impl Role {
     }
 }
 
-/// What a machine token may do (§10); a session may do everything its
+/// What a machine token may do; a session may do everything its
 /// user may.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Scopes {

@@ -1,4 +1,4 @@
-//! §11 cache administration: what each layer holds, and a flush of every
+//! Cache administration: what each layer holds, and a flush of every
 //! layer of every live instance. Admins only.
 
 use super::auth::Principal;

@@ -1,4 +1,4 @@
-//! The content fields of the contract (§3), each validated once, here.
+//! The content fields, each validated once, here.
 
 use serde_json::{Map, Value};
 use validator::ValidateUrl;
@@ -44,7 +44,7 @@ pub fn parse_image(raw: String) -> Result<String, Rule> {
     Ok(url.to_owned())
 }
 
-/// Where an item is in the editorial workflow (§9).
+/// Where an item is in the editorial workflow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
@@ -183,10 +183,13 @@ impl NewContent {
         let slug = fields.optional("slug", parse_slug);
         let tags = read_tags(&mut fields).unwrap_or_default();
         let status = status.unwrap_or(Status::Published);
-        if let Err(rule) = check_schedule(status, publish_at, true, now) {
-            fields.reject("publish_at", rule);
+        if status == Status::Scheduled && publish_at.is_none() {
+            fields.reject("publish_at", needs_publish_at());
         }
         fields.finish()?;
+        // Kept on a draft as its planned date; of no use to a published item.
+        let publish_at = publish_at.filter(|_| status != Status::Published);
+        let (status, publish_at) = resolve_schedule(status, publish_at, now);
         match (title, content) {
             (Some(title), Some(content)) => Ok(Self {
                 title,
@@ -203,26 +206,24 @@ impl NewContent {
     }
 }
 
-/// A scheduled item needs a `publish_at`, in the future when it is being
-/// set (`decided`); no other status has one.
-pub fn check_schedule(
+/// The one rule that joins two fields of a body (the OpenAPI document
+/// states it too): `scheduled` needs a `publish_at` that is not `null`.
+fn needs_publish_at() -> Rule {
+    Rule::new("required", "a scheduled item needs a publish_at")
+}
+
+/// What a status and `publish_at` come to at `now`: a scheduled item whose
+/// time is not in the future is published at once, keeping that time (as
+/// the scheduler does when it publishes one). Never an error: no answer
+/// depends on the clock.
+pub fn resolve_schedule(
     status: Status,
     publish_at: Option<DateTime<Utc>>,
-    decided: bool,
     now: DateTime<Utc>,
-) -> Result<(), Rule> {
+) -> (Status, Option<DateTime<Utc>>) {
     match (status, publish_at) {
-        (Status::Scheduled, None) => {
-            Err(Rule::new("required", "a scheduled item needs a publish_at"))
-        }
-        (Status::Scheduled, Some(at)) if decided && at <= now => {
-            Err(Rule::new("future", "publish_at must be in the future"))
-        }
-        (Status::Scheduled, Some(_)) | (_, None) => Ok(()),
-        (_, Some(_)) => Err(Rule::new(
-            "scheduled_only",
-            "only a scheduled item has a publish_at",
-        )),
+        (Status::Scheduled, Some(at)) if at <= now => (Status::Published, Some(at)),
+        other => other,
     }
 }
 
@@ -259,6 +260,9 @@ pub fn parse_content_changes(body: Map<String, Value>) -> Result<ContentPatch, A
         slug: fields.optional("slug", parse_slug),
         tags: read_tags(&mut fields).or(tags_cleared.then(Vec::new)),
     };
+    if changes.status == Some(Status::Scheduled) && changes.publish_at == Some(None) {
+        fields.reject("publish_at", needs_publish_at());
+    }
     fields.finish()?;
     Ok(changes)
 }
@@ -270,6 +274,7 @@ fn body_has_null(fields: &Fields, field: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn images_must_be_absolute_http_urls() {
@@ -311,16 +316,47 @@ mod tests {
     }
 
     #[test]
-    fn only_a_scheduled_item_has_a_future_publish_at() {
+    fn a_schedule_that_has_come_publishes_at_once() {
         let now = Utc::now();
         let later = now + chrono::Duration::seconds(5);
         let earlier = now - chrono::Duration::seconds(5);
-        assert!(check_schedule(Status::Scheduled, Some(later), true, now).is_ok());
-        assert!(check_schedule(Status::Scheduled, Some(earlier), true, now).is_err());
-        assert!(check_schedule(Status::Scheduled, Some(earlier), false, now).is_ok());
-        assert!(check_schedule(Status::Scheduled, None, false, now).is_err());
-        assert!(check_schedule(Status::Draft, Some(later), true, now).is_err());
-        assert!(check_schedule(Status::Published, None, true, now).is_ok());
+        assert_eq!(
+            resolve_schedule(Status::Scheduled, Some(later), now),
+            (Status::Scheduled, Some(later))
+        );
+        assert_eq!(
+            resolve_schedule(Status::Scheduled, Some(earlier), now),
+            (Status::Published, Some(earlier))
+        );
+        assert_eq!(
+            resolve_schedule(Status::Draft, Some(earlier), now),
+            (Status::Draft, Some(earlier))
+        );
+    }
+
+    #[test]
+    fn publish_at_is_refused_only_when_scheduled_without_one() {
+        let body = |value: Value| value.as_object().unwrap().clone();
+        let base = json!({"title": "Valid title", "content": "A body of enough length."});
+        let with = |extra: Value| {
+            let mut all = body(base.clone());
+            all.extend(body(extra));
+            all
+        };
+        let now = Utc::now();
+        let past = "2000-01-01T00:00:00Z";
+        let draft = NewContent::parse(with(json!({"status": "draft", "publish_at": past})), now).unwrap();
+        assert_eq!((draft.status, draft.publish_at.is_some()), (Status::Draft, true));
+        let published = NewContent::parse(with(json!({"publish_at": past})), now).unwrap();
+        assert_eq!((published.status, published.publish_at), (Status::Published, None));
+        let due = NewContent::parse(with(json!({"status": "scheduled", "publish_at": past})), now).unwrap();
+        assert_eq!(due.status, Status::Published);
+        for unscheduled in [json!({"status": "scheduled"}), json!({"status": "scheduled", "publish_at": null})] {
+            assert!(NewContent::parse(with(unscheduled.clone()), now).is_err(), "{unscheduled}");
+        }
+        assert!(parse_content_changes(body(json!({"status": "scheduled"}))).is_ok());
+        assert!(parse_content_changes(body(json!({"status": "scheduled", "publish_at": null}))).is_err());
+        assert!(parse_content_changes(body(json!({"status": "draft", "publish_at": null}))).is_ok());
     }
 
     #[test]

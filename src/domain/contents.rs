@@ -1,4 +1,4 @@
-//! Reads of §3 and §9: content items, listings and tag counts, and their
+//! Content reads: items, listings and tag counts, and their
 //! cache policy (writes are in `editorial`).
 //!
 //! Reads: look up Redis (the value, or the guard a fill must carry, in one

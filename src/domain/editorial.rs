@@ -1,18 +1,19 @@
-//! Writes of §3 and §9: create, update, delete and restore content, each
+//! Content writes: create, update, delete and restore content, each
 //! in one transaction that locks the item, checks `If-Match` against the
 //! item's current `ETag`, keeps the replaced state as a revision and writes
 //! the next version; then the cache is invalidated (only when a public
 //! representation changed), then the write is answered.
 
 use actix_web::http::header::HeaderValue;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use diesel::PgConnection;
 use serde_json::{Map, Value};
 
 use super::auth::{Principal, Scope};
-use super::content_input::{check_schedule, slug_of_title, ContentPatch, NewContent, Status};
+use super::content_input::{
+    resolve_schedule, slug_of_title, ContentPatch, NewContent, Status,
+};
 use super::contents::{may_see_unpublished, representation, representation_of};
-use super::error::FieldError;
 use super::pagination::{self, DEFAULT_LIMIT, MAX_LIMIT};
 use super::precondition::Precondition;
 use super::transaction::{in_transaction, in_transaction_after, Abort};
@@ -190,28 +191,35 @@ fn lock_for_change(
     Ok((row, author))
 }
 
-fn schedule_error(rule: super::validation::Rule) -> AppError {
-    AppError::Validation(vec![FieldError {
-        field: "publish_at".into(),
-        code: rule.code,
-        message: rule.message,
-    }])
+/// A PATCH that schedules an item with no time to schedule it at, in the
+/// body or stored: it depends on the stored item, so it is a conflict.
+fn nothing_to_schedule(id: i64) -> AppError {
+    AppError::Conflict(format!(
+        "Content with id {id} has no publish_at to schedule it at"
+    ))
 }
 
-/// The state `patch` makes of `current`; 422 if the schedule does not hold.
-fn apply(patch: ContentPatch, current: &ContentState) -> Result<ContentState, AppError> {
+/// The state `patch` makes of item `id`'s `current` one at `now`. A draft
+/// keeps its `publish_at` as its planned date; a published item ignores
+/// one sent with the change (and one that becomes published drops its
+/// plan); a schedule whose time has come publishes the item at once.
+fn apply(
+    patch: ContentPatch,
+    current: &ContentState,
+    id: i64,
+    now: DateTime<Utc>,
+) -> Result<ContentState, AppError> {
     let old_status = Status::from_column(&current.status);
     let status = patch.status.unwrap_or(old_status);
-    let schedule_decided = patch.status.is_some() || patch.publish_at.is_some();
-    let publish_at = match patch.publish_at {
-        Some(at) => at,
-        None if status == old_status => current.publish_at,
-        None => None,
+    let publish_at = match status {
+        Status::Published if old_status == Status::Published => current.publish_at,
+        Status::Published => None,
+        Status::Draft | Status::Scheduled => patch.publish_at.unwrap_or(current.publish_at),
     };
-    let kept_past_schedule = status != Status::Scheduled && patch.publish_at.is_none();
-    if !kept_past_schedule {
-        check_schedule(status, publish_at, schedule_decided, Utc::now()).map_err(schedule_error)?;
+    if status == Status::Scheduled && publish_at.is_none() {
+        return Err(nothing_to_schedule(id));
     }
+    let (status, publish_at) = resolve_schedule(status, publish_at, now);
     Ok(ContentState {
         title: patch.title.unwrap_or_else(|| current.title.clone()),
         content: patch.content.unwrap_or_else(|| current.content.clone()),
@@ -294,7 +302,7 @@ pub async fn update(
 ) -> Result<Written, AppError> {
     change(ctx, caller, id, precondition, move |_, row| {
         let current = row.state();
-        let state = apply(patch, &current)?;
+        let state = apply(patch, &current, id, Utc::now())?;
         Ok((state != current).then_some(state))
     })
     .await
@@ -330,7 +338,12 @@ pub async fn restore(
     change(ctx, caller, id, precondition, move |conn, _| {
         let revision = db::contents::revision(conn, id, version)?
             .ok_or_else(|| revision_not_found(id, version))?;
-        Ok(Some(revision.state()))
+        let mut state = revision.state();
+        let status = Status::from_column(&state.status);
+        let (status, publish_at) = resolve_schedule(status, state.publish_at, Utc::now());
+        state.status = status.as_str().to_owned();
+        state.publish_at = publish_at;
+        Ok(Some(state))
     })
     .await
 }

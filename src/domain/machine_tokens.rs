@@ -1,4 +1,4 @@
-//! Machine tokens (§10): credentials for scripts, with scopes and expiry,
+//! Machine tokens: credentials for scripts, with scopes and expiry,
 //! shown once and stored as hashes; managed only from a login session.
 
 use chrono::{Duration, Utc};

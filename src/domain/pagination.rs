@@ -1,4 +1,4 @@
-//! `?limit=` and keyset `?cursor=` (§4). Cursors are opaque to clients but
+//! `?limit=` and keyset `?cursor=`. Cursors are opaque to clients but
 //! plain to the server: every string of their published pattern
 //! (`rules::CONTENT_CURSOR`, `rules::ID_CURSOR`) is a valid position, so a
 //! schema-valid cursor is never refused.

@@ -1,4 +1,4 @@
-//! `If-Match` on writes (§9): the tag a writer last saw, compared with
+//! `If-Match` on writes: the tag a writer last saw, compared with
 //! the resource's current tag while the write holds its row lock, so that
 //! of two writers holding the same tag exactly one wins.
 

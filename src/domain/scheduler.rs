@@ -1,4 +1,4 @@
-//! Scheduled publishing (§9): every instance runs this loop. It publishes
+//! Scheduled publishing: every instance runs this loop. It publishes
 //! the items whose `publish_at` has come (rows claimed with `FOR UPDATE
 //! SKIP LOCKED`, so each item is published by exactly one instance) and
 //! invalidates the public reads they now belong to, acknowledged by every

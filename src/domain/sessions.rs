@@ -1,4 +1,4 @@
-//! Login sessions (§10): login, refresh with rotation and reuse detection,
+//! Login sessions: login, refresh with rotation and reuse detection,
 //! logout, the session list, and the check every authenticated request
 //! makes.
 //!

@@ -1,4 +1,4 @@
-//! The user fields of the contract (§2), each validated once, here.
+//! The user fields of the API, each validated once, here.
 
 use std::fmt;
 

@@ -1,4 +1,4 @@
-//! Use cases of §2: signup, login, reading and updating users.
+//! User use cases: signup, login, reading and updating users.
 
 use std::collections::HashMap;
 

@@ -1,4 +1,4 @@
-//! Response shapes (the contract's `User`, `PublicUser`, `Content`, …),
+//! Response shapes (the API's `User`, `PublicUser`, `Content`, …),
 //! separate from the Diesel rows they are built from.
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -115,7 +115,7 @@ impl From<ContentRow> for Content {
     }
 }
 
-/// A state of an item that a change replaced (§9).
+/// A state of an item that a change replaced.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Revision {
     pub version: i64,
@@ -312,7 +312,7 @@ pub struct CreatedMachineToken {
     pub created_at: DateTime<Utc>,
 }
 
-/// A security event (§10); never a password, hash or token.
+/// A security event; never a password, hash or token.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AuditEvent {
     pub id: i64,
@@ -407,7 +407,7 @@ pub struct LiveInstance {
     pub lease_expires_at_ms: i64,
 }
 
-/// `GET /api/v1/admin/cache` (§11).
+/// `GET /api/v1/admin/cache`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CacheOverview {
     /// `null` when `L1_CACHE_BYTES=0` or without Redis.

@@ -1,4 +1,4 @@
-//! §10: password change and reset, roles, account deletion.
+//! Account endpoints: password change and reset, roles, account deletion.
 
 use actix_web::{web, HttpResponse};
 

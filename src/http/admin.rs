@@ -1,4 +1,4 @@
-//! §10 and §11: the audit log and cache administration (admins).
+//! Admin endpoints: the audit log and cache administration.
 
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};

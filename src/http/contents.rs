@@ -1,6 +1,6 @@
-//! §3 and §9: content items, listings, slugs, tags and revisions. Public
+//! Content items, listings, slugs, tags and revisions. Public
 //! reads answer with the cached bytes, a strong `ETag` and `304` on
-//! `If-None-Match`; listings in gzip when the client accepts it (§11),
+//! `If-None-Match`; listings in gzip when the client accepts it,
 //! with their own `ETag`. Reads of unpublished items and the caller's own
 //! listings answer `Cache-Control: private, no-store`. Writes answer the
 //! item's new `ETag` and honour `If-Match`.

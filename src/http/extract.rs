@@ -20,7 +20,7 @@ use crate::domain::sessions;
 use crate::domain::validation::digits;
 use crate::domain::{AppContext, AppError};
 
-/// Largest accepted request body (§1).
+/// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
 
 /// A request body that is a JSON object. Field rules are checked by the
@@ -39,7 +39,7 @@ fn is_json(req: &HttpRequest) -> bool {
 
 /// A JSON document read as an object whose keys are unique, or as any
 /// other value. A repeated key is malformed JSON here: parsers disagree on
-/// which copy wins (RFC 8259 §4), so none is picked silently.
+/// which copy wins (RFC 8259, section 4), so none is picked silently.
 enum Body {
     Object(Map<String, Value>),
     Other,

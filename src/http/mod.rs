@@ -51,7 +51,7 @@ pub fn cors(origins: &[String]) -> Cors {
         .max_age(3600)
 }
 
-/// GET, and HEAD answered like GET without the body (RFC 9110 §9.3.2).
+/// GET, and HEAD answered like GET without the body (RFC 9110, section 9.3.2).
 fn read() -> Route {
     web::route().guard(guard::Any(guard::Get()).or(guard::Head()))
 }

@@ -66,11 +66,11 @@ use crate::domain::users::{DEFAULT_CONTENTS_LIMIT, MAX_CONTENTS_LIMIT};
     ),
     components(schemas(super::problem::Problem)),
     tags(
-        (name = "users", description = "Accounts, login and profiles (§2)"),
-        (name = "content", description = "Content items and listings, cached in Redis (§3)"),
-        (name = "sessions", description = "Refresh, logout and the session list (§10)"),
-        (name = "tokens", description = "Machine tokens for scripts (§10)"),
-        (name = "admin", description = "Cache administration and the audit log, admins only (§10, §11)"),
+        (name = "users", description = "Accounts, login and profiles"),
+        (name = "content", description = "Content items, listings, slugs, tags and revisions; public reads are cached"),
+        (name = "sessions", description = "Refresh, logout and the session list"),
+        (name = "tokens", description = "Machine tokens for scripts"),
+        (name = "admin", description = "Cache administration and the audit log, admins only"),
         (name = "operations", description = "Service info, liveness and readiness"),
     )
 )]
@@ -121,8 +121,9 @@ enum Param {
 }
 
 struct Operation {
-    /// Every method of `path` that shares this contract.
-    methods: &'static [&'static str],
+    /// Every method of `path` that shares this contract, each with its own
+    /// `operationId` (stable: generated clients name their functions by it).
+    methods: &'static [(&'static str, &'static str)],
     path: &'static str,
     traits: &'static [Trait],
     /// Statuses particular to the operation, or a more precise description
@@ -168,45 +169,56 @@ const SLUG_TAKEN: (u16, &str) = (
 );
 const SCHEDULE: (u16, &str) = (
     422,
-    "Every invalid field, in `errors`; also `publish_at` when a scheduled item's time is not in \
-     the future, or another status is given one",
+    "Every invalid field, in `errors`; also `publish_at` when `status` is `scheduled` and the \
+     body has no `publish_at` or a `null` one",
+);
+const SCHEDULE_CHANGE: (u16, &str) = (
+    422,
+    "Every invalid field, in `errors`; also `publish_at` when `status` is `scheduled` and \
+     `publish_at` is `null`",
+);
+const CHANGE_CONFLICT: (u16, &str) = (
+    409,
+    "`Slug already in use` (by this or any other item, ever), or `Content with id {id} has no \
+     publish_at to schedule it at` (`scheduled` asked for, and neither the body nor the item has \
+     a `publish_at`)",
 );
 const NOT_ADMIN: (u16, &str) = (403, "Not an admin, or a machine token");
 const SESSION_ONLY: (u16, &str) = (403, "A machine token: this needs a login session");
 
 const OPERATIONS: &[Operation] = &[
     Operation {
-        methods: &["get"],
+        methods: &[("get", "getServiceInfo")],
         path: "/",
         traits: &[],
         specific: &[],
     },
     Operation {
-        methods: &["get"],
+        methods: &[("get", "checkLiveness")],
         path: "/health/live",
         traits: &[],
         specific: &[],
     },
     Operation {
-        methods: &["get"],
+        methods: &[("get", "checkReadiness")],
         path: "/health/ready",
         traits: &[Database],
         specific: &[(503, "PostgreSQL unreachable")],
     },
     Operation {
-        methods: &["get"],
+        methods: &[("get", "getMetrics")],
         path: "/metrics",
         traits: &[],
         specific: &[],
     },
     Operation {
-        methods: &["post"],
+        methods: &[("post", "signUpUser")],
         path: "/api/v1/signup",
         traits: &[Body("SignupRequest"), RateLimited, Database],
         specific: &[DUPLICATE],
     },
     Operation {
-        methods: &["post"],
+        methods: &[("post", "logInUser")],
         path: "/api/v1/login",
         traits: &[Body("LoginRequest"), RateLimited, Database],
         specific: &[
@@ -218,7 +230,7 @@ const OPERATIONS: &[Operation] = &[
         ],
     },
     Operation {
-        methods: &["post"],
+        methods: &[("post", "refreshToken")],
         path: "/api/v1/token/refresh",
         traits: &[Body("RefreshRequest"), RateLimited, Database],
         specific: &[(
@@ -227,19 +239,19 @@ const OPERATIONS: &[Operation] = &[
         )],
     },
     Operation {
-        methods: &["post"],
+        methods: &[("post", "logOutSession")],
         path: "/api/v1/logout",
         traits: &[Bearer, OptionalBody("LogoutRequest"), Database],
         specific: &[SESSION_ONLY],
     },
     Operation {
-        methods: &["get"],
+        methods: &[("get", "listSessions")],
         path: "/api/v1/sessions",
         traits: &[Bearer, Database],
         specific: &[SESSION_ONLY],
     },
     Operation {
-        methods: &["delete"],
+        methods: &[("delete", "deleteSession")],
         path: "/api/v1/sessions/{id}",
         traits: &[Bearer, PathId, RateLimited, Database],
         specific: &[
@@ -248,7 +260,7 @@ const OPERATIONS: &[Operation] = &[
         ],
     },
     Operation {
-        methods: &["post"],
+        methods: &[("post", "changePassword")],
         path: "/api/v1/users/{id}/password",
         traits: &[
             Bearer,
@@ -263,7 +275,7 @@ const OPERATIONS: &[Operation] = &[
         ],
     },
     Operation {
-        methods: &["post"],
+        methods: &[("post", "requestPasswordReset")],
         path: "/api/v1/password-reset",
         traits: &[Body("PasswordResetRequest"), RateLimited, Database],
         specific: &[(
@@ -273,7 +285,7 @@ const OPERATIONS: &[Operation] = &[
         )],
     },
     Operation {
-        methods: &["post"],
+        methods: &[("post", "confirmPasswordReset")],
         path: "/api/v1/password-reset/confirm",
         traits: &[Body("PasswordResetConfirmRequest"), RateLimited, Database],
         specific: &[(
@@ -282,7 +294,7 @@ const OPERATIONS: &[Operation] = &[
         )],
     },
     Operation {
-        methods: &["put"],
+        methods: &[("put", "setUserRole")],
         path: "/api/v1/users/{id}/role",
         traits: &[Bearer, PathId, RateLimited, Body("RoleRequest"), Database],
         specific: &[
@@ -292,7 +304,7 @@ const OPERATIONS: &[Operation] = &[
         ],
     },
     Operation {
-        methods: &["delete"],
+        methods: &[("delete", "deleteUser")],
         path: "/api/v1/users/{id}",
         traits: &[Bearer, PathId, RateLimited, Database],
         specific: &[
@@ -302,19 +314,19 @@ const OPERATIONS: &[Operation] = &[
         ],
     },
     Operation {
-        methods: &["post"],
+        methods: &[("post", "createToken")],
         path: "/api/v1/tokens",
         traits: &[Bearer, RateLimited, Body("MachineTokenRequest"), Database],
         specific: &[SESSION_ONLY],
     },
     Operation {
-        methods: &["get"],
+        methods: &[("get", "listTokens")],
         path: "/api/v1/tokens",
         traits: &[Bearer, Database],
         specific: &[SESSION_ONLY],
     },
     Operation {
-        methods: &["delete"],
+        methods: &[("delete", "revokeToken")],
         path: "/api/v1/tokens/{id}",
         traits: &[Bearer, PathId, RateLimited, Database],
         specific: &[
@@ -323,25 +335,25 @@ const OPERATIONS: &[Operation] = &[
         ],
     },
     Operation {
-        methods: &["get"],
+        methods: &[("get", "listAuditEvents")],
         path: "/api/v1/admin/audit",
         traits: &[Bearer, Query(&[Limit, AuditCursor]), Database],
         specific: &[NOT_ADMIN],
     },
     Operation {
-        methods: &["get"],
+        methods: &[("get", "listUsers")],
         path: "/api/v1/users",
         traits: &[OptionalBearer, Query(USER_LISTING), Database],
         specific: &[],
     },
     Operation {
-        methods: &["get"],
+        methods: &[("get", "getUser")],
         path: "/api/v1/users/{id}",
         traits: &[OptionalBearer, PathId, Query(&[ContentsLimit]), Database],
         specific: &[(404, "`User with id {id} not found`")],
     },
     Operation {
-        methods: &["put", "patch"],
+        methods: &[("put", "replaceUser"), ("patch", "updateUser")],
         path: "/api/v1/users/{id}",
         traits: &[
             Bearer,
@@ -357,7 +369,7 @@ const OPERATIONS: &[Operation] = &[
         ],
     },
     Operation {
-        methods: &["post"],
+        methods: &[("post", "postContent")],
         path: "/api/v1/post-content",
         traits: &[Bearer, RateLimited, Body("NewContentRequest"), Database],
         specific: &[
@@ -372,7 +384,7 @@ const OPERATIONS: &[Operation] = &[
         ],
     },
     Operation {
-        methods: &["post"],
+        methods: &[("post", "createContent")],
         path: "/api/v1/content",
         traits: &[Bearer, RateLimited, Body("NewContentRequest"), Database],
         specific: &[
@@ -387,7 +399,7 @@ const OPERATIONS: &[Operation] = &[
         ],
     },
     Operation {
-        methods: &["get"],
+        methods: &[("get", "listContent")],
         path: "/api/v1/content",
         traits: &[OptionalBearer, Query(CONTENT_LISTING), Database],
         specific: &[
@@ -402,13 +414,13 @@ const OPERATIONS: &[Operation] = &[
         ],
     },
     Operation {
-        methods: &["get"],
+        methods: &[("get", "listTags")],
         path: "/api/v1/tags",
         traits: &[Query(&[IfNoneMatch]), Database],
         specific: &[],
     },
     Operation {
-        methods: &["get"],
+        methods: &[("get", "getContent")],
         path: "/api/v1/content/{id}",
         traits: &[OptionalBearer, PathId, Query(&[IfNoneMatch]), Database],
         specific: &[(
@@ -417,7 +429,7 @@ const OPERATIONS: &[Operation] = &[
         )],
     },
     Operation {
-        methods: &["get"],
+        methods: &[("get", "getContentBySlug")],
         path: "/api/v1/content/slug/{slug}",
         traits: &[OptionalBearer, PathSlug, Query(&[IfNoneMatch]), Database],
         specific: &[(
@@ -426,7 +438,7 @@ const OPERATIONS: &[Operation] = &[
         )],
     },
     Operation {
-        methods: &["put", "patch"],
+        methods: &[("put", "replaceContent"), ("patch", "updateContent")],
         path: "/api/v1/content/{id}",
         traits: &[
             Bearer,
@@ -436,22 +448,22 @@ const OPERATIONS: &[Operation] = &[
             Body("ContentUpdateRequest"),
             Database,
         ],
-        specific: &[NOT_YOURS, NOT_VISIBLE, SLUG_TAKEN, SCHEDULE],
+        specific: &[NOT_YOURS, NOT_VISIBLE, CHANGE_CONFLICT, SCHEDULE_CHANGE],
     },
     Operation {
-        methods: &["delete"],
+        methods: &[("delete", "deleteContent")],
         path: "/api/v1/content/{id}",
         traits: &[Bearer, PathId, IfMatch("Content"), RateLimited, Database],
         specific: &[NOT_YOURS, NOT_VISIBLE],
     },
     Operation {
-        methods: &["get"],
+        methods: &[("get", "listRevisions")],
         path: "/api/v1/content/{id}/revisions",
         traits: &[Bearer, PathId, Query(&[Limit, RevisionCursor]), Database],
         specific: &[HISTORY_NOT_YOURS, NOT_VISIBLE],
     },
     Operation {
-        methods: &["get"],
+        methods: &[("get", "getRevision")],
         path: "/api/v1/content/{id}/revisions/{version}",
         traits: &[Bearer, PathId, PathVersion, Database],
         specific: &[
@@ -464,7 +476,7 @@ const OPERATIONS: &[Operation] = &[
         ],
     },
     Operation {
-        methods: &["post"],
+        methods: &[("post", "restoreRevision")],
         path: "/api/v1/content/{id}/revisions/{version}/restore",
         traits: &[Bearer, PathId, PathVersion, IfMatch("Content"), RateLimited, Database],
         specific: &[
@@ -477,13 +489,13 @@ const OPERATIONS: &[Operation] = &[
         ],
     },
     Operation {
-        methods: &["get"],
+        methods: &[("get", "getCacheState")],
         path: "/api/v1/admin/cache",
         traits: &[Bearer, Database],
         specific: &[NOT_ADMIN],
     },
     Operation {
-        methods: &["post"],
+        methods: &[("post", "flushCache")],
         path: "/api/v1/admin/cache/flush",
         traits: &[Bearer, Database],
         specific: &[
@@ -716,6 +728,12 @@ fn trimmed_text(pattern: &str, description: &str) -> Value {
     json!({"type": "string", "pattern": pattern, "description": description})
 }
 
+/// The one rule joining two fields of a content body: with `status:
+/// scheduled`, a `publish_at` that is not `null` (on create: present).
+fn scheduled() -> Value {
+    json!({"properties": {"status": {"const": "scheduled"}}, "required": ["status"]})
+}
+
 /// Request bodies, from the rules the domain's parsers check.
 fn request_schemas(phones: &PhonePolicy) -> Map<String, Value> {
     let user_fields = json!({
@@ -774,13 +792,15 @@ fn request_schemas(phones: &PhonePolicy) -> Map<String, Value> {
     content_fields["status"] = json!({
         "type": "string",
         "enum": ["draft", "published", "scheduled"],
-        "description": "Default `published` on create. `scheduled` needs a future `publish_at`",
+        "description": "Default `published` on create. `scheduled` needs a `publish_at`; one \
+            that is not in the future publishes the item at once (`status` reads `published`)",
     });
     content_fields["publish_at"] = json!({
         "type": ["string", "null"],
         "format": "date-time",
-        "description": "RFC 3339: when a scheduled item becomes public (in the future); only a \
-            scheduled item has one",
+        "description": "RFC 3339, any status: on a draft its planned date (kept, acted on once \
+            the item is `scheduled`); on a scheduled item when it becomes public; ignored on a \
+            published item",
     });
     content_fields["slug"] = json!({
         "type": "string",
@@ -915,18 +935,19 @@ fn request_schemas(phones: &PhonePolicy) -> Map<String, Value> {
             "Every field optional (absent = unchanged); same rules as signup",
         ),
     );
-    schemas.insert(
-        "NewContentRequest".into(),
-        object(new_content_fields, &["title", "content"], "A new item"),
+    let mut new_content = object(new_content_fields, &["title", "content"], "A new item");
+    new_content["if"] = scheduled();
+    new_content["then"] = json!({"required": ["publish_at"], "properties": {"publish_at": {"type": "string"}}});
+    schemas.insert("NewContentRequest".into(), new_content);
+    let mut content_update = object(
+        content_fields,
+        &[],
+        "Every field optional (absent = unchanged); `scheduled` without `publish_at` uses the \
+         item's stored one",
     );
-    schemas.insert(
-        "ContentUpdateRequest".into(),
-        object(
-            content_fields,
-            &[],
-            "Every field optional (absent = unchanged)",
-        ),
-    );
+    content_update["if"] = scheduled();
+    content_update["then"] = json!({"properties": {"publish_at": {"type": "string"}}});
+    schemas.insert("ContentUpdateRequest".into(), content_update);
     schemas
 }
 
@@ -939,11 +960,11 @@ pub fn document(phones: &PhonePolicy) -> Value {
         .as_object_mut()
         .expect("the derive emits schemas");
     schemas.extend(request_schemas(phones));
-    for (operation, method) in OPERATIONS.iter().flat_map(|operation| {
+    for (operation, method, operation_id) in OPERATIONS.iter().flat_map(|operation| {
         operation
             .methods
             .iter()
-            .map(move |method| (operation, method))
+            .map(move |(method, operation_id)| (operation, method, operation_id))
     }) {
         let target = &mut doc["paths"][operation.path][method];
         assert!(
@@ -951,6 +972,7 @@ pub fn document(phones: &PhonePolicy) -> Value {
             "{method} {} is annotated",
             operation.path
         );
+        target["operationId"] = json!(operation_id);
         let mut parameters = Vec::new();
         for item in operation.traits {
             match item {
@@ -1019,12 +1041,34 @@ mod tests {
             .flat_map(|op| {
                 op.methods
                     .iter()
-                    .map(|method| ((*method).to_owned(), op.path.to_owned()))
+                    .map(|(method, _)| ((*method).to_owned(), op.path.to_owned()))
             })
             .collect();
         annotated.sort();
         described.sort();
         assert_eq!(annotated, described);
+    }
+
+    /// Generated clients name a function per `operationId`: a repeated one
+    /// loses an operation (or types it with another's schemas).
+    #[test]
+    fn every_operation_has_its_own_lower_camel_case_operation_id() {
+        let doc = document(&nigeria());
+        let mut seen = std::collections::BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                let id = operation["operationId"].as_str().unwrap_or_default();
+                assert!(
+                    id.starts_with(|c: char| c.is_ascii_lowercase())
+                        && id.chars().all(|c| c.is_ascii_alphanumeric())
+                        && id.chars().any(|c| c.is_ascii_uppercase()),
+                    "{method} {path}: {id:?} is not a verb and a noun in lowerCamelCase"
+                );
+                assert!(seen.insert(id.to_owned()), "{id} names two operations");
+            }
+        }
+        assert_eq!(doc["paths"]["/api/v1/content/{id}"]["put"]["operationId"], "replaceContent");
+        assert_eq!(doc["paths"]["/api/v1/content/{id}"]["patch"]["operationId"], "updateContent");
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Per-client-IP rate limits on signup/login and on writes (§5), as
+//! Per-client-IP rate limits on signup/login and on writes, as
 //! extractors so they run before the body is read and fail as `AppError`.
 //!
 //! Built on `governor` (GCRA, no background task) rather than

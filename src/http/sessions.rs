@@ -1,4 +1,4 @@
-//! §10: refresh, logout and the session list.
+//! Session endpoints: refresh, logout and the session list.
 
 use actix_web::{web, HttpResponse};
 

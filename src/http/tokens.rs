@@ -1,4 +1,4 @@
-//! §10: machine tokens.
+//! Machine-token endpoints.
 
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};

@@ -1,4 +1,4 @@
-//! §2: signup, login and users.
+//! Signup, login and users.
 
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};

@@ -1,4 +1,4 @@
-//! §10 accounts: password change and reset (mail read back from an SMTP
+//! Accounts: password change and reset (mail read back from an SMTP
 //! listener the test starts), account deletion, roles.
 
 use reqwest::Method;

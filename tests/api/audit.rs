@@ -1,4 +1,4 @@
-//! §10 audit log and per-email login throttling.
+//! The audit log and per-email login throttling.
 
 use reqwest::Method;
 use serde_json::{json, Value};

@@ -1,4 +1,4 @@
-//! §3 cache contract against the real Redis: keys, TTLs and values; hits
+//! The cache against the real Redis: keys, TTLs and values; hits
 //! that never reach PostgreSQL; every invalidation path; the cache-aside
 //! race; 304; the old service's defects 6.1, 6.2 and 6.6; and Redis absent,
 //! stopped, slow and coming back.

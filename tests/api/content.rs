@@ -1,5 +1,5 @@
-//! §3 content: create (both paths), who may post as whom, field rules,
-//! reading one item, listings (§4 keyset pages, `user_id=`, `q=` search),
+//! Content: create (both paths), who may post as whom, field rules,
+//! reading one item, listings (keyset pages, `user_id=`, `q=` search),
 //! updates and deletes, and 405s. Mostly without Redis; the key scenarios
 //! run a second time with the shared Redis to show the answers are the same
 //! with the cache on (cache mechanics themselves are tested elsewhere).
@@ -307,7 +307,7 @@ async fn a_user_may_name_only_their_own_user_id() {
     .await;
     problem(as_other, 403).await;
 
-    // §7: also when that id does not exist (no probing for user ids).
+    // Also when that id does not exist (no probing for user ids).
     let as_nobody = create(
         &app,
         &user,
@@ -1118,7 +1118,7 @@ async fn the_owner_deletes_and_the_item_is_gone() {
     let listing: Vec<Value> = app.get_json("/api/v1/content").await;
     assert!(listing.is_empty());
 
-    // §7: writing to what no longer exists is 404 with the same detail.
+    // Writing to what no longer exists is 404 with the same detail.
     let body = problem(delete(&app, id, Some(&user.token)).await, 404).await;
     assert_eq!(body["detail"], format!("Content with id {id} not found"));
     for method in [Method::PATCH, Method::PUT] {
@@ -1314,7 +1314,7 @@ async fn create_read_update_delete_round_trip(app: &TestApp) {
     assert_eq!(body["detail"], format!("Content with id {id} not found"));
 }
 
-/// §7: anonymous, the owner, a stranger and an admin read the same bytes,
+/// Anonymous, the owner, a stranger and an admin read the same bytes,
 /// for one item and for a listing.
 async fn every_reader_gets_the_same_bytes(app: &TestApp) {
     let owner = app.new_user().await;

@@ -1,4 +1,4 @@
-//! §1: problem+json for every failure, actix's own included; request ids;
+//! Errors: problem+json for every failure, actix's own included; request ids;
 //! PostgreSQL down → 503 fast.
 
 use std::time::{Duration, Instant};

@@ -1067,7 +1067,7 @@ async fn smtp_session(
                 data = None;
                 let _ = writer.write_all(b"250 OK\r\n").await;
             } else {
-                // Undo dot-stuffing (RFC 5321 §4.5.2).
+                // Undo dot-stuffing (RFC 5321, section 4.5.2).
                 body.push_str(line.strip_prefix('.').unwrap_or(&line));
                 body.push('\n');
             }

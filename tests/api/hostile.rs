@@ -1,4 +1,4 @@
-//! §8: hostile input through HTTP. Each row is one request with the exact
+//! Hostile input through HTTP. Each row is one request with the exact
 //! status it must get, and nothing may change in PostgreSQL because of it;
 //! strings that look like SQL or Redis commands are stored and returned byte
 //! for byte.

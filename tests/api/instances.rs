@@ -1,6 +1,6 @@
 //! Several instances on one PostgreSQL and one Redis (own key prefix), each
 //! with its L1: no read sent after a write was answered returns older data,
-//! on any instance (contract §3, §11; ARCHITECTURE.md "L1 protocol").
+//! on any instance (ARCHITECTURE.md, "the L1 protocol").
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;

@@ -1,4 +1,4 @@
-//! §2 / §7 login: the token response, case-insensitive email, one 401 for
+//! Login: the token response, case-insensitive email, one 401 for
 //! every wrong login (same message, about the same time).
 
 use std::time::{Duration, Instant};

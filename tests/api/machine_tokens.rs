@@ -1,4 +1,4 @@
-//! §10 machine tokens: shown once, stored as hashes, limited to their
+//! Machine tokens: shown once, stored as hashes, limited to their
 //! scopes, never for account, session or token management, revocable.
 
 use reqwest::Method;

@@ -1,4 +1,4 @@
-//! §5 operations: root, health, OpenAPI and Swagger UI, metrics, rate
+//! Operations: root, health, OpenAPI and Swagger UI, metrics, rate
 //! limits, security headers and CORS.
 
 use reqwest::Method;

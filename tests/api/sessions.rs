@@ -1,4 +1,4 @@
-//! §10 sessions: refresh with rotation and reuse detection, logout (one or
+//! Sessions: refresh with rotation and reuse detection, logout (one or
 //! all), the session list, and revocation seen by every instance.
 
 use reqwest::Method;

@@ -1,4 +1,4 @@
-//! §2 signup: rules, normalisation, duplicates and the duplicate race.
+//! Signup: rules, normalisation, duplicates and the duplicate race.
 
 use futures_util::future::join_all;
 use serde_json::{json, Value};

@@ -1,4 +1,4 @@
-//! §1 bearer tokens: missing, malformed, expired, forged, wrong algorithm →
+//! Bearer tokens: missing, malformed, expired, forged, wrong algorithm →
 //! 401; a correct one (made here, by hand) → 200.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

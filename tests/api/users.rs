@@ -1,5 +1,5 @@
-//! §2 users: who sees email and phone, embedded contents, keyset pages
-//! (§4), and updates (self or admin, same rules and duplicates as signup).
+//! Users: who sees email and phone, embedded contents, keyset pages,
+//! and updates (self or admin, same rules and duplicates as signup).
 
 use std::collections::HashSet;
 
