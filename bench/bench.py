@@ -450,7 +450,7 @@ def default_wrk_cpu():
 # ---------------------------------------------------------------- main
 
 def main():
-    parser = argparse.ArgumentParser(description="HTTP benchmark with wrk; see bench/README section in README.md")
+    parser = argparse.ArgumentParser(description="HTTP benchmark with wrk; see bench/README.md")
     parser.add_argument("--large", action="store_true", help="1 000 000 contents instead of 10 000")
     parser.add_argument("--users", type=int, default=1000)
     parser.add_argument("--contents", type=int, help="override the number of seeded contents")
