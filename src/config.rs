@@ -26,6 +26,10 @@ pub enum LogFormat {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub database_url: String,
+    /// The cache coherence channel's session (`DATABASE_LISTEN_URL`, default
+    /// `DATABASE_URL`): a listening session cannot go through a
+    /// transaction-mode pooler.
+    pub database_listen_url: String,
     pub redis_url: Option<String>,
     /// `redis_url` is a comma-separated list of a Redis Cluster's seed nodes.
     pub redis_cluster: bool,
@@ -101,6 +105,15 @@ impl Settings {
         if !(database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
             return Err(ConfigError {
                 var: "DATABASE_URL",
+                reason: "must start with postgres:// or postgresql://".into(),
+            });
+        }
+        let database_listen_url = get("DATABASE_LISTEN_URL").unwrap_or_else(|| database_url.clone());
+        if !(database_listen_url.starts_with("postgres://")
+            || database_listen_url.starts_with("postgresql://"))
+        {
+            return Err(ConfigError {
+                var: "DATABASE_LISTEN_URL",
                 reason: "must start with postgres:// or postgresql://".into(),
             });
         }
@@ -249,6 +262,7 @@ impl Settings {
 
         Ok(Self {
             database_url,
+            database_listen_url,
             redis_url,
             redis_cluster,
             host: get("HOST").unwrap_or_else(|| "127.0.0.1".into()),
@@ -394,6 +408,7 @@ mod tests {
         assert_eq!(s.default_phone_region, country::Id::NG);
         assert_eq!(s.cache_key_prefix, "");
         assert!(s.redis_url.is_none());
+        assert_eq!(s.database_listen_url, s.database_url);
         assert_eq!(s.redis_timeout, Duration::from_millis(50));
         assert_eq!(s.cache_control, "public, max-age=0, must-revalidate");
         assert_eq!(s.rate_limit_auth_per_minute, 20);
@@ -416,6 +431,7 @@ mod tests {
             ("PASSWORD_HASHING_THREADS", "some"),
             ("JWT_SECRET", "short"),
             ("DATABASE_URL", "mysql://x"),
+            ("DATABASE_LISTEN_URL", "pgbouncer"),
             ("REDIS_URL", "http://x"),
             ("REDIS_URL", "redis://a:1,redis://b:1"),
             ("REDIS_CLUSTER", "sometimes"),

@@ -47,6 +47,7 @@ pub async fn prepare(settings: &Settings, hooks: Hooks) -> anyhow::Result<AppCon
             key_prefix: &settings.cache_key_prefix,
             ttl_seconds: settings.cache_ttl_seconds,
             timeout: settings.redis_timeout,
+            listen_url: &settings.database_listen_url,
             l1_bytes: settings.l1_cache_bytes,
             l1_threads: http_workers(settings.workers),
             before_l1_fill: hooks.before_l1_fill.clone(),

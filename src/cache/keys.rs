@@ -13,11 +13,9 @@
 //! | `P cache:listing_keys:{all}` | `all` | tag set: every listing key and companion stored |
 //! | `P cache:listing_version:{all}` | `all` | token replaced by every listing invalidation |
 //! | `P all_contents` | its own | the old service's name; never written, deleted on writes |
-//! | `P cache:l1:members:{all}` | `all` | instances serving L1, scored by lease expiry (ms) |
-//! | `P cache:l1:revoked:{all}` | `all` | instances removed unacknowledged, scored by lease expiry |
 //!
-//! Pub/sub channels (not keys): `P cache:l1:invalidations` (every write) and
-//! `P cache:l1:acks:<instance>` (acknowledgements to one writer).
+//! The L1s' coherence (members, leases, announcements) lives in PostgreSQL,
+//! not here: Redis holds only cached values and their fill guards.
 //!
 //! An item and its lease share a slot, so a fill is one guarded script and
 //! an invalidation one `UNLINK`, and a write to item 7 never touches item 9's
@@ -101,29 +99,6 @@ impl Keys {
         format!("{}cache:listing_version:{LISTINGS}", self.prefix)
     }
 
-    /// Instances holding an L1 lease, scored by its expiry in Redis time
-    /// (ms). In the listings' slot, so one script invalidates every listing
-    /// and learns whom to wait for.
-    pub fn l1_members(&self) -> String {
-        format!("{}cache:l1:members:{LISTINGS}", self.prefix)
-    }
-
-    /// Instances a writer removed without their acknowledgement, scored by
-    /// the expiry of the lease they may still be serving under.
-    pub fn l1_revoked(&self) -> String {
-        format!("{}cache:l1:revoked:{LISTINGS}", self.prefix)
-    }
-
-    /// Channel of every write's invalidation.
-    pub fn l1_invalidations(&self) -> String {
-        format!("{}cache:l1:invalidations", self.prefix)
-    }
-
-    /// Channel of the acknowledgements to one writer.
-    pub fn l1_acks(&self, instance: &str) -> String {
-        format!("{}cache:l1:acks:{instance}", self.prefix)
-    }
-
     /// SCAN patterns of everything the recovery flush deletes: values,
     /// companions, leases and the tag set (not the listing version, which
     /// the flush replaces).
@@ -198,8 +173,6 @@ mod tests {
             keys.listing_next(&listing),
             keys.listing_tags(),
             keys.listing_version(),
-            keys.l1_members(),
-            keys.l1_revoked(),
         ] {
             assert_eq!(hash_tag(&key), hash_tag(&listing), "{key}");
         }

@@ -1,5 +1,6 @@
 //! The in-process cache (L1): item and listing bodies in moka, bounded by
-//! bytes, served only while this instance's lease holds (see `bus.rs`).
+//! bytes, served only while this instance's lease holds (see
+//! `coherence.rs`).
 //!
 //! Fills race invalidations without locks: a fill is stamped with the
 //! generation read *before* its source (Redis or PostgreSQL) was read; an
@@ -32,6 +33,12 @@ const ENTRY_OVERHEAD: usize = 96;
 /// `generation`; `None` when L1 was not serving (no fill then).
 #[derive(Debug, Clone, Copy)]
 pub struct Stamp(u64);
+
+impl Stamp {
+    pub fn generation(self) -> u64 {
+        self.0
+    }
+}
 
 #[derive(Clone)]
 struct Entry<V> {

@@ -1,26 +1,27 @@
-//! The Redis cache of content items and listings (one Redis or a Redis
-//! Cluster), and the single-flight of concurrent misses.
+//! The content cache: an in-process L1 on every instance, kept coherent
+//! through PostgreSQL, in front of Redis (one server or a Redis Cluster),
+//! and the single-flight of concurrent misses.
 //!
 //! * Values are the exact response bytes; keys come from [`keys::Keys`],
 //!   each guard in the hash slot of what it guards.
-//! * Listing keys are registered in a tag set when stored, so invalidating
-//!   `content_with_user:*` costs the number of listing keys, not a walk of
-//!   the keyspace.
-//! * Race guards, as narrow as the data: an item miss takes (or learns) the
-//!   item's lease and a fill must still find it there; a listing miss reads
-//!   the listing version and a fill must still find it unchanged. A write
-//!   deletes the leases of its items and replaces the listing version.
-//! * Degradation: every call has a short timeout; failures open a circuit
-//!   (Redis is skipped, reads go to PostgreSQL); a background probe closes
-//!   it once Redis answers again, after flushing the service's keys if an
-//!   invalidation was skipped or failed meanwhile, or a cluster's topology
-//!   changed.
+//! * L1 (`l1.rs`) serves while this instance holds its lease; the lease,
+//!   the announcements of writes and their acknowledgements go through
+//!   PostgreSQL (`coherence.rs`), so L1 keeps serving whatever Redis does.
+//! * Redis (`redis_store.rs`) holds the shared copies (L2) and their fill
+//!   guards: an item miss takes (or learns) the item's lease and a fill
+//!   must still find it there; a listing miss reads the listing version and
+//!   a fill must still find it unchanged.
+//! * A write records its invalidation in its own transaction (`outbox.rs`),
+//!   then deletes in Redis, announces, waits for the acknowledgements and
+//!   answers. A delete that fails makes every instance distrust Redis (no
+//!   fill from it, no serving its copies) until it has been flushed.
 
 pub mod body;
-pub mod bus;
+pub mod coherence;
 mod flight;
 pub mod keys;
 mod l1;
+pub mod outbox;
 mod redis_store;
 mod slugs;
 
@@ -28,24 +29,29 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use body::{accepts_gzip, Chosen, ListingBody, Representation};
-use bus::{Bus, Settled};
+use coherence::{Announced, Coherence, Settled};
 pub use flight::{Flight, Flights};
 pub use keys::Keys;
 pub use l1::Usage;
 use l1::{Local, Stamp};
-use redis_store::{Invalidation, ItemLookup, ListingLookup, RedisStore, Unavailable};
+use outbox::Recorded;
+use redis_store::{ItemLookup, ListingLookup, RedisStore, Unavailable};
 use slugs::SlugOwners;
 
 use crate::metrics::Metrics;
 
 /// What a fill must carry to prove no invalidation happened since the
-/// lookup that missed: the item's lease or the listing version in Redis,
-/// and the L1 stamp. Readers that carry the same Redis guard may share one
-/// load (the one that started it fills L1 with its own, older, stamp).
+/// lookup that missed: the item's lease or the listing version in Redis
+/// (`token`), or, when Redis was not read, the L1 generation; and the L1
+/// stamp. Readers that carry the same token may share one load (the one
+/// that started it fills L1 with its own, older, stamp).
 #[derive(Debug, Clone)]
 pub struct Guard {
     token: String,
     stamp: Option<Stamp>,
+    /// The token is Redis': the fill goes to Redis, and to L1 only if Redis
+    /// took it.
+    in_redis: bool,
 }
 
 impl Guard {
@@ -54,7 +60,19 @@ impl Guard {
         Self {
             token: token.to_owned(),
             stamp: None,
+            in_redis: true,
         }
+    }
+
+    /// A miss Redis could not guard: only L1 is filled, and the load is
+    /// shared only by readers that missed under the same L1 generation (a
+    /// write in between starts another). `None` without a serving L1.
+    fn l1_only(stamp: Option<Stamp>) -> Option<Self> {
+        stamp.map(|stamp| Self {
+            token: format!("l1:{}", stamp.generation()),
+            stamp: Some(stamp),
+            in_redis: false,
+        })
     }
 }
 
@@ -88,7 +106,21 @@ pub struct CachedPage {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Health {
     Ok,
+    /// Configured, but failing (or not yet flushed after failing).
     Degraded,
+    /// `REDIS_URL` is unset.
+    Off,
+}
+
+impl Health {
+    /// As `/health/ready` and the admin view name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Health::Ok => "ok",
+            Health::Degraded => "degraded",
+            Health::Off => "off",
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -97,7 +129,7 @@ pub struct Cache {
     ttl_seconds: u64,
     redis: Option<Arc<RedisStore>>,
     local: Option<Arc<Local>>,
-    bus: Option<Arc<Bus>>,
+    coherence: Arc<Coherence>,
     metrics: Arc<Metrics>,
     before_l1_fill: Option<PauseHook>,
     slug_owners: SlugOwners,
@@ -120,7 +152,9 @@ pub struct CacheSettings<'a> {
     pub key_prefix: &'a str,
     pub ttl_seconds: u64,
     pub timeout: Duration,
-    /// The L1's bound; 0 turns it off. L1 needs Redis (its leases).
+    /// The coherence channel's session (`DATABASE_LISTEN_URL`).
+    pub listen_url: &'a str,
+    /// The L1's bound; 0 turns it off.
     pub l1_bytes: u64,
     /// HTTP worker threads: each keeps a small front of L1's items.
     pub l1_threads: usize,
@@ -137,8 +171,9 @@ pub struct L1State {
 }
 
 impl Cache {
-    /// Never fails on an unreachable Redis: the circuit starts open and the
-    /// background probe closes it once Redis answers; only a malformed URL
+    /// Never fails on an unreachable Redis or PostgreSQL: the circuit
+    /// starts open and the background probe closes it once Redis answers,
+    /// and L1 joins once the coherence channel is up; only a malformed URL
     /// is an error.
     pub fn new(settings: CacheSettings<'_>, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
         let keys = Keys::new(settings.key_prefix);
@@ -149,31 +184,40 @@ impl Cache {
                     .map(Arc::new)
             })
             .transpose()?;
-        let local = (redis.is_some() && settings.l1_bytes > 0)
-            .then(|| Local::new(settings.l1_bytes, settings.l1_threads));
-        let bus = redis
-            .as_ref()
-            .map(|redis| Bus::start(redis.clone(), local.clone(), metrics.clone()));
-        Ok(Self {
+        let local =
+            (settings.l1_bytes > 0).then(|| Local::new(settings.l1_bytes, settings.l1_threads));
+        let distrusted = redis.clone();
+        let coherence = Coherence::start(
+            settings.listen_url.to_owned(),
+            local.clone(),
+            Arc::new(move || {
+                if let Some(redis) = &distrusted {
+                    redis.distrust("another instance could not delete in it");
+                }
+            }),
+            metrics.clone(),
+        );
+        let cache = Self {
             keys,
             ttl_seconds: settings.ttl_seconds,
             redis,
             local,
-            bus,
+            coherence,
             metrics,
             before_l1_fill: settings.before_l1_fill,
             slug_owners: SlugOwners::new(),
-        })
+        };
+        tokio::spawn(outbox::sweep(cache.clone()));
+        Ok(cache)
     }
 
-    /// Gives a reachable Redis up to `limit` to connect before serving.
-    /// And for L1 to join, within the same limit.
+    /// Gives a reachable Redis, and L1 its lease, up to `limit` before
+    /// serving.
     pub async fn connect(&self, limit: Duration) {
         let started = std::time::Instant::now();
         if let Some(redis) = &self.redis {
             if !redis.wait_until_available(limit).await {
-                tracing::warn!("redis not reachable at startup: serving from PostgreSQL");
-                return;
+                tracing::warn!("redis not reachable at startup: serving from PostgreSQL and L1");
             }
         }
         while self.local.is_some() && !self.l1_serving() && started.elapsed() < limit {
@@ -183,9 +227,7 @@ impl Cache {
 
     /// Leaves the L1 members (at shutdown).
     pub async fn shut_down(&self) {
-        if let Some(bus) = &self.bus {
-            bus.shut_down().await;
-        }
+        self.coherence.shut_down().await;
     }
 
     /// `off`, `serving`, or `joining` (no lease: L1 is bypassed).
@@ -203,14 +245,15 @@ impl Cache {
 
     pub fn health(&self) -> Health {
         match &self.redis {
+            None => Health::Off,
             Some(redis) if redis.is_available() => Health::Ok,
-            _ => Health::Degraded,
+            Some(_) => Health::Degraded,
         }
     }
 
     /// Whether L1 serves now (false without one).
     pub fn l1_serving(&self) -> bool {
-        self.bus.as_ref().is_some_and(|bus| bus.serving())
+        self.coherence.serving()
     }
 
     /// An L1 lookup, counted; `None` without L1 or on a miss.
@@ -252,9 +295,10 @@ impl Cache {
             ItemLookup::Miss { lease } => Err(Guard {
                 token: lease,
                 stamp,
+                in_redis: true,
             }),
         });
-        match self.record(ITEM, found) {
+        match self.record(ITEM, found, stamp) {
             Lookup::Hit((found, ttl)) => {
                 self.pause_before_l1_fill(|| self.keys.item(id)).await;
                 self.fill_item(stamp, id, &found, ttl);
@@ -287,9 +331,10 @@ impl Cache {
             ListingLookup::Miss { version } => Err(Guard {
                 token: version,
                 stamp,
+                in_redis: true,
             }),
         });
-        match self.record(LISTING, found) {
+        match self.record(LISTING, found, stamp) {
             Lookup::Hit((page, ttl)) => {
                 self.pause_before_l1_fill(|| key.to_owned()).await;
                 self.fill_listing(stamp, key, &page, ttl);
@@ -317,44 +362,59 @@ impl Cache {
         }
     }
 
-    /// Counts a Redis lookup: a value, or the guard of a miss.
-    fn record<T>(&self, family: &str, found: Result<Result<T, Guard>, Unavailable>) -> Lookup<T> {
+    /// Counts a Redis lookup: a value, or the guard of a miss (an L1-only
+    /// one when Redis was not read).
+    fn record<T>(
+        &self,
+        family: &str,
+        found: Result<Result<T, Guard>, Unavailable>,
+        stamp: Option<Stamp>,
+    ) -> Lookup<T> {
         let (result, lookup) = match found {
             Ok(Ok(value)) => ("hit", Lookup::Hit(value)),
             Ok(Err(guard)) => ("miss", Lookup::Miss(Some(guard))),
-            Err(Unavailable::Skipped) => ("skipped", Lookup::Miss(None)),
-            Err(Unavailable::Failed) => ("error", Lookup::Miss(None)),
+            Err(Unavailable::Skipped) => ("skipped", Lookup::Miss(Guard::l1_only(stamp))),
+            Err(Unavailable::Failed) => ("error", Lookup::Miss(Guard::l1_only(stamp))),
         };
-        self.metrics.cache_lookup(family, result);
+        if self.redis.is_some() {
+            self.metrics.cache_lookup(family, result);
+        }
         lookup
     }
 
-    /// Stores in Redis, guarded; then in L1 if Redis took it.
+    /// Stores in Redis, guarded, then in L1 if Redis took it; with an
+    /// L1-only guard, in L1 alone.
     pub async fn store_item(&self, guard: &Guard, id: i64, value: &Representation) {
-        if let Some(redis) = &self.redis {
-            if redis
-                .store_item(id, &guard.token, &value.bytes, self.ttl_seconds)
-                .await
-            {
-                self.fill_item(guard.stamp, id, value, self.ttl());
+        let stored = match (&self.redis, guard.in_redis) {
+            (Some(redis), true) => {
+                redis
+                    .store_item(id, &guard.token, &value.bytes, self.ttl_seconds)
+                    .await
             }
+            _ => true,
+        };
+        if stored {
+            self.fill_item(guard.stamp, id, value, self.ttl());
         }
     }
 
     pub async fn store_listing(&self, guard: &Guard, key: &str, page: &CachedPage) {
-        if let Some(redis) = &self.redis {
-            if redis
-                .store_listing(
-                    &guard.token,
-                    key,
-                    page.body.stored(),
-                    page.next_cursor.as_deref(),
-                    self.ttl_seconds,
-                )
-                .await
-            {
-                self.fill_listing(guard.stamp, key, page, self.ttl());
+        let stored = match (&self.redis, guard.in_redis) {
+            (Some(redis), true) => {
+                redis
+                    .store_listing(
+                        &guard.token,
+                        key,
+                        page.body.stored(),
+                        page.next_cursor.as_deref(),
+                        self.ttl_seconds,
+                    )
+                    .await
             }
+            _ => true,
+        };
+        if stored {
+            self.fill_listing(guard.stamp, key, page, self.ttl());
         }
     }
 
@@ -362,73 +422,68 @@ impl Cache {
         Duration::from_secs(self.ttl_seconds)
     }
 
-    /// Deletes `all_contents`, every listing (replacing the listing
-    /// version), and the given items with their leases, in Redis and in
-    /// every instance's L1. Call after the database commit; returns once no
-    /// instance can serve what was deleted.
-    pub async fn invalidate(&self, item_ids: &[i64]) {
-        self.invalidate_everywhere(Some(item_ids)).await;
+    /// Completes a committed write's outbox record: deletes `all_contents`,
+    /// every listing (replacing the listing version) and the record's items
+    /// with their leases in Redis and in every instance's L1, then forgets
+    /// the record. Returns once no instance can serve what was deleted.
+    pub async fn complete(&self, recorded: Recorded) {
+        self.invalidate_everywhere(Some(&recorded.items), false).await;
+        let cache = self.clone();
+        tokio::spawn(async move { outbox::forget(&cache, vec![recorded.id]).await });
     }
 
     /// `None`: everything (the admin flush, after Redis was flushed).
-    async fn invalidate_everywhere(&self, item_ids: Option<&[i64]>) -> Option<Settled> {
-        let (Some(redis), Some(bus)) = (&self.redis, &self.bus) else {
-            return None;
-        };
-        let announcement = bus.announcement(item_ids);
-        loop {
-            let outcome = redis
-                .invalidate(
-                    item_ids.unwrap_or_default(),
-                    &announcement.channel,
-                    &announcement.message,
-                )
-                .await;
-            if let Some(local) = &self.local {
-                match item_ids {
-                    Some(ids) => local.invalidate(ids),
-                    None => local.clear(),
-                }
-            }
-            match outcome {
-                Invalidation::Done { elapsed, audience } => {
-                    self.metrics.invalidation("done", Some(elapsed));
-                    return Some(bus.settle(announcement, audience).await);
-                }
-                Invalidation::Failed => {
-                    self.metrics.invalidation("failed", None);
-                    if let Some(settled) = bus.unreachable(&announcement) {
-                        return Some(settled);
-                    }
-                    tokio::time::sleep(Bus::retry_pause()).await;
-                }
+    /// `redis_failed`: Redis already missed a delete (a failed flush).
+    pub(crate) async fn invalidate_everywhere(
+        &self,
+        item_ids: Option<&[i64]>,
+        redis_failed: bool,
+    ) -> Settled {
+        let started = std::time::Instant::now();
+        let redis_distrusted = redis_failed
+            || match (&self.redis, item_ids) {
+                (Some(redis), Some(ids)) => !redis.invalidate(ids).await,
+                _ => false,
+            };
+        if redis_failed {
+            if let Some(redis) = &self.redis {
+                redis.distrust("the flush failed");
             }
         }
+        if let Some(local) = &self.local {
+            match item_ids {
+                Some(ids) => local.invalidate(ids),
+                None => local.clear(),
+            }
+        }
+        let settled = self
+            .coherence
+            .announce(&Announced {
+                items: item_ids.map(<[i64]>::to_vec),
+                redis_distrusted,
+            })
+            .await;
+        let outcome = if redis_distrusted { "failed" } else { "done" };
+        self.metrics.invalidation(outcome, Some(started.elapsed()));
+        settled
     }
 
     /// Empties Redis (the service's keys) and every live instance's L1;
     /// `Err` if Redis could not be flushed.
     pub async fn flush(&self) -> Result<(), anyhow::Error> {
-        if let Some(local) = &self.local {
-            local.clear();
-        }
-        let Some(redis) = &self.redis else {
-            return Ok(());
+        let flushed = match &self.redis {
+            Some(redis) => redis.flush().await,
+            None => Ok(()),
         };
-        redis.flush().await?;
-        match self.invalidate_everywhere(None).await {
-            Some(Settled::LeasesLapsed) => {
-                Err(anyhow::anyhow!("redis unreachable after the flush"))
-            }
-            _ => Ok(()),
-        }
+        self.invalidate_everywhere(None, flushed.is_err()).await;
+        Ok(flushed?)
     }
 
     pub fn l1_state_details(&self) -> Option<L1State> {
-        let (local, bus) = (self.local.as_ref()?, self.bus.as_ref()?);
+        let local = self.local.as_ref()?;
         let (items, listings) = local.usage();
         Some(L1State {
-            instance: bus.instance.clone(),
+            instance: self.coherence.instance.clone(),
             serving: local.lease.holds(),
             lease_remaining: local.lease.remaining(),
             items,
@@ -437,12 +492,9 @@ impl Cache {
     }
 
     /// Instances holding an L1 lease and when it ends (ms since the Unix
-    /// epoch, Redis clock); empty if Redis cannot say.
+    /// epoch, PostgreSQL's clock); empty if PostgreSQL cannot say.
     pub async fn live_instances(&self) -> Vec<(String, i64)> {
-        match &self.bus {
-            Some(bus) => bus.members().await.unwrap_or_default(),
-            None => Vec::new(),
-        }
+        self.coherence.members().await.unwrap_or_default()
     }
 
     /// Keys and bytes of the whole Redis; `None` without one or while it
@@ -450,9 +502,5 @@ impl Cache {
     pub async fn redis_usage(&self) -> Option<Usage> {
         let (entries, bytes) = self.redis.as_ref()?.usage().await.ok()?;
         Some(Usage { entries, bytes })
-    }
-
-    pub fn redis_configured(&self) -> bool {
-        self.redis.is_some()
     }
 }

@@ -70,14 +70,10 @@ redis.call('EXPIRE', KEYS[4], ARGV[3])
 return 1
 "#;
 
-/// KEYS: listing version, tag set, L1 members, L1 revoked. ARGV: a fresh
-/// version, channel, message. Atomic: no listing store can slip in between
-/// the new version and the deletes. A version is never reused (unlike a
-/// counter, which a failover can set back), so a store that saw an old one
-/// is refused whatever happened since. Then, in the same step, the L1
-/// audience: the instances whose lease is live now (they must acknowledge
-/// the message published last), and until when (ms) removed ones may still
-/// serve; with the Redis clock's now.
+/// KEYS: listing version, tag set. ARGV: a fresh version. Atomic: no
+/// listing store can slip in between the new version and the deletes. A
+/// version is never reused (unlike a counter, which a failover can set
+/// back), so a store that saw an old one is refused whatever happened since.
 const LISTING_INVALIDATE: &str = r#"
 redis.call('SET', KEYS[1], ARGV[1])
 local members = redis.call('SMEMBERS', KEYS[2])
@@ -85,15 +81,7 @@ for i = 1, #members, 500 do
   redis.call('UNLINK', unpack(members, i, math.min(i + 499, #members)))
 end
 redis.call('UNLINK', KEYS[2])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. now)
-redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', '(' .. now)
-local live = redis.call('ZRANGE', KEYS[3], 0, -1)
-local last = redis.call('ZRANGE', KEYS[4], -1, -1, 'WITHSCORES')
-local revoked_until = tonumber(last[2] or now)
-redis.call('PUBLISH', ARGV[2], ARGV[3])
-return {now, revoked_until, live}
+return 1
 "#;
 
 /// A fresh, never reused token: this process's random nonce and a counter
@@ -149,7 +137,6 @@ enum Deployment {
     },
     Cluster {
         client: ClusterClient,
-        seeds: Vec<String>,
     },
 }
 
@@ -168,14 +155,14 @@ impl Deployment {
             });
         }
         let seeds: Vec<String> = url.split(',').map(|seed| seed.trim().to_owned()).collect();
-        let client = ClusterClient::builder(seeds.clone())
+        let client = ClusterClient::builder(seeds)
             .retries(2)
             .min_retry_wait(10)
             .max_retry_wait(100)
             .connection_timeout(Duration::from_millis(500))
             .response_timeout(MAINTENANCE_TIMEOUT)
             .build()?;
-        Ok(Deployment::Cluster { client, seeds })
+        Ok(Deployment::Cluster { client })
     }
 
     /// Connects in the background: no caller waits on a connect.
@@ -244,6 +231,11 @@ impl Circuit {
         self.trip(reason);
     }
 
+    /// Whether a flush must come before Redis is used again.
+    fn flush_pending(&self) -> bool {
+        *self.missed_invalidation.lock().expect("circuit lock")
+    }
+
     /// Closes the circuit unless an invalidation was missed; in that case
     /// clears the mark and answers `false`: flush, then try again.
     fn close_unless_missed(&self) -> bool {
@@ -267,25 +259,6 @@ pub enum Unavailable {
     Skipped,
     /// Error or timeout.
     Failed,
-}
-
-pub enum Invalidation {
-    Done {
-        elapsed: Duration,
-        audience: Audience,
-    },
-    /// Redis is marked for a flush before it is used again.
-    Failed,
-}
-
-/// Whom a writer waits for after announcing a write to the L1s.
-#[derive(Debug, Clone, Default)]
-pub struct Audience {
-    /// Instances holding a live lease (possibly the writer itself).
-    pub live: Vec<String>,
-    /// How long (Redis clock) instances removed unacknowledged may still
-    /// serve under their last lease.
-    pub revoked_for: Duration,
 }
 
 /// An item lookup: the bytes and their remaining TTL, or the lease token a
@@ -394,21 +367,6 @@ impl RedisStore {
             let _ = tokio::time::timeout(limit, closed).await;
         }
         self.is_available()
-    }
-
-    pub(super) fn keys(&self) -> &Keys {
-        &self.keys
-    }
-
-    /// A client for a pub/sub connection: the server, or one seed node of a
-    /// cluster in turn (a cluster forwards every `PUBLISH` to every node).
-    pub(super) fn pubsub_client(&self, attempt: usize) -> RedisResult<redis::Client> {
-        match &*self.deployment {
-            Deployment::Single { client, .. } => Ok(client.clone()),
-            Deployment::Cluster { seeds, .. } => {
-                redis::Client::open(seeds[attempt % seeds.len()].as_str())
-            }
-        }
     }
 
     /// Runs `op` unless the circuit is open, bounded by the timeout.
@@ -533,64 +491,64 @@ impl RedisStore {
     }
 
     /// Every listing, `all_contents`, and the given items with their
-    /// leases; then `message` is published on `channel` and the audience
-    /// that must acknowledge it returned. The items go first (one `UNLINK`,
-    /// split by slot on a cluster), so that no instance told of the write
-    /// can refill itself from them; a create has none and sends both at
-    /// once. Attempted even while the circuit is open (writes are rare, and
-    /// a Redis that is back must hear of them); a failure distrusts Redis
-    /// at once: until the recovery flush, nothing is served from it.
-    pub async fn invalidate(&self, item_ids: &[i64], channel: &str, message: &str) -> Invalidation {
+    /// leases; `true` once every delete is known done. One command per hash
+    /// slot, each bounded by the timeout, all at once: a multi-slot
+    /// `UNLINK` on a cluster leaves out a shard without a live connection
+    /// and still reports success. Attempted even while the circuit is open
+    /// (writes are rare, and a Redis that is back must hear of them), unless
+    /// Redis is distrusted already; a failure distrusts Redis at once:
+    /// until the recovery flush, nothing is filled from it or served.
+    pub async fn invalidate(&self, item_ids: &[i64]) -> bool {
+        if self.circuit.flush_pending() {
+            return false;
+        }
         let Ok(conn) = self.connection() else {
             self.circuit.distrust("no connection");
-            return Invalidation::Failed;
+            return false;
         };
         let mut listings = self.listing_invalidate.prepare_invoke();
         listings
             .key(self.keys.listing_version())
             .key(self.keys.listing_tags())
-            .key(self.keys.l1_members())
-            .key(self.keys.l1_revoked())
-            .arg(token())
-            .arg(channel)
-            .arg(message);
-        let mut unlink = redis::cmd("UNLINK");
-        unlink.arg(self.keys.all_contents());
+            .arg(token());
+        let mut deletes: Vec<Cmd> = vec![redis::cmd("UNLINK").arg(self.keys.all_contents()).clone()];
         for id in item_ids {
-            unlink
-                .arg(self.keys.item(*id))
-                .arg(self.keys.item_lease(*id));
+            deletes.push(
+                redis::cmd("UNLINK")
+                    .arg(self.keys.item(*id))
+                    .arg(self.keys.item_lease(*id))
+                    .clone(),
+            );
         }
         let started = std::time::Instant::now();
-        let (mut listing_conn, mut item_conn) = (conn.clone(), conn);
-        let both = async {
-            let listings = listings.invoke_async::<(i64, i64, Vec<String>)>(&mut listing_conn);
-            let items = unlink.query_async::<i64>(&mut item_conn);
-            if item_ids.is_empty() {
-                Ok(tokio::try_join!(listings, items)?.0)
-            } else {
-                items.await?;
-                listings.await
-            }
-        };
-        let reason = match tokio::time::timeout(self.timeout, both).await {
-            Ok(Ok((now, revoked_until, live))) => {
+        let timeout = self.timeout;
+        let mut listing_conn = conn.clone();
+        let listing = within(timeout, listings.invoke_async::<i64>(&mut listing_conn));
+        let items = futures_util::future::join_all(deletes.iter().map(|delete| {
+            let mut conn = conn.clone();
+            async move { within(timeout, delete.query_async::<i64>(&mut conn)).await }
+        }));
+        let (listing, items) = tokio::join!(listing, items);
+        match std::iter::once(listing).chain(items).find_map(Result::err) {
+            None => {
                 self.circuit.succeeded();
-                let elapsed = started.elapsed();
-                tracing::debug!(elapsed_us = elapsed.as_micros() as u64, "cache invalidated");
-                return Invalidation::Done {
-                    elapsed,
-                    audience: Audience {
-                        live,
-                        revoked_for: remaining(revoked_until - now),
-                    },
-                };
+                tracing::debug!(
+                    elapsed_us = started.elapsed().as_micros() as u64,
+                    "redis invalidated"
+                );
+                true
             }
-            Ok(Err(err)) => err.to_string(),
-            Err(_) => "timed out".to_owned(),
-        };
-        self.circuit.distrust(&reason);
-        Invalidation::Failed
+            Some(reason) => {
+                self.circuit.distrust(&reason);
+                false
+            }
+        }
+    }
+
+    /// Nothing is filled from Redis or served from it until it has been
+    /// flushed: it may hold a value some write could not delete.
+    pub fn distrust(&self, reason: &str) {
+        self.circuit.distrust(reason);
     }
 
     /// Keys in the whole Redis (every prefix; every primary of a cluster)
@@ -641,8 +599,18 @@ fn used_memory(reply: &Value) -> u64 {
 /// command is redirected, and while the circuit is open none is sent.
 async fn probe_loop(deployment: Arc<Deployment>, keys: Keys, circuit: Arc<Circuit>) {
     let mut first_connect = true;
+    let mut watch = None;
     loop {
-        circuit.wake_probe.notified().await;
+        tokio::select! {
+            _ = circuit.wake_probe.notified() => {}
+            _ = tokio::time::sleep(PROBE_INTERVAL) => {
+                watch_while_closed(&deployment, &circuit, &mut watch).await;
+            }
+        }
+        // A wake-up may be left over from an opening this loop handled.
+        if !circuit.is_open() {
+            continue;
+        }
         let mut flushed = false;
         loop {
             let Ok(mut conn) = deployment.connect() else {
@@ -675,6 +643,51 @@ async fn probe_loop(deployment: Arc<Deployment>, keys: Keys, circuit: Arc<Circui
                 }
             }
             tokio::time::sleep(PROBE_INTERVAL).await;
+        }
+    }
+}
+
+/// `Err` with the reason unless `op` succeeded within `timeout`.
+async fn within<T>(
+    timeout: Duration,
+    op: impl Future<Output = RedisResult<T>>,
+) -> Result<(), String> {
+    match tokio::time::timeout(timeout, op).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(err)) => Err(err.to_string()),
+        Err(_) => Err("timed out".to_owned()),
+    }
+}
+
+/// How long a watch `PING` may take before it counts as a failure.
+const WATCH_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// While the circuit is closed: a `PING`, counted like any call, so that an
+/// outage is noticed (and reported) even when L1 serves every read.
+async fn watch_while_closed(
+    deployment: &Deployment,
+    circuit: &Circuit,
+    watch: &mut Option<Connection>,
+) {
+    if circuit.is_open() {
+        return;
+    }
+    if watch.is_none() {
+        *watch = deployment.connect().ok();
+    }
+    let Some(conn) = watch.as_mut() else {
+        return;
+    };
+    let answered = match tokio::time::timeout(WATCH_TIMEOUT, ping(conn)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(err)) => Err(err.to_string()),
+        Err(_) => Err("timed out".to_owned()),
+    };
+    match answered {
+        Ok(()) => circuit.succeeded(),
+        Err(reason) => {
+            *watch = None;
+            circuit.failed(&reason, FAILURE_THRESHOLD);
         }
     }
 }

@@ -298,10 +298,19 @@ struct DueRow {
 /// version (its scheduled state kept as a revision, at most `kept`), and
 /// answers their ids and when the next one is due. Rows another instance
 /// is publishing are skipped, so each item is published exactly once.
+/// The invalidation of what they change is recorded in the same
+/// transaction.
+/// Items the scheduler published, and the outbox record of their
+/// invalidation.
+pub struct Published {
+    pub record: i64,
+    pub items: Vec<i64>,
+}
+
 pub fn publish_due(
     conn: &mut PgConnection,
     kept: i64,
-) -> Result<(Vec<i64>, Option<DateTime<Utc>>), DbError> {
+) -> Result<(Option<Published>, Option<DateTime<Utc>>), DbError> {
     conn.transaction(|conn| {
         let published: Vec<IdRow> = diesel::sql_query(
             "WITH due AS ( \
@@ -327,7 +336,15 @@ pub fn publish_due(
             "SELECT min(publish_at) AS due FROM contents WHERE status = 'scheduled'",
         )
         .get_result(conn)?;
-        Ok((published.into_iter().map(|row| row.id).collect(), next.due))
+        let items: Vec<i64> = published.into_iter().map(|row| row.id).collect();
+        let published = match items.is_empty() {
+            true => None,
+            false => Some(Published {
+                record: super::outbox::record(conn, &items)?,
+                items,
+            }),
+        };
+        Ok((published, next.due))
     })
 }
 

@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod audit;
 pub mod contents;
 pub mod models;
+pub mod outbox;
 pub mod schema;
 pub mod users;
 

@@ -9,6 +9,7 @@ use chrono::{Duration, Utc};
 use super::account_input::{PasswordChange, ResetConfirmation};
 use super::audit::{self, Action, Client};
 use super::auth::{Principal, Role};
+use super::invalidation;
 use super::secrets;
 use super::views::User;
 use super::{AppContext, AppError, FieldError};
@@ -213,18 +214,23 @@ pub async fn delete_user(
         return Err(AppError::forbidden());
     }
     let actor = caller.user_id;
-    let deletion = audit::audited(ctx, move |conn| {
+    let (deletion, recorded) = audit::audited(ctx, move |conn| {
         let deletion = db::users::delete(conn, id)?;
-        let event = matches!(deletion, Deletion::Deleted { .. })
-            .then(|| client.event(Action::UserDeleted, Some(actor), Some(id)));
-        Ok((deletion, event))
+        let (recorded, event) = match &deletion {
+            Deletion::Deleted { content_ids } => (
+                Some(invalidation::record(conn, content_ids.clone())?),
+                Some(client.event(Action::UserDeleted, Some(actor), Some(id))),
+            ),
+            _ => (None, None),
+        };
+        Ok(((deletion, recorded), event))
     })
     .await?;
+    if let Some(recorded) = recorded {
+        invalidation::complete(ctx, recorded).await;
+    }
     match deletion {
-        Deletion::Deleted { content_ids } => {
-            ctx.cache.invalidate(&content_ids).await;
-            Ok(())
-        }
+        Deletion::Deleted { .. } => Ok(()),
         Deletion::NotFound => Err(AppError::user_not_found(id)),
         Deletion::LastAdmin => Err(AppError::Conflict(
             "The last admin cannot be deleted".into(),

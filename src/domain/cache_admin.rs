@@ -4,7 +4,7 @@
 use super::auth::Principal;
 use super::views::{CacheOverview, L1Layer, LayerCounts, LayerUsage, LiveInstance, RedisLayer};
 use super::{AppContext, AppError};
-use crate::cache::{Health, Usage};
+use crate::cache::Usage;
 
 fn admin(caller: Principal) -> Result<(), AppError> {
     caller.require_session()?;
@@ -44,11 +44,7 @@ pub async fn overview(ctx: &AppContext, caller: Principal) -> Result<CacheOvervi
         listings: usage(state.listings),
         counts: counts(ctx, "l1"),
     });
-    let state = match (cache.redis_configured(), cache.health()) {
-        (false, _) => "off",
-        (true, Health::Ok) => "ok",
-        (true, Health::Degraded) => "degraded",
-    };
+    let state = cache.health().name();
     let redis = RedisLayer {
         state,
         usage: cache.redis_usage().await.map(usage),

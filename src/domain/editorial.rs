@@ -15,12 +15,14 @@ use super::content_input::{
 };
 use super::contents::{may_see_unpublished, representation, representation_of};
 use super::pagination::{self, DEFAULT_LIMIT, MAX_LIMIT};
+use super::invalidation;
 use super::precondition::Precondition;
 use super::transaction::{in_transaction, in_transaction_after, Abort};
 use super::users::Page;
 use super::validation::Fields;
 use super::views::{Content, ContentWithUser, Revision};
 use super::{AppContext, AppError};
+use crate::cache::outbox::Recorded;
 use crate::db::contents::PUBLISHED;
 use crate::db::models::{AuthorRow, ContentRow, ContentState, NewContentRow};
 use crate::db::{self, DbError};
@@ -123,7 +125,7 @@ pub async fn create(
         }),
         chosen => Ok(chosen),
     };
-    let (row, author) = in_transaction_after(ctx, propose, move |conn, choice| {
+    let (row, author, recorded) = in_transaction_after(ctx, propose, move |conn, choice| {
         let id = db::contents::next_id(conn)?;
         let slug = match choice {
             SlugChoice::Chosen(slug) if db::contents::claim_slug(conn, &slug, id)? => slug,
@@ -153,13 +155,16 @@ pub async fn create(
         };
         let (row, author) = db::contents::find_with_author(conn, row.id)?
             .ok_or_else(|| AppError::user_not_found(owner))?;
-        Ok((row, author))
+        // A new public item shows in listings; it was in no item's entry.
+        let recorded = public
+            .then(|| invalidation::record(conn, Vec::new()))
+            .transpose()?;
+        Ok((row, author, recorded))
     })
     .await?;
-    if public {
-        ctx.cache.invalidate(&[]).await;
-    } else {
-        ctx.schedule_changed.notify_one();
+    match recorded {
+        Some(recorded) => invalidation::complete(ctx, recorded).await,
+        None => ctx.schedule_changed.notify_one(),
     }
     written(row, author)
 }
@@ -248,12 +253,25 @@ fn write_next_version(
     Ok(db::contents::write_version(conn, row.id, state, editor)?)
 }
 
-/// After a change: public reads are invalidated when they showed the item
-/// or will; the scheduler hears of a new schedule.
-async fn after_change(ctx: &AppContext, id: i64, before: &ContentRow, after: Option<&ContentRow>) {
+/// Inside a change's transaction: public reads are to be invalidated when
+/// they showed the item or will.
+fn record_change(
+    conn: &mut PgConnection,
+    id: i64,
+    before: &ContentRow,
+    after: Option<&ContentRow>,
+) -> Result<Option<Recorded>, DbError> {
     let public = |row: &ContentRow| row.status == PUBLISHED;
-    if public(before) || after.is_some_and(public) {
-        ctx.cache.invalidate(&[id]).await;
+    (public(before) || after.is_some_and(public))
+        .then(|| invalidation::record(conn, vec![id]))
+        .transpose()
+}
+
+/// After a change's commit: the invalidation it recorded; the scheduler
+/// hears of a new schedule.
+async fn after_change(ctx: &AppContext, recorded: Option<Recorded>, after: Option<&ContentRow>) {
+    if let Some(recorded) = recorded {
+        invalidation::complete(ctx, recorded).await;
     }
     if after.is_some_and(|row| row.status == crate::db::contents::SCHEDULED) {
         ctx.schedule_changed.notify_one();
@@ -273,20 +291,21 @@ async fn change(
 ) -> Result<Written, AppError> {
     caller.require_scope(Scope::ContentWrite)?;
     let settings = ctx.editorial;
-    let (before, after, author) = in_transaction(ctx, move |conn| {
+    let (before, after, author, recorded) = in_transaction(ctx, move |conn| {
         let (row, author) =
             lock_for_change(conn, caller, id, &precondition, settings.require_if_match)?;
         let Some(state) = next(conn, &row)? else {
-            return Ok((row, None, author));
+            return Ok((row, None, author, None));
         };
         let updated =
             write_next_version(conn, &row, &state, caller.user_id, settings.revisions_kept)?;
-        Ok((row, Some(updated), author))
+        let recorded = record_change(conn, id, &row, Some(&updated))?;
+        Ok((row, Some(updated), author, recorded))
     })
     .await?;
     match after {
         Some(after) => {
-            after_change(ctx, id, &before, Some(&after)).await;
+            after_change(ctx, recorded, Some(&after)).await;
             written(after, author)
         }
         None => written(before, author),
@@ -316,13 +335,13 @@ pub async fn delete(
 ) -> Result<(), AppError> {
     caller.require_scope(Scope::ContentWrite)?;
     let require = ctx.editorial.require_if_match;
-    let before = in_transaction(ctx, move |conn| {
+    let recorded = in_transaction(ctx, move |conn| {
         let (row, _) = lock_for_change(conn, caller, id, &precondition, require)?;
         db::contents::delete(conn, id)?;
-        Ok(row)
+        Ok(record_change(conn, id, &row, None)?)
     })
     .await?;
-    after_change(ctx, id, &before, None).await;
+    after_change(ctx, recorded, None).await;
     Ok(())
 }
 

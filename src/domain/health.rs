@@ -1,10 +1,9 @@
-//! `/health/ready`: PostgreSQL must answer; Redis only degrades.
+//! `/health/ready`: PostgreSQL must answer; Redis only degrades (or is off).
 
 use diesel::RunQueryDsl;
 
 use super::views::Readiness;
 use super::{AppContext, AppError};
-use crate::cache::Health;
 use crate::db;
 
 pub async fn readiness(ctx: &AppContext) -> Result<Readiness, AppError> {
@@ -15,10 +14,7 @@ pub async fn readiness(ctx: &AppContext) -> Result<Readiness, AppError> {
     Ok(Readiness {
         status: "ok",
         database: "ok",
-        cache: match ctx.cache.health() {
-            Health::Ok => "ok",
-            Health::Degraded => "degraded",
-        },
+        cache: ctx.cache.health().name(),
         l1: ctx.cache.l1_state(),
     })
 }

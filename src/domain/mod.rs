@@ -10,6 +10,7 @@ pub mod contents;
 pub mod editorial;
 pub mod error;
 pub mod health;
+pub mod invalidation;
 pub mod machine_tokens;
 pub mod pagination;
 pub mod precondition;
@@ -131,9 +132,19 @@ pub struct Hooks {
     pub before_cache_store: Option<PauseHook>,
     /// Between a Redis hit and its copy into L1.
     pub before_l1_fill: Option<PauseHook>,
+    /// Between a write's commit and the completion of its invalidation
+    /// (called with the outbox record's id): a writer that never comes back
+    /// from it is one killed right after its commit.
+    pub after_commit: Option<PauseHook>,
 }
 
 impl Hooks {
+    pub async fn after_commit(&self, record: i64) {
+        if let Some(hook) = &self.after_commit {
+            hook(record.to_string()).await;
+        }
+    }
+
     pub async fn before_cache_store(&self, key: &str) {
         if let Some(hook) = &self.before_cache_store {
             hook(key.to_owned()).await;

@@ -11,6 +11,7 @@ use std::time::Duration;
 use chrono::Utc;
 
 use super::AppContext;
+use crate::cache::outbox::Recorded;
 use crate::db;
 
 /// The longest this instance goes without looking for due items.
@@ -26,9 +27,13 @@ pub async fn run(ctx: actix_web::web::Data<AppContext>) {
             .await
         {
             Ok((published, next_due)) => {
-                if !published.is_empty() {
-                    tracing::info!(items = ?published, "scheduled items published");
-                    ctx.cache.invalidate(&published).await;
+                if let Some(published) = published {
+                    tracing::info!(items = ?published.items, "scheduled items published");
+                    let recorded = Recorded {
+                        id: published.record,
+                        items: published.items,
+                    };
+                    super::invalidation::complete(&ctx, recorded).await;
                 }
                 next_due
                     .and_then(|due| (due - Utc::now()).to_std().ok())

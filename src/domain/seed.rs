@@ -80,7 +80,7 @@ pub async fn run(ctx: &AppContext) -> Result<SeedReport, AppError> {
             password_hash: ctx.passwords.hash(DEMO_PASSWORD.into()).await?,
         });
     }
-    let report = db::interact(&ctx.pool, move |conn| {
+    let (report, recorded) = db::interact(&ctx.pool, move |conn| {
         conn.transaction::<_, DbError, _>(|conn| {
             let mut report = SeedReport::default();
             for (user, row) in DEMO_USERS.iter().zip(&rows) {
@@ -126,12 +126,15 @@ pub async fn run(ctx: &AppContext) -> Result<SeedReport, AppError> {
                     }
                 }
             }
-            Ok(report)
+            let recorded = (report.users_created + report.items_created > 0)
+                .then(|| super::invalidation::record(conn, Vec::new()))
+                .transpose()?;
+            Ok((report, recorded))
         })
     })
     .await?;
-    if report.users_created + report.items_created > 0 {
-        ctx.cache.invalidate(&[]).await;
+    if let Some(recorded) = recorded {
+        super::invalidation::complete(ctx, recorded).await;
     }
     Ok(report)
 }

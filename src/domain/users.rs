@@ -6,6 +6,7 @@ use actix_web::http::header::HeaderValue;
 use serde_json::{Map, Value};
 
 use super::auth::Principal;
+use super::invalidation;
 use super::pagination::{self, DEFAULT_LIMIT, MAX_LIMIT};
 use super::precondition::Precondition;
 use super::transaction::in_transaction;
@@ -218,7 +219,7 @@ pub async fn update(
         return Err(AppError::forbidden());
     }
     let required = ctx.editorial.require_if_match;
-    let (row, content_ids) = in_transaction(ctx, move |conn| {
+    let (row, recorded) = in_transaction(ctx, move |conn| {
         let Some(current) = db::users::lock(conn, id)? else {
             return Err(AppError::user_not_found(id).into());
         };
@@ -231,12 +232,13 @@ pub async fn update(
             return Ok((current, None));
         }
         let row = db::users::update(conn, id, &changes)?;
-        Ok((row, Some(db::contents::ids_of_user(conn, id)?)))
+        // Cached items and listings embed the author's public view.
+        let items = db::contents::ids_of_user(conn, id)?;
+        Ok((row, Some(invalidation::record(conn, items)?)))
     })
     .await?;
-    // Cached items and listings embed the author's public view.
-    if let Some(content_ids) = content_ids {
-        ctx.cache.invalidate(&content_ids).await;
+    if let Some(recorded) = recorded {
+        invalidation::complete(ctx, recorded).await;
     }
     let user = User::from(row);
     let etag = account_tag(&user)?;

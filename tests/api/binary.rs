@@ -239,6 +239,16 @@ async fn each_redis_transition_is_logged_once_not_per_request() {
 
     assert_eq!(server.get("/api/v1/content", "warm").await.status(), 200);
     redis.stop();
+    // Noticed without a request touching Redis (L1 serves the listing).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let ready: Value = server.get("/health/ready", "watch").await.json().await.unwrap();
+        if ready["cache"] == "degraded" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the outage went unnoticed for 5 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     for n in 0..20 {
         assert_eq!(
             server

@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use content_api::cache::bus::LEASE;
+use content_api::cache::coherence::LEASE;
 use content_api::config::Settings;
 use content_api::domain::{Hooks, PauseHook};
 use redis::AsyncCommands;
@@ -532,10 +532,12 @@ async fn readiness_cache(app: &TestApp) -> String {
 }
 
 #[tokio::test]
-async fn without_redis_url_everything_is_served_from_postgres() {
+async fn without_redis_url_everything_is_served_from_postgres_and_l1() {
     let app = TestApp::spawn().await;
     content_round_trip(&app, Duration::from_secs(1)).await;
-    assert_eq!(readiness_cache(&app).await, "degraded");
+    assert_eq!(readiness_cache(&app).await, "off");
+    let ready: Value = app.get_json("/health/ready").await;
+    assert_eq!(ready["l1"], "serving", "L1 needs no Redis");
 }
 
 #[tokio::test]
@@ -617,14 +619,16 @@ async fn redis_stopped_mid_test_then_back_is_picked_up_within_five_seconds() {
     let restarted = OwnRedis::start_on(port).await;
     let took = await_cache_state(&app, "ok", Duration::from_secs(5)).await;
     assert!(took < Duration::from_secs(5));
-    app.get(&format!("/api/v1/content/{id}")).await;
+    // An item L1 does not hold yet: its read fills Redis.
+    let fresh = app.post_item(&user, "After the outage").await;
+    app.get(&format!("/api/v1/content/{fresh}")).await;
     let mut conn = restarted
         .client()
         .get_multiplexed_async_connection()
         .await
         .unwrap();
     assert!(
-        conn.exists::<_, bool>(app.keys().item(id)).await.unwrap(),
+        conn.exists::<_, bool>(app.keys().item(fresh)).await.unwrap(),
         "the cache is used again"
     );
 }

@@ -281,6 +281,11 @@ impl TestApp {
         self.await_ready("cache", "ok").await;
     }
 
+    /// Bounded wait until `/health/ready` reports the cache as `want`.
+    pub async fn await_cache(&self, want: &str) {
+        self.await_ready("cache", want).await;
+    }
+
     async fn await_ready(&self, field: &str, want: &str) {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {

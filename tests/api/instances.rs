@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use content_api::cache::bus::{ACK_WAIT, LEASE, RENEW_EVERY};
+use content_api::cache::coherence::{ACK_WAIT, LEASE};
 use content_api::config::Settings;
 use content_api::domain::{Hooks, PauseHook};
 use reqwest::Method;
@@ -113,54 +113,17 @@ async fn reads_after_an_acknowledged_write_see_it_on_all_three_instances(redis: 
     let apps = Arc::new(instances(3, redis).await);
     let user = apps[0].new_user().await;
     let id = apps[0].post_item(&user, "rev 0").await;
-    let acknowledged = Arc::new(AtomicU64::new(0));
-    let done = Arc::new(AtomicBool::new(false));
-    let version = |title: &str| -> u64 { title.trim_start_matches("rev ").parse().unwrap() };
-
-    let mut readers = Vec::new();
-    for reader in 0..3 {
-        let (apps, acknowledged, done) = (apps.clone(), acknowledged.clone(), done.clone());
-        readers.push(tokio::spawn(async move {
-            let (mut reads, mut stale) = (0u64, Vec::new());
-            let mut turn = reader;
-            while !done.load(Ordering::SeqCst) {
-                let app = &apps[turn % 3];
-                turn += 1;
-                let floor = acknowledged.load(Ordering::SeqCst);
-                let item = version(&title_of(app, id).await);
-                let listed = version(&first_listed_title(app).await);
-                reads += 2;
-                if item < floor || listed < floor {
-                    stale.push((turn % 3, floor, item, listed));
-                }
-            }
-            (reads, stale)
-        }));
-    }
+    let checker = Checker::start(apps.clone(), id);
     let mut slowest = Duration::ZERO;
     for n in 1..=WRITES {
         let writer = &apps[(n % 3) as usize];
         slowest = slowest.max(set_title(writer, &user, id, &format!("rev {n}")).await);
-        acknowledged.store(n, Ordering::SeqCst);
+        checker.acknowledged.store(n, Ordering::SeqCst);
     }
-    done.store(true, Ordering::SeqCst);
-    let mut total_reads = 0;
-    for reader in readers {
-        let (reads, stale) = reader.await.unwrap();
-        assert!(
-            stale.is_empty(),
-            "stale reads (instance, floor, item, listed): {stale:?}"
-        );
-        total_reads += reads;
-    }
+    let (total_reads, stale) = checker.finish().await;
+    assert!(stale.is_empty(), "stale reads (instance, floor, item, listed): {stale:?}");
     assert!(total_reads > WRITES, "{total_reads} reads");
-    let l1_hits: f64 = {
-        let mut sum = 0.0;
-        for app in apps.iter() {
-            sum += app.l1_hits("item").await + app.l1_hits("listing").await;
-        }
-        sum
-    };
+    let l1_hits = l1_hits(&apps).await;
     assert!(l1_hits > 0.0, "the readers were served from L1 too");
     println!("{WRITES} writes, {total_reads} checked reads, {l1_hits} L1 hits, slowest write {slowest:?}");
 }
@@ -171,30 +134,6 @@ fn settings_on(redis: &OwnRedis) -> impl FnOnce(&mut Settings) {
         s.redis_url = Some(url);
         s.cache_key_prefix = String::new();
     }
-}
-
-/// Ids of the clients of `redis` subscribed to `subscriptions` channels.
-async fn pubsub_clients(redis: &OwnRedis, subscriptions: usize) -> Vec<String> {
-    let mut conn = redis
-        .client()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    let list: String = redis::cmd("CLIENT")
-        .arg("LIST")
-        .arg("TYPE")
-        .arg("pubsub")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    list.lines()
-        .filter(|line| line.contains(&format!(" sub={subscriptions} ")))
-        .filter_map(|line| {
-            line.split(' ')
-                .find_map(|field| field.strip_prefix("id="))
-                .map(str::to_owned)
-        })
-        .collect()
 }
 
 /// A writer without L1 and a reader with one, on `redis`.
@@ -211,38 +150,37 @@ async fn writer_and_reader(redis: &OwnRedis) -> (TestApp, TestApp) {
     (writer, reader)
 }
 
+async fn l1_hits(apps: &[TestApp]) -> f64 {
+    let mut sum = 0.0;
+    for app in apps {
+        sum += app.l1_hits("item").await + app.l1_hits("listing").await;
+    }
+    sum
+}
+
 #[tokio::test]
-async fn an_instance_whose_subscription_dropped_serves_nothing_stale() {
+async fn an_instance_whose_listening_session_is_terminated_serves_nothing_stale() {
     let redis = OwnRedis::start_on(free_port()).await;
-    // The writer has no L1, so the reader's is the only client subscribed
-    // to two channels (invalidations and its acknowledgements).
     let (writer, reader) = writer_and_reader(&redis).await;
     let user = writer.new_user().await;
     let id = writer.post_item(&user, "Before the drop").await;
     warm(&reader, id).await;
     assert!(reader.l1_hits("item").await >= 1.0);
 
-    let subscribed = pubsub_clients(&redis, 2).await;
-    assert_eq!(subscribed.len(), 1, "the reader's subscription");
-    let mut conn = redis
-        .client()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    let _: () = redis::cmd("CLIENT")
-        .arg("KILL")
-        .arg("ID")
-        .arg(&subscribed[0])
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    // The writer has no L1: the reader is the only member.
+    let terminated = writer
+        .sql_text("(SELECT count(pg_terminate_backend(backend_pid))::text FROM cache_members)");
+    assert_eq!(terminated, "1", "the reader's listening session");
     set_title(&writer, &user, id, "After the drop").await;
     assert_eq!(title_of(&reader, id).await, "After the drop");
     assert_eq!(first_listed_title(&reader).await, "After the drop");
 
-    // It subscribes and joins again, and serves from L1 once more.
+    // It listens and joins again, and serves from L1 once more.
     reader.await_l1_serving().await;
-    assert_eq!(pubsub_clients(&redis, 2).await.len(), 1);
+    assert_eq!(
+        writer.sql_text("(SELECT count(*)::text FROM cache_members WHERE NOT revoked)"),
+        "1"
+    );
     warm(&reader, id).await;
     let hits = reader.l1_hits("item").await;
     assert_eq!(title_of(&reader, id).await, "After the drop");
@@ -252,7 +190,7 @@ async fn an_instance_whose_subscription_dropped_serves_nothing_stale() {
 }
 
 #[tokio::test]
-async fn with_redis_unreachable_every_l1_stops_serving_within_one_lease() {
+async fn with_redis_frozen_every_l1_keeps_serving_and_every_write_is_seen() {
     let redis = OwnRedis::start_on(free_port()).await;
     let apps = instances(2, settings_on(&redis)).await;
     let user = apps[0].new_user().await;
@@ -261,69 +199,142 @@ async fn with_redis_unreachable_every_l1_stops_serving_within_one_lease() {
         warm(app, id).await;
     }
 
-    // Frozen, not stopped: connections stay open and nothing answers, so
-    // only the leases can turn the L1s off.
-    let frozen = Instant::now();
+    // Frozen, not stopped: connections stay open and nothing answers.
     redis.freeze(true);
     for app in &apps {
-        while app.l1_state().await == "serving" {
-            assert!(
-                frozen.elapsed() < LEASE,
-                "still serving from L1 after {:?}",
-                frozen.elapsed()
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        app.await_cache("degraded").await;
+        assert_eq!(app.l1_state().await, "serving");
     }
-    println!("every L1 off {:?} after Redis froze", frozen.elapsed());
     let took = set_title(&apps[0], &user, id, "During the outage").await;
-    assert!(took < LEASE + Duration::from_millis(500), "{took:?}");
+    assert!(took < Duration::from_millis(500), "{took:?}");
     for app in &apps {
         assert_eq!(title_of(app, id).await, "During the outage");
         assert_eq!(first_listed_title(app).await, "During the outage");
     }
+    let hits = l1_hits(&apps).await;
+    for app in &apps {
+        assert_eq!(title_of(app, id).await, "During the outage");
+        assert_eq!(first_listed_title(app).await, "During the outage");
+        assert_eq!(app.l1_state().await, "serving");
+    }
+    assert_eq!(l1_hits(&apps).await, hits + 4.0, "served from L1 while Redis is frozen");
 
     // Back: Redis still holds the entries from before the write, which
     // could not be deleted; each instance flushes before using it again.
     redis.freeze(false);
     for app in &apps {
         app.await_cache_ok().await;
-        app.await_l1_serving().await;
     }
-    for app in &apps {
+    let reader = TestApp::start(apps[0].settings.clone(), None).await;
+    reader.await_cache_ok().await;
+    for app in apps.iter().chain([&reader]) {
         assert_eq!(title_of(app, id).await, "During the outage");
         assert_eq!(first_listed_title(app).await, "During the outage");
     }
 }
 
+/// The read-your-writes checker of three instances while their private
+/// Redis is killed, replaced, frozen (`CLIENT PAUSE`) and restarted.
 #[tokio::test]
-async fn a_restarted_redis_clears_every_l1_and_each_joins_again() {
+async fn a_redis_killed_frozen_and_restarted_never_makes_a_read_stale() {
     let port = free_port();
-    let mut redis = OwnRedis::start_on(port).await;
-    let apps = instances(2, settings_on(&redis)).await;
+    let redis = OwnRedis::start_on(port).await;
+    let apps = Arc::new(instances(3, settings_on(&redis)).await);
     let user = apps[0].new_user().await;
-    let id = apps[0].post_item(&user, "Cached everywhere").await;
-    for app in &apps {
-        warm(app, id).await;
-    }
-    // Behind the service's back: only an emptied L1 can show it.
-    apps[0].sql(&format!(
-        "UPDATE contents SET title = 'Changed behind' WHERE id = {id}"
-    ));
+    let id = apps[0].post_item(&user, "rev 0").await;
+    let checker = Checker::start(apps.clone(), id);
+    let mut n = 0;
+    let mut write_some = async |count: u64| {
+        for _ in 0..count {
+            n += 1;
+            let writer = &apps[(n % 3) as usize];
+            set_title(writer, &user, id, &format!("rev {n}")).await;
+            checker.acknowledged.store(n, Ordering::SeqCst);
+        }
+    };
+    write_some(5).await;
+    let mut redis = redis;
     redis.stop();
-    let _restarted = OwnRedis::start_on(port).await;
-    for app in &apps {
+    write_some(5).await;
+    let mut replaced = OwnRedis::start_on(port).await;
+    for app in apps.iter() {
         app.await_cache_ok().await;
-        app.await_l1_serving().await;
     }
-    for app in &apps {
-        assert_eq!(title_of(app, id).await, "Changed behind");
-        assert_eq!(first_listed_title(app).await, "Changed behind");
+    write_some(5).await;
+    replaced.freeze(true);
+    write_some(5).await;
+    replaced.freeze(false);
+    write_some(5).await;
+    replaced.stop();
+    write_some(3).await;
+    let _restarted = OwnRedis::start_on(port).await;
+    for app in apps.iter() {
+        app.await_cache_ok().await;
     }
-    set_title(&apps[1], &user, id, "After the restart").await;
-    for app in &apps {
-        assert_eq!(title_of(app, id).await, "After the restart");
+    write_some(5).await;
+    let (reads, stale) = checker.finish().await;
+    assert!(stale.is_empty(), "stale reads (instance, floor, item, listed): {stale:?}");
+    assert!(reads > 33, "{reads} reads");
+    assert!(l1_hits(&apps).await > 0.0);
+    println!("33 writes, {reads} checked reads through kill, freeze and restart");
+}
+
+/// Readers on every instance, each noting the last acknowledged version
+/// before it sends a read: an item or listing older than that is stale.
+struct Checker {
+    acknowledged: Arc<AtomicU64>,
+    done: Arc<AtomicBool>,
+    readers: Vec<tokio::task::JoinHandle<(u64, Vec<(usize, u64, u64, u64)>)>>,
+}
+
+impl Checker {
+    fn start(apps: Arc<Vec<TestApp>>, id: i64) -> Self {
+        let acknowledged = Arc::new(AtomicU64::new(0));
+        let done = Arc::new(AtomicBool::new(false));
+        let version = |title: &str| -> u64 { title.trim_start_matches("rev ").parse().unwrap() };
+        let readers = (0..apps.len())
+            .map(|reader| {
+                let (apps, acknowledged, done) = (apps.clone(), acknowledged.clone(), done.clone());
+                tokio::spawn(async move {
+                    let (mut reads, mut stale) = (0u64, Vec::new());
+                    let mut turn = reader;
+                    while !done.load(Ordering::SeqCst) {
+                        let app = &apps[turn % apps.len()];
+                        turn += 1;
+                        let floor = acknowledged.load(Ordering::SeqCst);
+                        let item = version(&title_of(app, id).await);
+                        let listed = version(&first_listed_title(app).await);
+                        reads += 2;
+                        if item < floor || listed < floor {
+                            stale.push((turn % apps.len(), floor, item, listed));
+                        }
+                    }
+                    (reads, stale)
+                })
+            })
+            .collect();
+        Self {
+            acknowledged,
+            done,
+            readers,
+        }
     }
+
+    async fn finish(self) -> (u64, Vec<(usize, u64, u64, u64)>) {
+        self.done.store(true, Ordering::SeqCst);
+        let (mut reads, mut stale) = (0, Vec::new());
+        for reader in self.readers {
+            let (count, found) = reader.await.unwrap();
+            reads += count;
+            stale.extend(found);
+        }
+        (reads, stale)
+    }
+}
+
+#[tokio::test]
+async fn without_redis_every_instance_serves_l1_and_sees_every_write() {
+    reads_after_an_acknowledged_write_see_it_on_all_three_instances(|_| {}).await;
 }
 
 #[tokio::test]
@@ -444,38 +455,4 @@ async fn a_paused_instance_serves_nothing_older_than_a_write_answered_meanwhile(
     );
     println!("writes while paused: {within_lease:?} within its lease, {after_lease:?} after it");
     paused.stop();
-}
-
-/// A second outage long after a first must be waited out from its own
-/// start: the writer (no L1 of its own) keeps track of when Redis last
-/// answered.
-#[tokio::test]
-async fn a_second_outage_is_waited_out_from_its_own_start() {
-    let redis = OwnRedis::start_on(free_port()).await;
-    let (writer, reader) = writer_and_reader(&redis).await;
-    let user = writer.new_user().await;
-    let id = writer.post_item(&user, "Before the outages").await;
-
-    redis.freeze(true);
-    set_title(&writer, &user, id, "During the first outage").await;
-    redis.freeze(false);
-    for app in [&writer, &reader] {
-        app.await_cache_ok().await;
-    }
-    reader.await_l1_serving().await;
-    warm(&reader, id).await;
-    assert_eq!(title_of(&reader, id).await, "During the first outage");
-    // Long enough for the writer to have heard from Redis again (it checks
-    // every RENEW_EVERY): the first outage is over for it too.
-    tokio::time::sleep(RENEW_EVERY * 3).await;
-
-    redis.freeze(true);
-    let took = set_title(&writer, &user, id, "During the second outage").await;
-    assert_eq!(
-        title_of(&reader, id).await,
-        "During the second outage",
-        "the write was answered after {took:?}"
-    );
-    assert!(took >= LEASE - Duration::from_millis(100), "{took:?}");
-    redis.freeze(false);
 }

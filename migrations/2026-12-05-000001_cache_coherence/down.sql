@@ -1,0 +1,3 @@
+DROP TABLE cache_redis_state;
+DROP TABLE cache_outbox;
+DROP TABLE cache_members;

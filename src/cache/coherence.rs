@@ -1,0 +1,601 @@
+//! Keeps every instance's L1 coherent through PostgreSQL, the one component
+//! every write must reach (ARCHITECTURE.md, "the L1 protocol").
+//!
+//! * Each instance keeps one listening session (`DATABASE_LISTEN_URL`). An
+//!   instance with an L1 listens for announcements, then joins
+//!   `cache_members` with a lease (PostgreSQL's clock), clears its L1 and
+//!   serves from it until `LEASE - MARGIN` after it *sent* its last
+//!   successful renewal, on its own monotonic clock. A renewal that finds it
+//!   revoked or expired ends the session: it stops serving, clears, and
+//!   joins again with a new session.
+//! * A writer, after its commit and its Redis deletes, announces the write
+//!   (`pg_notify`) in the statement that reads the live members, and waits
+//!   up to `ACK_WAIT` for every other live member to acknowledge (they drop
+//!   the entries first). Members that did not are revoked (their listening
+//!   session terminated) and the writer waits until their lease ends: by
+//!   then they have stopped serving.
+//! * A writer that cannot announce keeps trying; the write's outbox row
+//!   (see `outbox.rs`) lets any other instance complete it meanwhile.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use tokio::sync::{mpsc, Notify};
+use tokio_postgres::{AsyncMessage, Client, NoTls, Notification};
+
+use super::l1::Local;
+use crate::metrics::Metrics;
+
+/// How long a lease lasts from PostgreSQL's time of the renewal.
+pub const LEASE: Duration = Duration::from_millis(1000);
+/// An instance stops serving this much earlier than its lease ends, on its
+/// own clock (clock rate differences, scheduling).
+const MARGIN: Duration = Duration::from_millis(100);
+pub const RENEW_EVERY: Duration = Duration::from_millis(250);
+/// How long a writer waits for acknowledgements before revoking the
+/// members that have not answered.
+pub const ACK_WAIT: Duration = Duration::from_millis(150);
+/// Between attempts to reach PostgreSQL, for a writer or a session.
+const RETRY_EVERY: Duration = Duration::from_millis(50);
+/// Bound on connecting and on each statement of the channel.
+const STATEMENT_TIMEOUT: Duration = Duration::from_secs(2);
+/// The channel every announcement goes to.
+const ANNOUNCEMENTS: &str = "cache_invalidations";
+/// A notification's payload must stay under 8000 bytes: an announcement of
+/// more items than fit says "everything".
+const MAX_PAYLOAD: usize = 7000;
+
+fn ack_channel(instance: &str) -> String {
+    format!("cache_ack_{instance}")
+}
+
+/// What a write invalidates: every listing, and these items (`None`:
+/// everything, the admin flush or too many to name).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Announced {
+    pub items: Option<Vec<i64>>,
+    /// The writer could not delete something in Redis: nobody may fill
+    /// from it or serve its copies until it has been flushed.
+    pub redis_distrusted: bool,
+}
+
+/// A write as notified: `writer|seq|ids|flags` (`*` for everything, `r` in
+/// the flags when Redis is to be distrusted).
+struct Message<'a> {
+    writer: &'a str,
+    seq: u64,
+    announced: Announced,
+}
+
+impl<'a> Message<'a> {
+    fn encode(writer: &str, seq: u64, announced: &Announced) -> String {
+        let flags = if announced.redis_distrusted { "r" } else { "" };
+        let everything = format!("{writer}|{seq}|*|{flags}");
+        let Some(ids) = &announced.items else {
+            return everything;
+        };
+        let mut text = format!("{writer}|{seq}|");
+        for (n, id) in ids.iter().enumerate() {
+            if n > 0 {
+                text.push(',');
+            }
+            text.push_str(itoa::Buffer::new().format(*id));
+            if text.len() > MAX_PAYLOAD {
+                return everything;
+            }
+        }
+        text.push('|');
+        text.push_str(flags);
+        text
+    }
+
+    fn decode(text: &'a str) -> Option<Self> {
+        let mut parts = text.splitn(4, '|');
+        let writer = parts.next()?;
+        let seq = parts.next()?.parse().ok()?;
+        let items = match parts.next()? {
+            "*" => None,
+            "" => Some(Vec::new()),
+            ids => Some(
+                ids.split(',')
+                    .map(str::parse)
+                    .collect::<Result<_, _>>()
+                    .ok()?,
+            ),
+        };
+        let redis_distrusted = parts.next()?.contains('r');
+        Some(Self {
+            writer,
+            seq,
+            announced: Announced {
+                items,
+                redis_distrusted,
+            },
+        })
+    }
+}
+
+#[derive(Default)]
+struct Pending {
+    acked: Mutex<HashSet<String>>,
+    notify: Notify,
+}
+
+/// How a write's wait for the L1s ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settled {
+    /// Every live member acknowledged (or there was none).
+    Acknowledged,
+    /// Some did not: they were revoked and their leases waited out.
+    Revoked,
+}
+
+/// What the other instances are told to do besides dropping L1 entries.
+pub type DistrustRedis = Arc<dyn Fn() + Send + Sync>;
+
+pub struct Coherence {
+    pub instance: String,
+    listen_url: String,
+    /// `None`: this instance has no L1; it announces its writes and waits
+    /// for the others', but never joins.
+    local: Option<Arc<Local>>,
+    /// The live listening session's client, if any.
+    session: Mutex<Option<Arc<Client>>>,
+    seq: AtomicU64,
+    pending: Mutex<HashMap<u64, Arc<Pending>>>,
+    distrust_redis: DistrustRedis,
+    metrics: Arc<Metrics>,
+}
+
+/// Who must acknowledge an announcement, as PostgreSQL saw the members
+/// when it was sent.
+struct Audience {
+    live: Vec<String>,
+    /// How long revoked members may still serve under their last lease.
+    revoked_for: Duration,
+}
+
+impl Coherence {
+    pub fn start(
+        listen_url: String,
+        local: Option<Arc<Local>>,
+        distrust_redis: DistrustRedis,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Self> {
+        let coherence = Arc::new(Self {
+            instance: uuid::Uuid::new_v4().simple().to_string(),
+            listen_url,
+            local,
+            session: Mutex::new(None),
+            seq: AtomicU64::new(0),
+            pending: Mutex::new(HashMap::new()),
+            distrust_redis,
+            metrics,
+        });
+        tokio::spawn(coherence.clone().run());
+        coherence
+    }
+
+    /// Whether this instance serves from L1 now.
+    pub fn serving(&self) -> bool {
+        self.local.as_ref().is_some_and(|local| local.lease.holds())
+    }
+
+    /// The live listening session, to run a statement on (the outbox's).
+    pub(super) fn client(&self) -> Option<Arc<Client>> {
+        self.session.lock().expect("session lock").clone()
+    }
+
+    /// Announces `announced` to every live member and returns once each has
+    /// acknowledged it or been revoked and outlived its lease. Retries while
+    /// PostgreSQL cannot be reached.
+    pub async fn announce(&self, announced: &Announced) -> Settled {
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        let pending = Arc::new(Pending::default());
+        self.pending
+            .lock()
+            .expect("pending lock")
+            .insert(seq, pending.clone());
+        let message = Message::encode(&self.instance, seq, announced);
+        let (audience, heard) = loop {
+            match self.send(&message).await {
+                Ok(sent) => break sent,
+                Err(err) => {
+                    tracing::warn!(error = %err, "announcing an invalidation failed: retrying");
+                    tokio::time::sleep(RETRY_EVERY).await;
+                }
+            }
+        };
+        let settled = self.settle(&pending, audience, heard).await;
+        self.pending.lock().expect("pending lock").remove(&seq);
+        settled
+    }
+
+    /// Sends the announcement on the listening session (which hears the
+    /// acknowledgements), or else on a connection of its own (`false`:
+    /// nobody's acknowledgement can be heard).
+    async fn send(&self, message: &str) -> Result<(Audience, bool), ChannelError> {
+        const ANNOUNCE: &str = "SELECT pg_notify($1, $2), \
+             ARRAY(SELECT instance FROM cache_members \
+                   WHERE lease_until > now() AND NOT revoked AND instance <> $3), \
+             COALESCE((SELECT EXTRACT(EPOCH FROM max(lease_until) - now()) * 1000 \
+                       FROM cache_members WHERE revoked AND lease_until > now()), 0)::float8";
+        let audience = |row: tokio_postgres::Row| Audience {
+            live: row.get(1),
+            revoked_for: millis(row.get(2)),
+        };
+        if let Some(client) = self.client() {
+            let row = bounded(client.query_one(ANNOUNCE, &[&ANNOUNCEMENTS, &message, &self.instance])).await;
+            if let Ok(row) = row {
+                return Ok((audience(row), true));
+            }
+        }
+        let client = connect_once(&self.listen_url).await?;
+        let row = bounded(client.query_one(ANNOUNCE, &[&ANNOUNCEMENTS, &message, &self.instance])).await?;
+        Ok((audience(row), false))
+    }
+
+    async fn settle(&self, pending: &Pending, audience: Audience, heard: bool) -> Settled {
+        let started = Instant::now();
+        let revoked_until = started + audience.revoked_for;
+        let deadline = started + ACK_WAIT;
+        let missing = loop {
+            let notified = pending.notify.notified();
+            let missing: Vec<String> = {
+                let acked = pending.acked.lock().expect("ack lock");
+                audience
+                    .live
+                    .iter()
+                    .filter(|member| !acked.contains(*member))
+                    .cloned()
+                    .collect()
+            };
+            if missing.is_empty()
+                || !heard
+                || tokio::time::timeout_at(deadline.into(), notified)
+                    .await
+                    .is_err()
+            {
+                break missing;
+            }
+        };
+        let mut wait_until = revoked_until;
+        let settled = if missing.is_empty() {
+            if !audience.live.is_empty() {
+                self.metrics.l1_ack(started.elapsed());
+            }
+            Settled::Acknowledged
+        } else {
+            tracing::warn!(?missing, "no acknowledgement from L1 members: revoking them");
+            wait_until = wait_until.max(self.revoke(&missing).await);
+            Settled::Revoked
+        };
+        // Only when there is something to wait out: even a deadline already
+        // passed costs a timer tick (up to 1 ms) in tokio.
+        if wait_until > Instant::now() {
+            tokio::time::sleep_until(wait_until.into()).await;
+        }
+        settled
+    }
+
+    /// Revokes `members` and terminates their listening sessions; returns
+    /// when the last lease they may serve under ends (a full lease from now
+    /// if PostgreSQL cannot say).
+    async fn revoke(&self, members: &[String]) -> Instant {
+        const REVOKE: &str = "WITH gone AS ( \
+                 UPDATE cache_members SET revoked = true \
+                 WHERE instance = ANY($1) RETURNING backend_pid, lease_until) \
+             SELECT COALESCE(EXTRACT(EPOCH FROM max(lease_until) - now()) * 1000, 0)::float8, \
+                    ARRAY(SELECT backend_pid FROM gone) FROM gone";
+        const TERMINATE: &str = "SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) AS pid";
+        let sent = Instant::now();
+        let members = members.to_vec();
+        let revoked = async {
+            let client = match self.client() {
+                Some(client) => client,
+                None => Arc::new(connect_once(&self.listen_url).await?),
+            };
+            let row = bounded(client.query_one(REVOKE, &[&members])).await?;
+            let pids: Vec<i32> = row.get(1);
+            // Best effort: the revoked mark alone stops their renewals.
+            if let Err(err) = bounded(client.execute(TERMINATE, &[&pids])).await {
+                tracing::debug!(error = %err, "terminating revoked sessions failed");
+            }
+            Ok::<_, ChannelError>(millis(row.get(0)))
+        };
+        match revoked.await {
+            Ok(remaining) => Instant::now() + remaining,
+            Err(err) => {
+                tracing::warn!(error = %err, "revoking L1 members failed: waiting out a lease");
+                sent + LEASE
+            }
+        }
+    }
+
+    /// Sessions, one after another, for the life of the process.
+    async fn run(self: Arc<Self>) {
+        loop {
+            let reason = self.session().await;
+            *self.session.lock().expect("session lock") = None;
+            if let Some(local) = &self.local {
+                let was_serving = local.lease.holds();
+                local.lease.stop();
+                local.clear();
+                self.metrics.l1_serving(false);
+                if was_serving {
+                    tracing::warn!(reason, "L1 lease lost: cleared, joining again");
+                }
+            }
+            tokio::time::sleep(RETRY_EVERY).await;
+        }
+    }
+
+    /// Connects and listens, joins (with an L1), then handles notifications
+    /// and keeps the lease until either fails; returns why.
+    async fn session(&self) -> String {
+        let (client, mut connection) =
+            match bounded(tokio_postgres::connect(&self.listen_url, NoTls)).await {
+                Ok(connected) => connected,
+                Err(err) => return format!("could not connect: {err}"),
+            };
+        let (notifications, received) = mpsc::unbounded_channel();
+        let driver = tokio::spawn(async move {
+            let mut messages =
+                futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+            while let Some(message) = messages.next().await {
+                match message {
+                    Ok(AsyncMessage::Notification(notification)) => {
+                        if notifications.send(notification).is_err() {
+                            break;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(err) => {
+                        tracing::debug!(error = %err, "listening session failed");
+                        break;
+                    }
+                }
+            }
+        });
+        let client = Arc::new(client);
+        let mut setup = format!(
+            "SET application_name = 'content-api cache coherence'; \
+             SET synchronous_commit = off; LISTEN {};",
+            ack_channel(&self.instance)
+        );
+        if self.local.is_some() {
+            setup.push_str(&format!(" LISTEN {ANNOUNCEMENTS};"));
+        }
+        let reason = match bounded(client.batch_execute(&setup)).await {
+            Ok(()) => {
+                *self.session.lock().expect("session lock") = Some(client.clone());
+                tokio::select! {
+                    reason = self.read(&client, received) => reason,
+                    reason = self.keep_lease(&client) => reason,
+                }
+            }
+            Err(err) => format!("could not listen: {err}"),
+        };
+        driver.abort();
+        reason
+    }
+
+    /// Applies announcements (then acknowledges them, one statement per
+    /// batch and writer) and collects acknowledgements of this instance's.
+    async fn read(
+        &self,
+        client: &Arc<Client>,
+        mut received: mpsc::UnboundedReceiver<Notification>,
+    ) -> String {
+        let own_acks = ack_channel(&self.instance);
+        while let Some(first) = received.recv().await {
+            let mut acks: HashMap<String, Vec<u64>> = HashMap::new();
+            let mut next = Some(first);
+            while let Some(notification) = next {
+                if notification.channel() == own_acks {
+                    self.acknowledged(notification.payload());
+                } else if let Some(message) = Message::decode(notification.payload()) {
+                    if message.writer != self.instance {
+                        self.apply(&message.announced);
+                        acks.entry(message.writer.to_owned())
+                            .or_default()
+                            .push(message.seq);
+                    }
+                }
+                next = received.try_recv().ok();
+            }
+            for (writer, seqs) in acks {
+                let seqs: Vec<String> = seqs.iter().map(u64::to_string).collect();
+                let payload = format!("{}|{}", seqs.join(","), self.instance);
+                let client = client.clone();
+                tokio::spawn(async move {
+                    let sent = client
+                        .execute("SELECT pg_notify($1, $2)", &[&ack_channel(&writer), &payload])
+                        .await;
+                    if let Err(err) = sent {
+                        tracing::debug!(error = %err, "acknowledging failed");
+                    }
+                });
+            }
+        }
+        "listening session ended".to_owned()
+    }
+
+    /// Another instance's write: Redis first (no refill from a copy it may
+    /// have kept), then the entries.
+    fn apply(&self, announced: &Announced) {
+        if announced.redis_distrusted {
+            (self.distrust_redis)();
+        }
+        if let Some(local) = &self.local {
+            match &announced.items {
+                Some(items) => local.invalidate(items),
+                None => local.clear(),
+            }
+        }
+    }
+
+    fn acknowledged(&self, payload: &str) {
+        let Some((seqs, member)) = payload.split_once('|') else {
+            return;
+        };
+        let pending = self.pending.lock().expect("pending lock");
+        for seq in seqs.split(',').filter_map(|seq| seq.parse::<u64>().ok()) {
+            if let Some(waiting) = pending.get(&seq) {
+                waiting
+                    .acked
+                    .lock()
+                    .expect("ack lock")
+                    .insert(member.to_owned());
+                waiting.notify.notify_one();
+            }
+        }
+    }
+
+    /// Joins and renews until revoked or expired; without an L1, keeps the
+    /// session open.
+    async fn keep_lease(&self, client: &Client) -> String {
+        const JOIN: &str = "INSERT INTO cache_members (instance, backend_pid, lease_until) \
+             VALUES ($1, pg_backend_pid(), now() + $2::float8 * interval '1 millisecond') \
+             ON CONFLICT (instance) DO UPDATE SET backend_pid = EXCLUDED.backend_pid, \
+                 lease_until = EXCLUDED.lease_until, revoked = false";
+        const RENEW: &str = "UPDATE cache_members \
+             SET lease_until = now() + $2::float8 * interval '1 millisecond' \
+             WHERE instance = $1 AND NOT revoked AND lease_until >= now()";
+        let Some(local) = &self.local else {
+            return std::future::pending().await;
+        };
+        let lease_ms = LEASE.as_millis() as f64;
+        let sent = Instant::now();
+        if let Err(err) = bounded(client.execute(JOIN, &[&self.instance, &lease_ms])).await {
+            return format!("could not join: {err}");
+        }
+        local.clear();
+        local.lease.hold_until(sent + LEASE - MARGIN);
+        self.metrics.l1_serving(true);
+        tracing::debug!(instance = %self.instance, "L1 joined");
+        let mut ticks = tokio::time::interval(RENEW_EVERY);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks.tick().await;
+        loop {
+            ticks.tick().await;
+            let sent = Instant::now();
+            match bounded(client.execute(RENEW, &[&self.instance, &lease_ms])).await {
+                Ok(1) => local.lease.hold_until(sent + LEASE - MARGIN),
+                Ok(_) => return "revoked or expired".to_owned(),
+                Err(err) => return format!("could not renew: {err}"),
+            }
+        }
+    }
+
+    /// At shutdown: stop serving and leave, so that no writer waits for
+    /// an instance that is gone.
+    pub async fn shut_down(&self) {
+        if let Some(local) = &self.local {
+            local.lease.stop();
+            local.clear();
+        }
+        if let Some(client) = self.client() {
+            const LEAVE: &str = "DELETE FROM cache_members WHERE instance = $1";
+            if let Err(err) = bounded(client.execute(LEAVE, &[&self.instance])).await {
+                tracing::debug!(error = %err, "leaving the L1 members failed");
+            }
+        }
+    }
+
+    /// Live members and when each lease ends (ms since the Unix epoch,
+    /// PostgreSQL's clock), for the admin view.
+    pub async fn members(&self) -> Result<Vec<(String, i64)>, ChannelError> {
+        let client = match self.client() {
+            Some(client) => client,
+            None => Arc::new(connect_once(&self.listen_url).await?),
+        };
+        let rows = bounded(client.query(
+            "SELECT instance, (EXTRACT(EPOCH FROM lease_until) * 1000)::int8 FROM cache_members \
+             WHERE lease_until > now() AND NOT revoked ORDER BY instance",
+            &[],
+        ))
+        .await?;
+        Ok(rows.into_iter().map(|row| (row.get(0), row.get(1))).collect())
+    }
+}
+
+fn millis(ms: f64) -> Duration {
+    Duration::from_secs_f64(ms.max(0.0) / 1000.0)
+}
+
+/// A connection for one statement, driven until it is dropped.
+async fn connect_once(url: &str) -> Result<Client, ChannelError> {
+    let (client, connection) = bounded(tokio_postgres::connect(url, NoTls)).await?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
+/// Why a statement of the channel gave no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelError {
+    #[error(transparent)]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("timed out")]
+    TimedOut,
+}
+
+async fn bounded<T>(
+    op: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+) -> Result<T, ChannelError> {
+    match tokio::time::timeout(STATEMENT_TIMEOUT, op).await {
+        Ok(done) => Ok(done?),
+        Err(_) => Err(ChannelError::TimedOut),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip() {
+        let items = |ids: Option<Vec<i64>>, redis_distrusted| Announced {
+            items: ids,
+            redis_distrusted,
+        };
+        let text = Message::encode("abc", 7, &items(Some(vec![1, 22, 333]), false));
+        let message = Message::decode(&text).unwrap();
+        assert_eq!((message.writer, message.seq), ("abc", 7));
+        assert_eq!(message.announced, items(Some(vec![1, 22, 333]), false));
+        let create = Message::encode("abc", 8, &items(Some(vec![]), true));
+        assert_eq!(Message::decode(&create).unwrap().announced, items(Some(vec![]), true));
+        let flush = Message::encode("abc", 9, &items(None, false));
+        assert_eq!(Message::decode(&flush).unwrap().announced.items, None);
+        assert!(Message::decode("abc|x|1|").is_none());
+        assert!(Message::decode("abc|1|1,x|").is_none());
+    }
+
+    #[test]
+    fn an_announcement_of_too_many_items_says_everything() {
+        let many = Announced {
+            items: Some((1_000_000_000..1_000_002_000).collect()),
+            redis_distrusted: true,
+        };
+        let text = Message::encode("abc", 1, &many);
+        assert!(text.len() < MAX_PAYLOAD);
+        assert_eq!(
+            Message::decode(&text).unwrap().announced,
+            Announced {
+                items: None,
+                redis_distrusted: true
+            }
+        );
+    }
+
+    #[test]
+    fn an_instance_stops_serving_before_its_lease_ends() {
+        assert!(MARGIN < LEASE && RENEW_EVERY * 3 < LEASE - MARGIN);
+        assert!(ACK_WAIT < LEASE);
+    }
+}
