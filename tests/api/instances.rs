@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use tokio::sync::{mpsc, Semaphore};
 
 use crate::binary::{base_vars, ServerProcess};
-use crate::helpers::{free_port, OwnRedis, TestApp, TestUser};
+use crate::helpers::{base_settings, free_port, OwnRedis, PgRelay, TestApp, TestDatabase, TestUser};
 
 type Redis = fn(&mut Settings);
 
@@ -59,6 +59,25 @@ async fn title_of(app: &TestApp, id: i64) -> String {
 async fn first_listed_title(app: &TestApp) -> String {
     let list: Value = app.get_json("/api/v1/content").await;
     list[0]["title"].as_str().unwrap().to_owned()
+}
+
+/// The item's title, `None` unless the read answered 200.
+async fn read_title(app: &TestApp, id: i64) -> Option<String> {
+    let response = app.get(&format!("/api/v1/content/{id}")).await;
+    if response.status() != 200 {
+        return None;
+    }
+    let item: Value = response.json().await.ok()?;
+    item["title"].as_str().map(str::to_owned)
+}
+
+async fn read_listed_title(app: &TestApp) -> Option<String> {
+    let response = app.get("/api/v1/content").await;
+    if response.status() != 200 {
+        return None;
+    }
+    let list: Value = response.json().await.ok()?;
+    list[0]["title"].as_str().map(str::to_owned)
 }
 
 /// Reads the item and the default listing twice: the second read is an L1
@@ -302,8 +321,14 @@ impl Checker {
                         let app = &apps[turn % apps.len()];
                         turn += 1;
                         let floor = acknowledged.load(Ordering::SeqCst);
-                        let item = version(&title_of(app, id).await);
-                        let listed = version(&first_listed_title(app).await);
+                        // Unavailable (PostgreSQL cut off) is not stale.
+                        let (Some(item), Some(listed)) =
+                            (read_title(app, id).await, read_listed_title(app).await)
+                        else {
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                            continue;
+                        };
+                        let (item, listed) = (version(&item), version(&listed));
                         reads += 2;
                         if item < floor || listed < floor {
                             stale.push((turn % apps.len(), floor, item, listed));
@@ -455,4 +480,178 @@ async fn a_paused_instance_serves_nothing_older_than_a_write_answered_meanwhile(
     );
     println!("writes while paused: {within_lease:?} within its lease, {after_lease:?} after it");
     paused.stop();
+}
+
+/// A writer killed right after its commit (the seam holds it there, after
+/// cutting off its coherence channel: it can neither complete nor hear of
+/// its write again): another instance completes the write's invalidation
+/// from the outbox, and stops serving the old value within 2 s.
+#[tokio::test]
+async fn a_writer_killed_after_its_commit_leaves_nothing_stale_beyond_two_seconds() {
+    let database = TestDatabase::cloned().await;
+    let relay = Arc::new(PgRelay::start().await);
+    let mut settings = base_settings(database.url.clone());
+    crate::helpers::use_redis(&mut settings);
+    let mut writer_settings = settings.clone();
+    writer_settings.database_listen_url = relay.url(&database);
+    let reader = TestApp::start(settings, Some(database)).await;
+    reader.await_l1_serving().await;
+
+    let armed = Arc::new(AtomicBool::new(false));
+    let (committed, mut commit) = mpsc::unbounded_channel();
+    let hook: PauseHook = {
+        let (armed, relay) = (armed.clone(), relay.clone());
+        Arc::new(move |_record: String| {
+            let killed = armed.load(Ordering::SeqCst);
+            if killed {
+                relay.cut();
+                let _ = committed.send(Instant::now());
+            }
+            Box::pin(async move {
+                if killed {
+                    std::future::pending::<()>().await;
+                }
+            })
+        })
+    };
+    let hooks = Hooks {
+        after_commit: Some(hook),
+        ..Hooks::default()
+    };
+    let writer = Arc::new(TestApp::start_with_hooks(writer_settings, None, hooks).await);
+    writer.await_l1_serving().await;
+    let user = Arc::new(writer.new_user().await);
+    let id = writer.post_item(&user, "Before the crash").await;
+    warm(&reader, id).await;
+    assert_eq!(title_of(&reader, id).await, "Before the crash");
+
+    armed.store(true, Ordering::SeqCst);
+    let never_answered = {
+        let (writer, user) = (writer.clone(), user.clone());
+        tokio::spawn(async move { set_title(&writer, &user, id, "After the crash").await })
+    };
+    let committed_at = commit.recv().await.unwrap();
+    let mut reads = 0;
+    loop {
+        let (item, listed) = (title_of(&reader, id).await, first_listed_title(&reader).await);
+        reads += 1;
+        if item == "After the crash" && listed == "After the crash" {
+            break;
+        }
+        assert!(
+            committed_at.elapsed() < Duration::from_secs(2),
+            "still {item:?} / {listed:?} {:?} after the commit",
+            committed_at.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let took = committed_at.elapsed();
+    // Redis too: an instance without L1 reads the new title.
+    let mut fresh_settings = reader.settings.clone();
+    fresh_settings.l1_cache_bytes = 0;
+    let fresh = TestApp::start(fresh_settings, None).await;
+    assert_eq!(title_of(&fresh, id).await, "After the crash");
+    assert_eq!(first_listed_title(&fresh).await, "After the crash");
+    assert_eq!(
+        reader.sql_text("(SELECT count(*)::text FROM cache_outbox)"),
+        "0",
+        "the record was completed and deleted"
+    );
+    assert!(!never_answered.is_finished(), "the killed writer never answered");
+    never_answered.abort();
+    println!("new title everywhere {took:?} after the commit ({reads} reads)");
+}
+
+/// Two instances with L1 on a Redis Cluster of three primaries with a
+/// replica each; the primary holding `key_of(item)` is killed while the
+/// read-your-writes checker runs and both instances write.
+async fn a_cluster_primary_killed_under_the_checker(key_of: fn(&TestApp, i64) -> String) {
+    let cluster = tokio::task::spawn_blocking(|| crate::helpers::TestCluster::start(3, 1))
+        .await
+        .unwrap();
+    let url = cluster.url();
+    let apps = Arc::new(
+        instances(2, move |s| {
+            s.redis_url = Some(url);
+            s.redis_cluster = true;
+            s.cache_key_prefix = "own-cluster:".into();
+        })
+        .await,
+    );
+    for app in apps.iter() {
+        app.await_cache_ok().await;
+    }
+    let user = apps[0].new_user().await;
+    let id = apps[0].post_item(&user, "rev 0").await;
+    for app in apps.iter() {
+        warm(app, id).await;
+    }
+    let checker = Checker::start(apps.clone(), id);
+    let mut n = 0;
+    let mut write_some = async |count: u64| {
+        for _ in 0..count {
+            n += 1;
+            set_title(&apps[(n % 2) as usize], &user, id, &format!("rev {n}")).await;
+            checker.acknowledged.store(n, Ordering::SeqCst);
+        }
+    };
+    write_some(6).await;
+    let killed = cluster.kill_primary_of(&key_of(&apps[0], id));
+    write_some(10).await;
+    for app in apps.iter() {
+        app.await_cache_ok().await;
+    }
+    write_some(6).await;
+    let (reads, stale) = checker.finish().await;
+    assert!(stale.is_empty(), "stale reads (instance, floor, item, listed): {stale:?}");
+    assert!(reads > 22, "{reads} reads");
+    println!("primary on port {killed} killed: 22 writes, {reads} checked reads, none stale");
+}
+
+#[tokio::test]
+async fn the_cluster_primary_of_the_items_key_killed_makes_no_read_stale() {
+    a_cluster_primary_killed_under_the_checker(|app, id| app.keys().item(id)).await;
+}
+
+#[tokio::test]
+async fn the_cluster_primary_of_the_listings_keys_killed_makes_no_read_stale() {
+    a_cluster_primary_killed_under_the_checker(|app, _| app.keys().listing("all")).await;
+}
+
+/// Two instances reaching PostgreSQL (pool and listening session) through
+/// a relay the test cuts for a moment while the checker runs.
+#[tokio::test]
+async fn postgres_unreachable_for_a_moment_makes_no_read_stale() {
+    let database = TestDatabase::cloned().await;
+    let relay = PgRelay::start().await;
+    let mut settings = base_settings(relay.url(&database));
+    crate::helpers::use_redis(&mut settings);
+    let first = TestApp::start(settings.clone(), Some(database)).await;
+    let second = TestApp::start(settings, None).await;
+    let apps = Arc::new(vec![first, second]);
+    for app in apps.iter() {
+        app.await_l1_serving().await;
+    }
+    let user = apps[0].new_user().await;
+    let id = apps[0].post_item(&user, "rev 0").await;
+    let checker = Checker::start(apps.clone(), id);
+    let mut n = 0;
+    let mut write_some = async |count: u64| {
+        for _ in 0..count {
+            n += 1;
+            set_title(&apps[(n % 2) as usize], &user, id, &format!("rev {n}")).await;
+            checker.acknowledged.store(n, Ordering::SeqCst);
+        }
+    };
+    write_some(5).await;
+    relay.cut();
+    tokio::time::sleep(LEASE + Duration::from_millis(200)).await;
+    relay.restore();
+    for app in apps.iter() {
+        app.await_l1_serving().await;
+    }
+    write_some(5).await;
+    let (reads, stale) = checker.finish().await;
+    assert!(stale.is_empty(), "stale reads (instance, floor, item, listed): {stale:?}");
+    assert!(reads > 10, "{reads} reads");
 }
