@@ -108,7 +108,8 @@ impl Settings {
                 reason: "must start with postgres:// or postgresql://".into(),
             });
         }
-        let database_listen_url = get("DATABASE_LISTEN_URL").unwrap_or_else(|| database_url.clone());
+        let database_listen_url =
+            get("DATABASE_LISTEN_URL").unwrap_or_else(|| database_url.clone());
         if !(database_listen_url.starts_with("postgres://")
             || database_listen_url.starts_with("postgresql://"))
         {

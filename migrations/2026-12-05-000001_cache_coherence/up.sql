@@ -26,14 +26,3 @@ CREATE TABLE cache_outbox (
     claimed_until TIMESTAMPTZ NOT NULL DEFAULT '-infinity'
 );
 CREATE INDEX cache_outbox_created_idx ON cache_outbox (created_at);
-
--- Whether Redis may hold a value some write could not delete (a delete
--- that failed or timed out): nobody fills from it or serves its copies
--- until an instance flushed it. `epoch` tells a flush that began before a
--- newer failure from one that began after it.
-CREATE TABLE cache_redis_state (
-    only_row  BOOLEAN PRIMARY KEY DEFAULT true CHECK (only_row),
-    dirty     BOOLEAN NOT NULL DEFAULT false,
-    epoch     BIGINT NOT NULL DEFAULT 0
-);
-INSERT INTO cache_redis_state DEFAULT VALUES;

@@ -26,6 +26,7 @@ use futures_util::StreamExt;
 use tokio::sync::{mpsc, Notify};
 use tokio_postgres::{AsyncMessage, Client, NoTls, Notification};
 
+use super::announcement::{Announced, Message};
 use super::l1::Local;
 use crate::metrics::Metrics;
 
@@ -44,78 +45,8 @@ const RETRY_EVERY: Duration = Duration::from_millis(50);
 const STATEMENT_TIMEOUT: Duration = Duration::from_secs(2);
 /// The channel every announcement goes to.
 const ANNOUNCEMENTS: &str = "cache_invalidations";
-/// A notification's payload must stay under 8000 bytes: an announcement of
-/// more items than fit says "everything".
-const MAX_PAYLOAD: usize = 7000;
-
 fn ack_channel(instance: &str) -> String {
     format!("cache_ack_{instance}")
-}
-
-/// What a write invalidates: every listing, and these items (`None`:
-/// everything, the admin flush or too many to name).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Announced {
-    pub items: Option<Vec<i64>>,
-    /// The writer could not delete something in Redis: nobody may fill
-    /// from it or serve its copies until it has been flushed.
-    pub redis_distrusted: bool,
-}
-
-/// A write as notified: `writer|seq|ids|flags` (`*` for everything, `r` in
-/// the flags when Redis is to be distrusted).
-struct Message<'a> {
-    writer: &'a str,
-    seq: u64,
-    announced: Announced,
-}
-
-impl<'a> Message<'a> {
-    fn encode(writer: &str, seq: u64, announced: &Announced) -> String {
-        let flags = if announced.redis_distrusted { "r" } else { "" };
-        let everything = format!("{writer}|{seq}|*|{flags}");
-        let Some(ids) = &announced.items else {
-            return everything;
-        };
-        let mut text = format!("{writer}|{seq}|");
-        for (n, id) in ids.iter().enumerate() {
-            if n > 0 {
-                text.push(',');
-            }
-            text.push_str(itoa::Buffer::new().format(*id));
-            if text.len() > MAX_PAYLOAD {
-                return everything;
-            }
-        }
-        text.push('|');
-        text.push_str(flags);
-        text
-    }
-
-    fn decode(text: &'a str) -> Option<Self> {
-        let mut parts = text.splitn(4, '|');
-        let writer = parts.next()?;
-        let seq = parts.next()?.parse().ok()?;
-        let items = match parts.next()? {
-            "*" => None,
-            "" => Some(Vec::new()),
-            ids => Some(
-                ids.split(',')
-                    .map(str::parse)
-                    .collect::<Result<_, _>>()
-                    .ok()?,
-            ),
-        };
-        let redis_distrusted = parts.next()?.contains('r');
-        Some(Self {
-            writer,
-            seq,
-            announced: Announced {
-                items,
-                redis_distrusted,
-            },
-        })
-    }
 }
 
 #[derive(Default)]
@@ -228,13 +159,16 @@ impl Coherence {
             revoked_for: millis(row.get(2)),
         };
         if let Some(client) = self.client() {
-            let row = bounded(client.query_one(ANNOUNCE, &[&ANNOUNCEMENTS, &message, &self.instance])).await;
+            let row =
+                bounded(client.query_one(ANNOUNCE, &[&ANNOUNCEMENTS, &message, &self.instance]))
+                    .await;
             if let Ok(row) = row {
                 return Ok((audience(row), true));
             }
         }
         let client = connect_once(&self.listen_url).await?;
-        let row = bounded(client.query_one(ANNOUNCE, &[&ANNOUNCEMENTS, &message, &self.instance])).await?;
+        let row = bounded(client.query_one(ANNOUNCE, &[&ANNOUNCEMENTS, &message, &self.instance]))
+            .await?;
         Ok((audience(row), false))
     }
 
@@ -269,7 +203,10 @@ impl Coherence {
             }
             Settled::Acknowledged
         } else {
-            tracing::warn!(?missing, "no acknowledgement from L1 members: revoking them");
+            tracing::warn!(
+                ?missing,
+                "no acknowledgement from L1 members: revoking them"
+            );
             wait_until = wait_until.max(self.revoke(&missing).await);
             Settled::Revoked
         };
@@ -343,8 +280,7 @@ impl Coherence {
             };
         let (notifications, received) = mpsc::unbounded_channel();
         let driver = tokio::spawn(async move {
-            let mut messages =
-                futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+            let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
             while let Some(message) = messages.next().await {
                 match message {
                     Ok(AsyncMessage::Notification(notification)) => {
@@ -413,7 +349,10 @@ impl Coherence {
                 let client = client.clone();
                 tokio::spawn(async move {
                     let sent = client
-                        .execute("SELECT pg_notify($1, $2)", &[&ack_channel(&writer), &payload])
+                        .execute(
+                            "SELECT pg_notify($1, $2)",
+                            &[&ack_channel(&writer), &payload],
+                        )
                         .await;
                     if let Err(err) = sent {
                         tracing::debug!(error = %err, "acknowledging failed");
@@ -519,7 +458,10 @@ impl Coherence {
             &[],
         ))
         .await?;
-        Ok(rows.into_iter().map(|row| (row.get(0), row.get(1))).collect())
+        Ok(rows
+            .into_iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect())
     }
 }
 
@@ -557,41 +499,6 @@ async fn bounded<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn messages_round_trip() {
-        let items = |ids: Option<Vec<i64>>, redis_distrusted| Announced {
-            items: ids,
-            redis_distrusted,
-        };
-        let text = Message::encode("abc", 7, &items(Some(vec![1, 22, 333]), false));
-        let message = Message::decode(&text).unwrap();
-        assert_eq!((message.writer, message.seq), ("abc", 7));
-        assert_eq!(message.announced, items(Some(vec![1, 22, 333]), false));
-        let create = Message::encode("abc", 8, &items(Some(vec![]), true));
-        assert_eq!(Message::decode(&create).unwrap().announced, items(Some(vec![]), true));
-        let flush = Message::encode("abc", 9, &items(None, false));
-        assert_eq!(Message::decode(&flush).unwrap().announced.items, None);
-        assert!(Message::decode("abc|x|1|").is_none());
-        assert!(Message::decode("abc|1|1,x|").is_none());
-    }
-
-    #[test]
-    fn an_announcement_of_too_many_items_says_everything() {
-        let many = Announced {
-            items: Some((1_000_000_000..1_000_002_000).collect()),
-            redis_distrusted: true,
-        };
-        let text = Message::encode("abc", 1, &many);
-        assert!(text.len() < MAX_PAYLOAD);
-        assert_eq!(
-            Message::decode(&text).unwrap().announced,
-            Announced {
-                items: None,
-                redis_distrusted: true
-            }
-        );
-    }
 
     #[test]
     fn an_instance_stops_serving_before_its_lease_ends() {

@@ -1,8 +1,8 @@
 //! Single-flight: concurrent misses of one key that carry the same guard
-//! share one load. The guard (the item's lease, the listing version) is
-//! what a reader saw at its miss, and a write replaces it: a reader that
-//! comes after a write carries the new guard and never joins a load that
-//! may have read the old data.
+//! share one load. The guard (the item's lease, the listing version, or
+//! without Redis the L1 generation) is what a reader saw at its miss, and a
+//! write replaces it: a reader that comes after a write carries the new
+//! guard and never joins a load that may have read the old data.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -10,7 +10,57 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
-use super::Guard;
+use super::l1::Stamp;
+
+/// What a fill must carry to prove no invalidation happened since the
+/// lookup that missed: the item's lease or the listing version in Redis
+/// (`token`), or, when Redis was not read, the L1 generation; and the L1
+/// stamp. Readers that carry the same token may share one load (the one
+/// that started it fills L1 with its own, older, stamp).
+#[derive(Debug, Clone)]
+pub struct Guard {
+    pub(super) token: String,
+    pub(super) stamp: Option<Stamp>,
+    /// The token is Redis': the fill goes to Redis, and to L1 only if Redis
+    /// took it.
+    pub(super) in_redis: bool,
+}
+
+impl Guard {
+    #[cfg(test)]
+    pub(crate) fn for_test(token: &str) -> Self {
+        Self {
+            token: token.to_owned(),
+            stamp: None,
+            in_redis: true,
+        }
+    }
+
+    /// A miss Redis could not guard: only L1 is filled, and the load is
+    /// shared only by readers that missed under the same L1 generation (a
+    /// write in between starts another). `None` without a serving L1.
+    pub(super) fn l1_only(stamp: Option<Stamp>) -> Option<Self> {
+        stamp.map(|stamp| Self {
+            token: format!("l1:{}", stamp.generation()),
+            stamp: Some(stamp),
+            in_redis: false,
+        })
+    }
+}
+
+impl PartialEq for Guard {
+    fn eq(&self, other: &Self) -> bool {
+        self.token == other.token
+    }
+}
+
+impl Eq for Guard {}
+
+impl std::hash::Hash for Guard {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.token.hash(state);
+    }
+}
 
 type FlightKey = (String, Guard);
 

@@ -7,7 +7,7 @@
 //! * L1 (`l1.rs`) serves while this instance holds its lease; the lease,
 //!   the announcements of writes and their acknowledgements go through
 //!   PostgreSQL (`coherence.rs`), so L1 keeps serving whatever Redis does.
-//! * Redis (`redis_store.rs`) holds the shared copies (L2) and their fill
+//! * Redis (`redis/`) holds the shared copies (L2) and their fill
 //!   guards: an item miss takes (or learns) the item's lease and a fill
 //!   must still find it there; a listing miss reads the listing version and
 //!   a fill must still find it unchanged.
@@ -16,79 +16,31 @@
 //!   answers. A delete that fails makes every instance distrust Redis (no
 //!   fill from it, no serving its copies) until it has been flushed.
 
+mod announcement;
 pub mod body;
 pub mod coherence;
 mod flight;
 pub mod keys;
 mod l1;
 pub mod outbox;
-mod redis_store;
+mod redis;
 mod slugs;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use announcement::Announced;
 pub use body::{accepts_gzip, Chosen, ListingBody, Representation};
-use coherence::{Announced, Coherence, Settled};
-pub use flight::{Flight, Flights};
+use coherence::{Coherence, Settled};
+pub use flight::{Flight, Flights, Guard};
 pub use keys::Keys;
 pub use l1::Usage;
 use l1::{Local, Stamp};
 use outbox::Recorded;
-use redis_store::{ItemLookup, ListingLookup, RedisStore, Unavailable};
+use redis::{ItemLookup, ListingLookup, RedisStore, Unavailable};
 use slugs::SlugOwners;
 
 use crate::metrics::Metrics;
-
-/// What a fill must carry to prove no invalidation happened since the
-/// lookup that missed: the item's lease or the listing version in Redis
-/// (`token`), or, when Redis was not read, the L1 generation; and the L1
-/// stamp. Readers that carry the same token may share one load (the one
-/// that started it fills L1 with its own, older, stamp).
-#[derive(Debug, Clone)]
-pub struct Guard {
-    token: String,
-    stamp: Option<Stamp>,
-    /// The token is Redis': the fill goes to Redis, and to L1 only if Redis
-    /// took it.
-    in_redis: bool,
-}
-
-impl Guard {
-    #[cfg(test)]
-    pub(crate) fn for_test(token: &str) -> Self {
-        Self {
-            token: token.to_owned(),
-            stamp: None,
-            in_redis: true,
-        }
-    }
-
-    /// A miss Redis could not guard: only L1 is filled, and the load is
-    /// shared only by readers that missed under the same L1 generation (a
-    /// write in between starts another). `None` without a serving L1.
-    fn l1_only(stamp: Option<Stamp>) -> Option<Self> {
-        stamp.map(|stamp| Self {
-            token: format!("l1:{}", stamp.generation()),
-            stamp: Some(stamp),
-            in_redis: false,
-        })
-    }
-}
-
-impl PartialEq for Guard {
-    fn eq(&self, other: &Self) -> bool {
-        self.token == other.token
-    }
-}
-
-impl Eq for Guard {}
-
-impl std::hash::Hash for Guard {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.token.hash(state);
-    }
-}
 
 pub enum Lookup<T> {
     Hit(T),
@@ -427,7 +379,8 @@ impl Cache {
     /// with their leases in Redis and in every instance's L1, then forgets
     /// the record. Returns once no instance can serve what was deleted.
     pub async fn complete(&self, recorded: Recorded) {
-        self.invalidate_everywhere(Some(&recorded.items), false).await;
+        self.invalidate_everywhere(Some(&recorded.items), false)
+            .await;
         let cache = self.clone();
         tokio::spawn(async move { outbox::forget(&cache, vec![recorded.id]).await });
     }

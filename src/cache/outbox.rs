@@ -44,11 +44,8 @@ pub async fn sweep(cache: Cache) {
         };
         let due_ms = DUE_AFTER.as_millis() as f64;
         let claim_ms = CLAIM_FOR.as_millis() as f64;
-        let rows = match tokio::time::timeout(
-            CLAIM_FOR,
-            client.query(CLAIM, &[&due_ms, &claim_ms]),
-        )
-        .await
+        let rows = match tokio::time::timeout(CLAIM_FOR, client.query(CLAIM, &[&due_ms, &claim_ms]))
+            .await
         {
             Ok(Ok(rows)) => rows,
             Ok(Err(err)) => {

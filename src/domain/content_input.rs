@@ -345,18 +345,40 @@ mod tests {
         };
         let now = Utc::now();
         let past = "2000-01-01T00:00:00Z";
-        let draft = NewContent::parse(with(json!({"status": "draft", "publish_at": past})), now).unwrap();
-        assert_eq!((draft.status, draft.publish_at.is_some()), (Status::Draft, true));
+        let draft =
+            NewContent::parse(with(json!({"status": "draft", "publish_at": past})), now).unwrap();
+        assert_eq!(
+            (draft.status, draft.publish_at.is_some()),
+            (Status::Draft, true)
+        );
         let published = NewContent::parse(with(json!({"publish_at": past})), now).unwrap();
-        assert_eq!((published.status, published.publish_at), (Status::Published, None));
-        let due = NewContent::parse(with(json!({"status": "scheduled", "publish_at": past})), now).unwrap();
+        assert_eq!(
+            (published.status, published.publish_at),
+            (Status::Published, None)
+        );
+        let due = NewContent::parse(
+            with(json!({"status": "scheduled", "publish_at": past})),
+            now,
+        )
+        .unwrap();
         assert_eq!(due.status, Status::Published);
-        for unscheduled in [json!({"status": "scheduled"}), json!({"status": "scheduled", "publish_at": null})] {
-            assert!(NewContent::parse(with(unscheduled.clone()), now).is_err(), "{unscheduled}");
+        for unscheduled in [
+            json!({"status": "scheduled"}),
+            json!({"status": "scheduled", "publish_at": null}),
+        ] {
+            assert!(
+                NewContent::parse(with(unscheduled.clone()), now).is_err(),
+                "{unscheduled}"
+            );
         }
         assert!(parse_content_changes(body(json!({"status": "scheduled"}))).is_ok());
-        assert!(parse_content_changes(body(json!({"status": "scheduled", "publish_at": null}))).is_err());
-        assert!(parse_content_changes(body(json!({"status": "draft", "publish_at": null}))).is_ok());
+        assert!(
+            parse_content_changes(body(json!({"status": "scheduled", "publish_at": null})))
+                .is_err()
+        );
+        assert!(
+            parse_content_changes(body(json!({"status": "draft", "publish_at": null}))).is_ok()
+        );
     }
 
     #[test]

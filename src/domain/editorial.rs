@@ -10,12 +10,10 @@ use diesel::PgConnection;
 use serde_json::{Map, Value};
 
 use super::auth::{Principal, Scope};
-use super::content_input::{
-    resolve_schedule, slug_of_title, ContentPatch, NewContent, Status,
-};
+use super::content_input::{resolve_schedule, slug_of_title, ContentPatch, NewContent, Status};
 use super::contents::{may_see_unpublished, representation, representation_of};
-use super::pagination::{self, DEFAULT_LIMIT, MAX_LIMIT};
 use super::invalidation;
+use super::pagination::{self, DEFAULT_LIMIT, MAX_LIMIT};
 use super::precondition::Precondition;
 use super::transaction::{in_transaction, in_transaction_after, Abort};
 use super::users::Page;

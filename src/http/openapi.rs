@@ -937,7 +937,8 @@ fn request_schemas(phones: &PhonePolicy) -> Map<String, Value> {
     );
     let mut new_content = object(new_content_fields, &["title", "content"], "A new item");
     new_content["if"] = scheduled();
-    new_content["then"] = json!({"required": ["publish_at"], "properties": {"publish_at": {"type": "string"}}});
+    new_content["then"] =
+        json!({"required": ["publish_at"], "properties": {"publish_at": {"type": "string"}}});
     schemas.insert("NewContentRequest".into(), new_content);
     let mut content_update = object(
         content_fields,
@@ -1067,8 +1068,14 @@ mod tests {
                 assert!(seen.insert(id.to_owned()), "{id} names two operations");
             }
         }
-        assert_eq!(doc["paths"]["/api/v1/content/{id}"]["put"]["operationId"], "replaceContent");
-        assert_eq!(doc["paths"]["/api/v1/content/{id}"]["patch"]["operationId"], "updateContent");
+        assert_eq!(
+            doc["paths"]["/api/v1/content/{id}"]["put"]["operationId"],
+            "replaceContent"
+        );
+        assert_eq!(
+            doc["paths"]["/api/v1/content/{id}"]["patch"]["operationId"],
+            "updateContent"
+        );
     }
 
     #[test]

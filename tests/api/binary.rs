@@ -242,11 +242,19 @@ async fn each_redis_transition_is_logged_once_not_per_request() {
     // Noticed without a request touching Redis (L1 serves the listing).
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let ready: Value = server.get("/health/ready", "watch").await.json().await.unwrap();
+        let ready: Value = server
+            .get("/health/ready", "watch")
+            .await
+            .json()
+            .await
+            .unwrap();
         if ready["cache"] == "degraded" {
             break;
         }
-        assert!(Instant::now() < deadline, "the outage went unnoticed for 5 s");
+        assert!(
+            Instant::now() < deadline,
+            "the outage went unnoticed for 5 s"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     for n in 0..20 {

@@ -628,7 +628,9 @@ async fn redis_stopped_mid_test_then_back_is_picked_up_within_five_seconds() {
         .await
         .unwrap();
     assert!(
-        conn.exists::<_, bool>(app.keys().item(fresh)).await.unwrap(),
+        conn.exists::<_, bool>(app.keys().item(fresh))
+            .await
+            .unwrap(),
         "the cache is used again"
     );
 }

@@ -125,7 +125,10 @@ async fn fields_that_break_a_rule_are_422_and_none_depends_on_the_clock() {
     let future = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
     for (body, field) in [
         (json!({"status": "scheduled"}), "publish_at"),
-        (json!({"status": "scheduled", "publish_at": null}), "publish_at"),
+        (
+            json!({"status": "scheduled", "publish_at": null}),
+            "publish_at",
+        ),
         (json!({"status": "secret"}), "status"),
         (json!({"publish_at": "tomorrow"}), "publish_at"),
         (json!({"slug": "Not A Slug"}), "slug"),
@@ -150,7 +153,10 @@ async fn fields_that_break_a_rule_are_422_and_none_depends_on_the_clock() {
     )
     .await;
     assert_eq!(planned["status"], "draft");
-    assert_eq!(planned["publish_at"], "2000-01-01T00:00:00.000000Z", "a draft keeps its planned date");
+    assert_eq!(
+        planned["publish_at"], "2000-01-01T00:00:00.000000Z",
+        "a draft keeps its planned date"
+    );
     let published = posted(
         &app,
         &user,
@@ -158,17 +164,29 @@ async fn fields_that_break_a_rule_are_422_and_none_depends_on_the_clock() {
     )
     .await;
     assert_eq!(published["status"], "published");
-    assert_eq!(published["publish_at"], Value::Null, "ignored on a published item");
+    assert_eq!(
+        published["publish_at"],
+        Value::Null,
+        "ignored on a published item"
+    );
     let overdue = posted(
         &app,
         &user,
         json!({"title": "Overdue", "content": BODY, "status": "scheduled", "publish_at": past}),
     )
     .await;
-    assert_eq!(overdue["status"], "published", "a schedule that has come publishes at once");
+    assert_eq!(
+        overdue["status"], "published",
+        "a schedule that has come publishes at once"
+    );
     assert!(overdue["published_at"].is_string());
     let overdue_id = overdue["id"].as_i64().unwrap();
-    assert_eq!(app.get(&format!("/api/v1/content/{overdue_id}")).await.status(), 200);
+    assert_eq!(
+        app.get(&format!("/api/v1/content/{overdue_id}"))
+            .await
+            .status(),
+        200
+    );
 
     let scheduled = posted(
         &app,
@@ -181,18 +199,33 @@ async fn fields_that_break_a_rule_are_422_and_none_depends_on_the_clock() {
     let id = scheduled["id"].as_i64().unwrap();
     let drafted = patched(&app, &user, id, json!({"status": "draft"})).await;
     assert_eq!(drafted["status"], "draft");
-    assert_eq!(drafted["publish_at"], scheduled["publish_at"], "kept as the planned date");
+    assert_eq!(
+        drafted["publish_at"], scheduled["publish_at"],
+        "kept as the planned date"
+    );
     let rescheduled = patched(&app, &user, id, json!({"status": "scheduled"})).await;
-    assert_eq!(rescheduled["status"], "scheduled", "scheduled at the stored date");
+    assert_eq!(
+        rescheduled["status"], "scheduled",
+        "scheduled at the stored date"
+    );
     let refused = problem(
-        patch(&app, &user, id, json!({"status": "scheduled", "publish_at": null})).await,
+        patch(
+            &app,
+            &user,
+            id,
+            json!({"status": "scheduled", "publish_at": null}),
+        )
+        .await,
         422,
     )
     .await;
     assert_eq!(refused["errors"][0]["field"], "publish_at");
     let due = patched(&app, &user, id, json!({"publish_at": past})).await;
     assert_eq!(due["status"], "published", "a past time publishes at once");
-    assert_eq!(app.get(&format!("/api/v1/content/{id}")).await.status(), 200);
+    assert_eq!(
+        app.get(&format!("/api/v1/content/{id}")).await.status(),
+        200
+    );
 
     let never_planned = published["id"].as_i64().unwrap();
     let conflict = problem(
@@ -205,7 +238,11 @@ async fn fields_that_break_a_rule_are_422_and_none_depends_on_the_clock() {
         format!("Content with id {never_planned} has no publish_at to schedule it at")
     );
     let ignored = patched(&app, &user, never_planned, json!({"publish_at": future})).await;
-    assert_eq!(ignored["publish_at"], Value::Null, "ignored on a published item");
+    assert_eq!(
+        ignored["publish_at"],
+        Value::Null,
+        "ignored on a published item"
+    );
 }
 
 /// Drafts are visible to their owner and admins only (private, never

@@ -14,7 +14,9 @@ use serde_json::{json, Value};
 use tokio::sync::{mpsc, Semaphore};
 
 use crate::binary::{base_vars, ServerProcess};
-use crate::helpers::{base_settings, free_port, OwnRedis, PgRelay, TestApp, TestDatabase, TestUser};
+use crate::helpers::{
+    base_settings, free_port, OwnRedis, PgRelay, TestApp, TestDatabase, TestUser,
+};
 
 type Redis = fn(&mut Settings);
 
@@ -140,7 +142,10 @@ async fn reads_after_an_acknowledged_write_see_it_on_all_three_instances(redis: 
         checker.acknowledged.store(n, Ordering::SeqCst);
     }
     let (total_reads, stale) = checker.finish().await;
-    assert!(stale.is_empty(), "stale reads (instance, floor, item, listed): {stale:?}");
+    assert!(
+        stale.is_empty(),
+        "stale reads (instance, floor, item, listed): {stale:?}"
+    );
     assert!(total_reads > WRITES, "{total_reads} reads");
     let l1_hits = l1_hits(&apps).await;
     assert!(l1_hits > 0.0, "the readers were served from L1 too");
@@ -236,7 +241,11 @@ async fn with_redis_frozen_every_l1_keeps_serving_and_every_write_is_seen() {
         assert_eq!(first_listed_title(app).await, "During the outage");
         assert_eq!(app.l1_state().await, "serving");
     }
-    assert_eq!(l1_hits(&apps).await, hits + 4.0, "served from L1 while Redis is frozen");
+    assert_eq!(
+        l1_hits(&apps).await,
+        hits + 4.0,
+        "served from L1 while Redis is frozen"
+    );
 
     // Back: Redis still holds the entries from before the write, which
     // could not be deleted; each instance flushes before using it again.
@@ -292,7 +301,10 @@ async fn a_redis_killed_frozen_and_restarted_never_makes_a_read_stale() {
     }
     write_some(5).await;
     let (reads, stale) = checker.finish().await;
-    assert!(stale.is_empty(), "stale reads (instance, floor, item, listed): {stale:?}");
+    assert!(
+        stale.is_empty(),
+        "stale reads (instance, floor, item, listed): {stale:?}"
+    );
     assert!(reads > 33, "{reads} reads");
     assert!(l1_hits(&apps).await > 0.0);
     println!("33 writes, {reads} checked reads through kill, freeze and restart");
@@ -533,7 +545,10 @@ async fn a_writer_killed_after_its_commit_leaves_nothing_stale_beyond_two_second
     let committed_at = commit.recv().await.unwrap();
     let mut reads = 0;
     loop {
-        let (item, listed) = (title_of(&reader, id).await, first_listed_title(&reader).await);
+        let (item, listed) = (
+            title_of(&reader, id).await,
+            first_listed_title(&reader).await,
+        );
         reads += 1;
         if item == "After the crash" && listed == "After the crash" {
             break;
@@ -557,7 +572,10 @@ async fn a_writer_killed_after_its_commit_leaves_nothing_stale_beyond_two_second
         "0",
         "the record was completed and deleted"
     );
-    assert!(!never_answered.is_finished(), "the killed writer never answered");
+    assert!(
+        !never_answered.is_finished(),
+        "the killed writer never answered"
+    );
     never_answered.abort();
     println!("new title everywhere {took:?} after the commit ({reads} reads)");
 }
@@ -603,7 +621,10 @@ async fn a_cluster_primary_killed_under_the_checker(key_of: fn(&TestApp, i64) ->
     }
     write_some(6).await;
     let (reads, stale) = checker.finish().await;
-    assert!(stale.is_empty(), "stale reads (instance, floor, item, listed): {stale:?}");
+    assert!(
+        stale.is_empty(),
+        "stale reads (instance, floor, item, listed): {stale:?}"
+    );
     assert!(reads > 22, "{reads} reads");
     println!("primary on port {killed} killed: 22 writes, {reads} checked reads, none stale");
 }
@@ -652,6 +673,9 @@ async fn postgres_unreachable_for_a_moment_makes_no_read_stale() {
     }
     write_some(5).await;
     let (reads, stale) = checker.finish().await;
-    assert!(stale.is_empty(), "stale reads (instance, floor, item, listed): {stale:?}");
+    assert!(
+        stale.is_empty(),
+        "stale reads (instance, floor, item, listed): {stale:?}"
+    );
     assert!(reads > 10, "{reads} reads");
 }
