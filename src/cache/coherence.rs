@@ -22,12 +22,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures_util::future::BoxFuture;
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, Notify};
 use tokio_postgres::{AsyncMessage, Client, NoTls, Notification};
 
 use super::announcement::{Announced, Message};
 use super::l1::Local;
+use super::redis::SharedMark;
 use crate::metrics::Metrics;
 
 /// How long a lease lasts from PostgreSQL's time of the renewal.
@@ -132,7 +134,7 @@ impl Coherence {
             .insert(seq, pending.clone());
         let message = Message::encode(&self.instance, seq, announced);
         let (audience, heard) = loop {
-            match self.send(&message).await {
+            match self.send(&message, announced.redis_distrusted).await {
                 Ok(sent) => break sent,
                 Err(err) => {
                     tracing::warn!(error = %err, "announcing an invalidation failed: retrying");
@@ -148,27 +150,42 @@ impl Coherence {
     /// Sends the announcement on the listening session (which hears the
     /// acknowledgements), or else on a connection of its own (`false`:
     /// nobody's acknowledgement can be heard).
-    async fn send(&self, message: &str) -> Result<(Audience, bool), ChannelError> {
-        const ANNOUNCE: &str = "SELECT pg_notify($1, $2), \
+    async fn send(
+        &self,
+        message: &str,
+        redis_distrusted: bool,
+    ) -> Result<(Audience, bool), ChannelError> {
+        // A missed Redis delete is also marked for instances not listening
+        // now (see `redis::SharedMark`).
+        const ANNOUNCE: &str = "WITH marked AS ( \
+                 UPDATE cache_redis_marks SET dirty_epoch = dirty_epoch + 1 \
+                 WHERE $4 RETURNING 1) \
+             SELECT pg_notify($1, $2), \
              ARRAY(SELECT instance FROM cache_members \
                    WHERE lease_until > now() AND NOT revoked AND instance <> $3), \
              COALESCE((SELECT EXTRACT(EPOCH FROM max(lease_until) - now()) * 1000 \
-                       FROM cache_members WHERE revoked AND lease_until > now()), 0)::float8";
+                       FROM cache_members WHERE revoked AND lease_until > now()), 0)::float8, \
+             (SELECT count(*) FROM marked)";
         let audience = |row: tokio_postgres::Row| Audience {
             live: row.get(1),
             revoked_for: millis(row.get(2)),
         };
         if let Some(client) = self.client() {
-            let row =
-                bounded(client.query_one(ANNOUNCE, &[&ANNOUNCEMENTS, &message, &self.instance]))
-                    .await;
+            let row = bounded(client.query_one(
+                ANNOUNCE,
+                &[&ANNOUNCEMENTS, &message, &self.instance, &redis_distrusted],
+            ))
+            .await;
             if let Ok(row) = row {
                 return Ok((audience(row), true));
             }
         }
         let client = connect_once(&self.listen_url).await?;
-        let row = bounded(client.query_one(ANNOUNCE, &[&ANNOUNCEMENTS, &message, &self.instance]))
-            .await?;
+        let row = bounded(client.query_one(
+            ANNOUNCE,
+            &[&ANNOUNCEMENTS, &message, &self.instance, &redis_distrusted],
+        ))
+        .await?;
         Ok((audience(row), false))
     }
 
@@ -297,16 +314,23 @@ impl Coherence {
             }
         });
         let client = Arc::new(client);
-        let mut setup = format!(
+        // Every instance hears announcements (an instance without L1 for
+        // the Redis flag); then reads the shared mark, which covers what it
+        // could not hear before.
+        let setup = format!(
             "SET application_name = 'content-api cache coherence'; \
-             SET synchronous_commit = off; LISTEN {};",
+             SET synchronous_commit = off; LISTEN {}; LISTEN {ANNOUNCEMENTS};",
             ack_channel(&self.instance)
         );
-        if self.local.is_some() {
-            setup.push_str(&format!(" LISTEN {ANNOUNCEMENTS};"));
-        }
-        let reason = match bounded(client.batch_execute(&setup)).await {
-            Ok(()) => {
+        let listening = async {
+            bounded(client.batch_execute(&setup)).await?;
+            Ok::<_, ChannelError>(redis_mark_pending(&client).await?.is_some())
+        };
+        let reason = match listening.await {
+            Ok(redis_marked) => {
+                if redis_marked {
+                    (self.distrust_redis)();
+                }
                 *self.session.lock().expect("session lock") = Some(client.clone());
                 tokio::select! {
                     reason = self.read(&client, received) => reason,
@@ -336,9 +360,11 @@ impl Coherence {
                 } else if let Some(message) = Message::decode(notification.payload()) {
                     if message.writer != self.instance {
                         self.apply(&message.announced);
-                        acks.entry(message.writer.to_owned())
-                            .or_default()
-                            .push(message.seq);
+                        if self.local.is_some() {
+                            acks.entry(message.writer.to_owned())
+                                .or_default()
+                                .push(message.seq);
+                        }
                     }
                 }
                 next = received.try_recv().ok();
@@ -462,6 +488,40 @@ impl Coherence {
             .into_iter()
             .map(|row| (row.get(0), row.get(1)))
             .collect())
+    }
+}
+
+/// `Some(epoch)` if some write's Redis delete failed after the last flush.
+async fn redis_mark_pending(client: &Client) -> Result<Option<i64>, ChannelError> {
+    const PENDING: &str =
+        "SELECT dirty_epoch FROM cache_redis_marks WHERE dirty_epoch > flushed_epoch";
+    Ok(bounded(client.query_opt(PENDING, &[]))
+        .await?
+        .map(|row| row.get(0)))
+}
+
+impl SharedMark for Coherence {
+    fn pending(&self) -> BoxFuture<'_, Result<Option<i64>, ()>> {
+        Box::pin(async move {
+            let client = match self.client() {
+                Some(client) => client,
+                None => Arc::new(connect_once(&self.listen_url).await.map_err(|_| ())?),
+            };
+            redis_mark_pending(&client).await.map_err(|_| ())
+        })
+    }
+
+    fn flushed(&self, epoch: i64) -> BoxFuture<'_, ()> {
+        const FLUSHED: &str =
+            "UPDATE cache_redis_marks SET flushed_epoch = GREATEST(flushed_epoch, $1)";
+        Box::pin(async move {
+            let Some(client) = self.client() else {
+                return;
+            };
+            if let Err(err) = bounded(client.execute(FLUSHED, &[&epoch])).await {
+                tracing::debug!(error = %err, "recording the flush failed");
+            }
+        })
     }
 }
 

@@ -149,6 +149,9 @@ impl Cache {
             }),
             metrics.clone(),
         );
+        if let Some(redis) = &redis {
+            redis.share_mark(coherence.clone());
+        }
         let cache = Self {
             keys,
             ttl_seconds: settings.ttl_seconds,

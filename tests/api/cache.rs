@@ -1252,3 +1252,35 @@ async fn a_flush_without_redis_is_a_503_problem() {
         "Redis is unavailable: the cache could not be flushed; retry shortly"
     );
 }
+
+/// A delete some instance could not make is marked in PostgreSQL: an
+/// instance that starts later (told of nothing) flushes Redis before it
+/// trusts it, and records the flush.
+#[tokio::test]
+async fn an_instance_started_after_a_missed_delete_flushes_before_it_trusts_redis() {
+    let writer = TestApp::spawn_with(|s| {
+        crate::helpers::use_redis(s);
+        s.l1_cache_bytes = 0;
+    })
+    .await;
+    writer.await_cache_ok().await;
+    let user = writer.new_user().await;
+    let id = writer.post_item(&user, "Fresh").await;
+    // What a delete that failed leaves behind: an old copy, and the mark.
+    let key = writer.keys().item(id);
+    let stale = br#"{"title":"Stale"}"#.to_vec();
+    let _: () = writer.redis().await.set(&key, &stale).await.unwrap();
+    writer.sql("UPDATE cache_redis_marks SET dirty_epoch = dirty_epoch + 1");
+
+    let later = TestApp::start(writer.settings.clone(), None).await;
+    later.await_cache_ok().await;
+    let item: Value = later.get_json(&format!("/api/v1/content/{id}")).await;
+    assert_eq!(item["title"], "Fresh");
+    assert_eq!(
+        later.sql_text("(SELECT (flushed_epoch = dirty_epoch)::text FROM cache_redis_marks)"),
+        "true",
+        "the flush is recorded"
+    );
+    let refilled = cached(&later, &key).await.unwrap();
+    assert_ne!(refilled, stale, "the old copy was flushed, then refilled");
+}

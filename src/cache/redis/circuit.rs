@@ -5,9 +5,10 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use redis::{RedisResult, Value};
 use tokio::sync::Notify;
 
@@ -23,6 +24,16 @@ pub(super) const FAILURE_THRESHOLD: u32 = 3;
 pub(super) const PROBE_INTERVAL: Duration = Duration::from_millis(500);
 /// Bound on each command of the recovery flush and of probes.
 pub(super) const MAINTENANCE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The mark, kept in PostgreSQL, that some instance's write could not
+/// delete in Redis: an instance that was not told (it started later) still
+/// flushes before it trusts Redis.
+pub trait SharedMark: Send + Sync {
+    /// `Some(epoch)` if a flush is pending; `Err` if the mark cannot be read.
+    fn pending(&self) -> BoxFuture<'_, Result<Option<i64>, ()>>;
+    /// A flush that began after `epoch` was read has completed.
+    fn flushed(&self, epoch: i64) -> BoxFuture<'_, ()>;
+}
 
 pub(super) struct Circuit {
     /// Read on every call without locking.
@@ -40,6 +51,7 @@ pub(super) struct Circuit {
     pub(super) closings: AtomicU64,
     pub(super) wake_probe: Notify,
     pub(super) closed: Notify,
+    pub(super) shared: OnceLock<Arc<dyn SharedMark>>,
 }
 
 impl Circuit {
@@ -52,6 +64,7 @@ impl Circuit {
             closings: AtomicU64::new(0),
             wake_probe: Notify::new(),
             closed: Notify::new(),
+            shared: OnceLock::new(),
         }
     }
 
@@ -139,6 +152,23 @@ pub(super) async fn probe_loop(deployment: Arc<Deployment>, keys: Keys, circuit:
                 tracing::debug!(error = %err, "redis probe failed");
             }
             if answered.is_ok() {
+                let shared = match circuit.shared.get() {
+                    Some(mark) => mark.pending().await,
+                    None => Ok(None),
+                };
+                // A pending mark, or one that cannot be read (unless this
+                // round flushed already): flush first.
+                if shared.is_err() && !flushed || matches!(shared, Ok(Some(_))) {
+                    if let Err(err) = flush(&mut conn, &keys).await {
+                        tracing::debug!(error = %err, "recovery flush failed");
+                        tokio::time::sleep(PROBE_INTERVAL).await;
+                        continue;
+                    }
+                    flushed = true;
+                    if let (Some(mark), Ok(Some(epoch))) = (circuit.shared.get(), shared) {
+                        mark.flushed(epoch).await;
+                    }
+                }
                 if circuit.close_unless_missed() {
                     if first_connect {
                         tracing::info!(flushed, "redis connected");

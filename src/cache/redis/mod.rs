@@ -33,6 +33,7 @@ use actix_web::web::Bytes;
 use redis::{Cmd, RedisResult, Script, Value};
 
 use super::Keys;
+pub use circuit::SharedMark;
 use circuit::{probe_loop, within, Circuit, FAILURE_THRESHOLD};
 use cluster::watch_topology;
 use connection::{Connection, Deployment};
@@ -381,6 +382,12 @@ impl RedisStore {
                 false
             }
         }
+    }
+
+    /// Where the probe reads (and clears) the shared mark of a missed
+    /// delete before it trusts Redis again.
+    pub fn share_mark(&self, mark: Arc<dyn SharedMark>) {
+        let _ = self.circuit.shared.set(mark);
     }
 
     /// Nothing is filled from Redis or served from it until it has been
