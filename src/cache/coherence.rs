@@ -423,7 +423,11 @@ impl Coherence {
     /// Joins and renews until revoked or expired; without an L1, keeps the
     /// session open.
     async fn keep_lease(&self, client: &Client) -> String {
-        const JOIN: &str = "INSERT INTO cache_members (instance, backend_pid, lease_until) \
+        // Members long expired (processes gone without leaving) go at
+        // every join: no writer waits for them, nobody lists them.
+        const JOIN: &str = "WITH gone AS ( \
+                 DELETE FROM cache_members WHERE lease_until < now() - interval '1 minute') \
+             INSERT INTO cache_members (instance, backend_pid, lease_until) \
              VALUES ($1, pg_backend_pid(), now() + $2::float8 * interval '1 millisecond') \
              ON CONFLICT (instance) DO UPDATE SET backend_pid = EXCLUDED.backend_pid, \
                  lease_until = EXCLUDED.lease_until, revoked = false";
