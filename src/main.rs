@@ -57,12 +57,15 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
     })
 }
 
-fn run_seed(settings: Settings) -> anyhow::Result<()> {
+fn run_seed(mut settings: Settings) -> anyhow::Result<()> {
+    // A one-shot process serves nothing: with an L1 it would join the
+    // members, and running servers' writes would wait out its lease.
+    settings.l1_cache_bytes = 0;
     runtime()?.block_on(async {
         let context = prepare(&settings, Hooks::default()).await?;
-        let report = seed::run(&context)
-            .await
-            .map_err(|err| anyhow::anyhow!("seeding: {err}"))?;
+        let seeded = seed::run(&context).await;
+        context.cache.shut_down().await;
+        let report = seeded.map_err(|err| anyhow::anyhow!("seeding: {err}"))?;
         tracing::info!(
             users_created = report.users_created,
             items_created = report.items_created,
