@@ -226,6 +226,24 @@ fn count_messages(lines: &[Value], message: &str) -> usize {
         .count()
 }
 
+/// Waits up to 5 s for `/health/ready` to report the cache as `want`.
+async fn await_cache(server: &ServerProcess, want: &str, failure: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let ready: Value = server
+            .get("/health/ready", "probe")
+            .await
+            .json()
+            .await
+            .unwrap();
+        if ready["cache"] == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{failure}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test]
 async fn each_redis_transition_is_logged_once_not_per_request() {
     let port = free_port();
@@ -240,23 +258,7 @@ async fn each_redis_transition_is_logged_once_not_per_request() {
     assert_eq!(server.get("/api/v1/content", "warm").await.status(), 200);
     redis.stop();
     // Noticed without a request touching Redis (L1 serves the listing).
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let ready: Value = server
-            .get("/health/ready", "watch")
-            .await
-            .json()
-            .await
-            .unwrap();
-        if ready["cache"] == "degraded" {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the outage went unnoticed for 5 s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    await_cache(&server, "degraded", "the outage went unnoticed for 5 s").await;
     for n in 0..20 {
         assert_eq!(
             server
@@ -267,23 +269,7 @@ async fn each_redis_transition_is_logged_once_not_per_request() {
         );
     }
     let _back = OwnRedis::start_on(port).await;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let ready: Value = server
-            .get("/health/ready", "probe")
-            .await
-            .json()
-            .await
-            .unwrap();
-        if ready["cache"] == "ok" {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "Redis not picked up again within 5 s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    await_cache(&server, "ok", "Redis not picked up again within 5 s").await;
     for n in 0..5 {
         assert_eq!(
             server
