@@ -166,8 +166,8 @@ impl Cache {
         Ok(cache)
     }
 
-    /// Gives a reachable Redis, and L1 its lease, up to `limit` before
-    /// serving.
+    /// Gives a reachable Redis, the coherence channel and L1 its lease up
+    /// to `limit` before serving.
     pub async fn connect(&self, limit: Duration) {
         let started = std::time::Instant::now();
         if let Some(redis) = &self.redis {
@@ -175,7 +175,11 @@ impl Cache {
                 tracing::warn!("redis not reachable at startup: serving from PostgreSQL and L1");
             }
         }
-        while self.local.is_some() && !self.l1_serving() && started.elapsed() < limit {
+        // A write announced before the listening session is up could hear
+        // no acknowledgement (and would revoke every member).
+        let ready =
+            || self.coherence.client().is_some() && (self.local.is_none() || self.l1_serving());
+        while !ready() && started.elapsed() < limit {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
