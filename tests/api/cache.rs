@@ -14,7 +14,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, Semaphore};
 
-use crate::helpers::{free_port, problem, OwnRedis, TestApp, TestUser};
+use crate::helpers::{free_port, pause_clients, problem, OwnRedis, TestApp, TestUser};
 
 /// How a scenario reaches Redis: `use_redis` (one server) or `use_cluster`.
 type Redis = fn(&mut Settings);
@@ -559,22 +559,6 @@ async fn app_on(redis: &OwnRedis) -> TestApp {
         s.cache_key_prefix = String::new();
     })
     .await
-}
-
-/// Makes every client of the Redis at `url` wait `ms` (`CLIENT PAUSE … ALL`).
-async fn pause_clients(url: &str, ms: u64) {
-    let mut conn = redis::Client::open(url)
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    let _: () = redis::cmd("CLIENT")
-        .arg("PAUSE")
-        .arg(ms)
-        .arg("ALL")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
 }
 
 /// Waits (bounded by `limit`) until readiness reports `want`.

@@ -1169,3 +1169,19 @@ impl PgRelay {
         self.open.send_replace(true);
     }
 }
+
+/// Makes every client of the Redis at `url` wait `ms` (`CLIENT PAUSE … ALL`).
+pub async fn pause_clients(url: &str, ms: u64) {
+    let mut conn = redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(ms)
+        .arg("ALL")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+}

@@ -252,7 +252,8 @@ async fn with_redis_frozen_every_l1_keeps_serving_and_every_write_is_seen() {
 }
 
 /// The read-your-writes checker of three instances while their private
-/// Redis is killed, replaced, frozen (`CLIENT PAUSE`) and restarted.
+/// Redis is killed, replaced, frozen (SIGSTOP, then `CLIENT PAUSE`) and
+/// restarted.
 #[tokio::test]
 async fn a_redis_killed_frozen_and_restarted_never_makes_a_read_stale() {
     let port = free_port();
@@ -274,6 +275,12 @@ async fn a_redis_killed_frozen_and_restarted_never_makes_a_read_stale() {
     checker.write(&user, 5).await;
     replaced.freeze(false);
     checker.write(&user, 5).await;
+    // Frozen the other way: every client's commands held (`CLIENT PAUSE`).
+    crate::helpers::pause_clients(&replaced.url(), 1500).await;
+    checker.write(&user, 5).await;
+    for app in apps.iter() {
+        app.await_cache_ok().await;
+    }
     replaced.stop();
     checker.write(&user, 3).await;
     let _restarted = OwnRedis::start_on(port).await;
@@ -283,7 +290,7 @@ async fn a_redis_killed_frozen_and_restarted_never_makes_a_read_stale() {
     checker.write(&user, 5).await;
     let reads = checker.finish().await;
     assert!(l1_hits(&apps).await > 0.0);
-    println!("33 writes, {reads} checked reads through kill, freeze and restart");
+    println!("38 writes, {reads} checked reads through kill, freeze, pause and restart");
 }
 
 /// Readers on every instance, each noting the last acknowledged version
