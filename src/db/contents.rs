@@ -19,34 +19,9 @@ const SEARCH_VECTOR: &str = "(setweight(to_tsvector('english', c.title), 'A') ||
                              setweight(to_tsvector('english', c.content), 'B'))";
 
 /// Every column of `ContentRow`, from `contents c`, for raw queries.
-const CONTENT_COLUMNS: &str = "c.id, c.title, c.content, c.image, c.user_id, c.created_at, \
+pub const CONTENT_COLUMNS: &str = "c.id, c.title, c.content, c.image, c.user_id, c.created_at, \
                                c.updated_at, c.status, c.publish_at, c.published_at, c.slug, \
                                c.tags, c.version, c.updated_by";
-
-/// The newest `per_user` public items of each of `user_ids`, in one query:
-/// a LATERAL walk of the (user_id, created_at, id) index per user, so a
-/// page of users never costs one query per user.
-pub fn newest_for_users(
-    conn: &mut PgConnection,
-    user_ids: &[i64],
-    per_user: i64,
-) -> Result<Vec<ContentRow>, DbError> {
-    if user_ids.is_empty() || per_user == 0 {
-        return Ok(Vec::new());
-    }
-    Ok(diesel::sql_query(format!(
-        "SELECT {CONTENT_COLUMNS} \
-         FROM unnest($1::bigint[]) AS u(id) \
-         CROSS JOIN LATERAL ( \
-             SELECT * FROM contents WHERE contents.user_id = u.id AND contents.status = 'published' \
-             ORDER BY created_at DESC, id DESC LIMIT $2 \
-         ) AS c \
-         ORDER BY c.user_id, c.created_at DESC, c.id DESC"
-    ))
-    .bind::<Array<BigInt>, _>(user_ids)
-    .bind::<BigInt, _>(per_user)
-    .load(conn)?)
-}
 
 /// An id for an item about to be inserted (its slug is claimed first).
 pub fn next_id(conn: &mut PgConnection) -> Result<i64, DbError> {

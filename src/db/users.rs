@@ -1,5 +1,8 @@
+use chrono::{DateTime, Utc};
 use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Text, Timestamptz};
 
+use super::contents::CONTENT_COLUMNS;
 use super::models::{ContentRow, NewUserRow, UserChanges, UserRow};
 use super::schema::{contents, users};
 use super::DbError;
@@ -18,19 +21,111 @@ pub fn insert(conn: &mut PgConnection, new_user: &NewUserRow) -> Result<UserRow,
         .get_result(conn)?)
 }
 
-/// A user and their newest `limit` public items: the user by primary key,
-/// then a walk of the (user_id, created_at, id) index that stops after
-/// `limit` items (a join would read and sort every item of the user).
-pub fn find_with_newest_contents(
+/// Which users a read wants with their newest items.
+pub enum UserSelection {
+    One(i64),
+    /// Ordered by id, after `after` (if any), at most `limit`.
+    Page {
+        after: Option<i64>,
+        limit: i64,
+    },
+}
+
+/// A user's columns, named apart from the item's in one joined row.
+#[derive(QueryableByName)]
+struct UserColumns {
+    #[diesel(sql_type = BigInt)]
+    u_id: i64,
+    #[diesel(sql_type = Text)]
+    u_name: String,
+    #[diesel(sql_type = Text)]
+    u_email: String,
+    #[diesel(sql_type = Text)]
+    u_phone_number: String,
+    #[diesel(sql_type = Text)]
+    u_country: String,
+    #[diesel(sql_type = Text)]
+    u_state: String,
+    #[diesel(sql_type = Text)]
+    u_role: String,
+    #[diesel(sql_type = Text)]
+    u_password_hash: String,
+    #[diesel(sql_type = Timestamptz)]
+    u_created_at: DateTime<Utc>,
+    #[diesel(sql_type = Timestamptz)]
+    u_updated_at: DateTime<Utc>,
+}
+
+impl From<UserColumns> for UserRow {
+    fn from(user: UserColumns) -> Self {
+        UserRow {
+            id: user.u_id,
+            name: user.u_name,
+            email: user.u_email,
+            phone_number: user.u_phone_number,
+            country: user.u_country,
+            state: user.u_state,
+            role: user.u_role,
+            password_hash: user.u_password_hash,
+            created_at: user.u_created_at,
+            updated_at: user.u_updated_at,
+        }
+    }
+}
+
+/// One user and one of their items (none: no items, or none asked for).
+#[derive(QueryableByName)]
+struct UserAndItem {
+    #[diesel(embed)]
+    user: UserColumns,
+    #[diesel(embed)]
+    item: Option<ContentRow>,
+}
+
+/// Users and the newest `per_user` public items of each, in one statement:
+/// the users by primary key (or a keyset page of them), each joined to a
+/// LATERAL walk of the (user_id, created_at, id) index that stops after
+/// `per_user` items (a plain join would read and sort every item).
+pub fn with_newest_contents(
     conn: &mut PgConnection,
-    id: i64,
-    limit: i64,
-) -> Result<Option<(UserRow, Vec<ContentRow>)>, DbError> {
-    let Some(user) = find(conn, id)? else {
-        return Ok(None);
+    selection: UserSelection,
+    per_user: i64,
+) -> Result<Vec<(UserRow, Vec<ContentRow>)>, DbError> {
+    let (users, id, limit) = match selection {
+        UserSelection::One(id) => ("SELECT * FROM users WHERE id = $1", id, 1),
+        UserSelection::Page { after, limit } => (
+            "SELECT * FROM users WHERE id > $1 ORDER BY id LIMIT $3",
+            after.unwrap_or(0),
+            limit,
+        ),
     };
-    let items = super::contents::newest_for_users(conn, &[id], limit)?;
-    Ok(Some((user, items)))
+    let rows: Vec<UserAndItem> = diesel::sql_query(format!(
+        "WITH u AS ({users}) \
+         SELECT u.id AS u_id, u.name AS u_name, u.email AS u_email, \
+                u.phone_number AS u_phone_number, u.country AS u_country, u.state AS u_state, \
+                u.role AS u_role, u.password_hash AS u_password_hash, \
+                u.created_at AS u_created_at, u.updated_at AS u_updated_at, {CONTENT_COLUMNS} \
+         FROM u LEFT JOIN LATERAL ( \
+             SELECT * FROM contents WHERE contents.user_id = u.id \
+                 AND contents.status = 'published' \
+             ORDER BY created_at DESC, id DESC LIMIT $2 \
+         ) AS c ON true \
+         ORDER BY u.id, c.created_at DESC, c.id DESC"
+    ))
+    .bind::<BigInt, _>(id)
+    .bind::<BigInt, _>(per_user)
+    .bind::<BigInt, _>(limit)
+    .load(conn)?;
+    let mut out: Vec<(UserRow, Vec<ContentRow>)> = Vec::new();
+    for UserAndItem { user, item } in rows {
+        if out.last().is_none_or(|(last, _)| last.id != user.u_id) {
+            out.push((user.into(), Vec::new()));
+        }
+        if let (Some(item), Some((_, items))) = (item, out.last_mut()) {
+            items.push(item);
+        }
+    }
+    Ok(out)
 }
 
 pub fn find(conn: &mut PgConnection, id: i64) -> Result<Option<UserRow>, DbError> {
@@ -53,23 +148,6 @@ pub fn find_by_email(conn: &mut PgConnection, email: &str) -> Result<Option<User
         .select(UserRow::as_select())
         .first(conn)
         .optional()?)
-}
-
-/// One keyset page ordered by id.
-pub fn page_after(
-    conn: &mut PgConnection,
-    after_id: Option<i64>,
-    limit: i64,
-) -> Result<Vec<UserRow>, DbError> {
-    let mut query = users::table
-        .select(UserRow::as_select())
-        .order(users::id.asc())
-        .limit(limit)
-        .into_boxed();
-    if let Some(after_id) = after_id {
-        query = query.filter(users::id.gt(after_id));
-    }
-    Ok(query.load(conn)?)
 }
 
 /// The user, locked until the transaction ends, so that what a write

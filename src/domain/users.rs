@@ -1,7 +1,5 @@
 //! User use cases: signup, login, reading and updating users.
 
-use std::collections::HashMap;
-
 use actix_web::http::header::HeaderValue;
 use serde_json::{Map, Value};
 
@@ -16,6 +14,7 @@ use super::views::{Content, User, UserWithContents};
 use super::{AppContext, AppError};
 use crate::cache::body::etag;
 use crate::db::models::{NewUserRow, UserChanges};
+use crate::db::users::UserSelection;
 use crate::db::{self, models::UserRow};
 
 pub const DEFAULT_CONTENTS_LIMIT: i64 = 20;
@@ -108,18 +107,14 @@ pub async fn signup(ctx: &AppContext, input: Signup) -> Result<User, AppError> {
 }
 
 fn with_contents(
-    rows: Vec<UserRow>,
-    contents: Vec<crate::db::models::ContentRow>,
+    users: Vec<(UserRow, Vec<crate::db::models::ContentRow>)>,
     viewer: Option<Principal>,
 ) -> Vec<UserWithContents> {
-    let mut by_user: HashMap<i64, Vec<Content>> = HashMap::new();
-    for item in contents {
-        by_user.entry(item.user_id).or_default().push(item.into());
-    }
-    rows.into_iter()
-        .map(|row| {
+    users
+        .into_iter()
+        .map(|(row, items)| {
             let private = private_for(viewer, row.id);
-            let contents = by_user.remove(&row.id).unwrap_or_default();
+            let contents: Vec<Content> = items.into_iter().map(Content::from).collect();
             UserWithContents::new(row, private, contents)
         })
         .collect()
@@ -135,22 +130,23 @@ pub async fn list(
         limit,
         contents_limit,
     } = query;
-    let (rows, has_more, contents) = db::interact(&ctx.pool, move |conn| {
-        // One extra row tells whether a next page exists.
-        let mut rows = db::users::page_after(conn, after_id, limit + 1)?;
-        let has_more = rows.len() as i64 > limit;
-        rows.truncate(limit as usize);
-        let ids: Vec<i64> = rows.iter().map(|row| row.id).collect();
-        let contents = db::contents::newest_for_users(conn, &ids, contents_limit)?;
-        Ok((rows, has_more, contents))
+    // One extra user tells whether a next page exists.
+    let selection = UserSelection::Page {
+        after: after_id,
+        limit: limit + 1,
+    };
+    let mut users = db::interact(&ctx.pool, move |conn| {
+        db::users::with_newest_contents(conn, selection, contents_limit)
     })
     .await?;
-    let next_cursor = match rows.last() {
-        Some(last) if has_more => Some(pagination::encode_id_cursor(last.id)),
+    let has_more = users.len() as i64 > limit;
+    users.truncate(limit as usize);
+    let next_cursor = match users.last() {
+        Some((last, _)) if has_more => Some(pagination::encode_id_cursor(last.id)),
         _ => None,
     };
     Ok(Page {
-        items: with_contents(rows, contents, viewer),
+        items: with_contents(users, viewer),
         next_cursor,
     })
 }
@@ -178,17 +174,18 @@ pub async fn get(
     id: i64,
     contents_limit: i64,
 ) -> Result<UserRead, AppError> {
-    let (row, contents) = db::interact(&ctx.pool, move |conn| {
-        db::users::find_with_newest_contents(conn, id, contents_limit)
+    let found = db::interact(&ctx.pool, move |conn| {
+        db::users::with_newest_contents(conn, UserSelection::One(id), contents_limit)
     })
     .await?
+    .pop()
     .ok_or_else(|| AppError::user_not_found(id))?;
     let etag = if private_for(viewer, id) {
-        Some(account_tag(&row.clone().into())?)
+        Some(account_tag(&found.0.clone().into())?)
     } else {
         None
     };
-    let user = with_contents(vec![row], contents, viewer)
+    let user = with_contents(vec![found], viewer)
         .pop()
         .expect("one row in, one view out");
     Ok(UserRead { user, etag })
