@@ -18,6 +18,7 @@ import json
 import math
 import os
 import platform
+import re
 import shutil
 import signal
 import socket
@@ -346,6 +347,36 @@ class Wrk:
         return self.finish(self.start(*a, **kw))
 
 
+# ---------------------------------------------------------------- pgbench
+
+PGBENCH_SCALE = 10
+PGBENCH_CLIENTS = 16
+
+
+def pgbench_tps(duration):
+    """PostgreSQL's own ceiling on this machine, in the same run: pgbench's
+    select-only (`-S -M prepared`) and TPC-B-like transactions, 16 clients,
+    on a scratch database (created, initialised at scale 10, dropped)."""
+    database = f"content_api_pgbench_{uuid.uuid4().hex[:12]}"
+    subprocess.run(["psql", f"{PG}/postgres", "-qc", f"CREATE DATABASE {database}"], check=True,
+                   capture_output=True)
+    url = f"{PG}/{database}"
+    try:
+        subprocess.run(["pgbench", "-i", "-q", "-s", str(PGBENCH_SCALE), url], check=True,
+                       capture_output=True)
+        tps = {}
+        for name, extra in (("select_only", ["-S"]), ("tpcb_like", [])):
+            out = subprocess.run(["pgbench", *extra, "-M", "prepared", "-c", str(PGBENCH_CLIENTS),
+                                  "-j", "2", "-T", str(duration), url],
+                                 check=True, capture_output=True, text=True).stdout
+            match = re.search(r"tps = ([\d.]+) \(without initial connection time\)", out)
+            tps[name] = round(float(match.group(1)), 1) if match else None
+        return tps
+    finally:
+        subprocess.run(["psql", f"{PG}/postgres", "-qc", f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"],
+                       check=False, capture_output=True)
+
+
 # ---------------------------------------------------------------- seeding
 
 def start_cluster(tmpdir, primaries=3):
@@ -485,7 +516,7 @@ def main():
     users = args.users
     if users < 2 or contents < HOT_IDS:
         raise SystemExit(f"need at least 2 users and {HOT_IDS} contents")
-    for tool in ("wrk", "redis-server", "redis-cli", "psql") + (("taskset",) if args.wrk_cpu is not None else ()):
+    for tool in ("wrk", "redis-server", "redis-cli", "psql", "pgbench") + (("taskset",) if args.wrk_cpu is not None else ()):
         if not shutil.which(tool):
             raise SystemExit(f"{tool} is not on PATH (bench/run installs what is missing)")
     for binary in (args.binary, args.ceiling_binary):
@@ -643,6 +674,10 @@ def main():
             notes.append(f"Deep page: {contents:,} contents, so page {deep_page:,} at limit={deep_limit} "
                          f"(the deepest page that exists) against page 1 at the same limit.")
 
+        log(f"pgbench on a scratch database (scale {PGBENCH_SCALE}, {PGBENCH_CLIENTS} clients)")
+        info["pgbench"] = pgbench_tps(args.duration)
+        log(f"  pgbench tps: {info['pgbench']}")
+
         log("writes")
         # Both rows start from the same state: the private Redis emptied
         # (FLUSHDB: only ever on the private redis-server) and filled with N
@@ -662,6 +697,10 @@ def main():
 
         post_1k = post_row("post_1k_keys", 1000)
         post_1m = post_row("post_1m_keys", 1_000_000)
+        post_distinct = row("post_distinct_titles", "POST /api/v1/post-content, a new title each time "
+                            "(generated slugs free)",
+                            wrk.run(port, "/", "post_content_distinct", [token, uuid.uuid4().hex[:8]]),
+                            "writes")
         signup = row("signup", "POST /api/v1/signup (unique e-mail and phone)",
                      wrk.run(port, "/", "signup", ["a", 1_000_000], statuses=True), "writes")
 
@@ -887,6 +926,21 @@ def main():
             {"target": f"{label} with Redis killed ≥ 0.8 × with Redis up (median of interleaved pairs)",
              "value": f"{down_up['median_ratio']:.2f} × (pairs {', '.join(map(str, down_up['ratios']))})",
              "pass": down_up["median_ratio"] >= 0.8})
+    pg = info["pgbench"]
+    if pg.get("select_only") and pg.get("tpcb_like"):
+        user_read = by["user"]["rps"] / pg["select_only"]
+        distinct, repeated = post_distinct["rps"] / pg["tpcb_like"], post_1k["rps"] / pg["tpcb_like"]
+        targets += [
+            {"target": f"GET /users/{{id}} ≥ 0.25 × pgbench -S -M prepared -c{PGBENCH_CLIENTS} tps",
+             "value": f"{by['user']['rps']:,.0f} / {pg['select_only']:,.0f} = {user_read:.2f} ×",
+             "pass": user_read >= 0.25},
+            {"target": "authenticated create, distinct titles ≥ 0.7 × pgbench TPC-B-like tps",
+             "value": f"{post_distinct['rps']:,.0f} / {pg['tpcb_like']:,.0f} = {distinct:.2f} ×",
+             "pass": distinct >= 0.7},
+            {"target": "authenticated create, one title repeated (slugs -2, -3, …) ≥ 0.5 × pgbench TPC-B-like tps",
+             "value": f"{post_1k['rps']:,.0f} / {pg['tpcb_like']:,.0f} = {repeated:.2f} ×",
+             "pass": repeated >= 0.5},
+        ]
     unset_up = info["redis_unset_interleaved"]
     targets += [
         {"target": "cached item with REDIS_URL unset ≥ 0.8 × with Redis up (median of interleaved pairs)",
@@ -920,6 +974,7 @@ def main():
         "three_instances_peak_rss_mb": info["three_instances_peak_rss_mb"],
         "three_instances_acknowledgements": info["ack"],
         "redis_down_interleaved_against_redis_up": info["redis_down_interleaved"],
+        "pgbench_tps": {**info["pgbench"], "scale": PGBENCH_SCALE, "clients": PGBENCH_CLIENTS},
         "redis_unset_interleaved_against_redis_up": info["redis_unset_interleaved"],
         "bodies_bytes": {"item": info["item_bytes"], "listing_100": info["listing_bytes"]},
         "interleaved_against_the_ceiling": info["interleaved"],
