@@ -86,14 +86,21 @@ async fn list_endpoints_make_one_query_per_page_not_one_per_row() {
 
     let before = ALL_QUERIES.load(Ordering::SeqCst);
     let (contents, users, body) = queries_of(&app, "/api/v1/users?limit=10").await;
-    assert_eq!(ALL_QUERIES.load(Ordering::SeqCst) - before, 1, "a page of users");
+    assert_eq!(
+        ALL_QUERIES.load(Ordering::SeqCst) - before,
+        1,
+        "a page of users"
+    );
     assert_eq!(body.as_array().unwrap().len(), 10);
     assert!(body
         .as_array()
         .unwrap()
         .iter()
         .all(|u| u["contents"].as_array().unwrap().len() == 2));
-    assert_eq!(contents, 1, "one statement for the page of users and their items");
+    assert_eq!(
+        contents, 1,
+        "one statement for the page of users and their items"
+    );
     assert_eq!(users, 1, "the same statement");
 
     let (contents, _, body) = queries_of(&app, "/api/v1/content?limit=20").await;

@@ -22,11 +22,12 @@ pub fn insert(conn: &mut PgConnection, new_user: &NewUserRow) -> Result<UserRow,
 }
 
 /// Which users a read wants with their newest items.
+#[derive(Debug, Clone, Copy)]
 pub enum UserSelection {
     One(i64),
-    /// Ordered by id, after `after` (if any), at most `limit`.
+    /// Ordered by id, after `after` (0: from the start), at most `limit`.
     Page {
-        after: Option<i64>,
+        after: i64,
         limit: i64,
     },
 }
@@ -82,39 +83,76 @@ struct UserAndItem {
     item: Option<ContentRow>,
 }
 
+/// The statement of `with_newest_contents`: the users in a CTE, each
+/// joined to a LATERAL walk of the (user_id, created_at, id) index that
+/// stops after `per_user` items (a plain join would read and sort every
+/// item). Its text is fixed per selection, so unlike `sql_query` (which
+/// Diesel never keeps prepared) it is parsed and planned once per
+/// connection: a query fragment with a static id.
+#[derive(Debug, Clone, Copy)]
+struct NewestContents {
+    selection: UserSelection,
+    per_user: i64,
+}
+
+impl diesel::query_builder::QueryId for NewestContents {
+    type QueryId = Self;
+    // Two texts (one user, a page): told apart by the prepared-statement
+    // cache's SQL key, not the type.
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl diesel::query_builder::Query for NewestContents {
+    type SqlType = diesel::sql_types::Untyped;
+}
+
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for NewestContents {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> QueryResult<()> {
+        out.push_sql("WITH u AS (SELECT * FROM users WHERE ");
+        match &self.selection {
+            UserSelection::One(id) => {
+                out.push_sql("id = ");
+                out.push_bind_param::<BigInt, _>(id)?;
+            }
+            UserSelection::Page { after, limit } => {
+                out.push_sql("id > ");
+                out.push_bind_param::<BigInt, _>(after)?;
+                out.push_sql(" ORDER BY id LIMIT ");
+                out.push_bind_param::<BigInt, _>(limit)?;
+            }
+        }
+        out.push_sql(&format!(
+            ") SELECT u.id AS u_id, u.name AS u_name, u.email AS u_email, \
+                u.phone_number AS u_phone_number, u.country AS u_country, u.state AS u_state, \
+                u.role AS u_role, u.password_hash AS u_password_hash, \
+                u.created_at AS u_created_at, u.updated_at AS u_updated_at, {CONTENT_COLUMNS} \
+             FROM u LEFT JOIN LATERAL ( \
+                 SELECT * FROM contents WHERE contents.user_id = u.id \
+                     AND contents.status = 'published' \
+                 ORDER BY created_at DESC, id DESC LIMIT "
+        ));
+        out.push_bind_param::<BigInt, _>(&self.per_user)?;
+        out.push_sql(") AS c ON true ORDER BY u.id, c.created_at DESC, c.id DESC");
+        Ok(())
+    }
+}
+
+impl RunQueryDsl<PgConnection> for NewestContents {}
+
 /// Users and the newest `per_user` public items of each, in one statement:
-/// the users by primary key (or a keyset page of them), each joined to a
-/// LATERAL walk of the (user_id, created_at, id) index that stops after
-/// `per_user` items (a plain join would read and sort every item).
+/// the users by primary key (or a keyset page of them) and their items.
 pub fn with_newest_contents(
     conn: &mut PgConnection,
     selection: UserSelection,
     per_user: i64,
 ) -> Result<Vec<(UserRow, Vec<ContentRow>)>, DbError> {
-    let (users, id, limit) = match selection {
-        UserSelection::One(id) => ("SELECT * FROM users WHERE id = $1", id, 1),
-        UserSelection::Page { after, limit } => (
-            "SELECT * FROM users WHERE id > $1 ORDER BY id LIMIT $3",
-            after.unwrap_or(0),
-            limit,
-        ),
-    };
-    let rows: Vec<UserAndItem> = diesel::sql_query(format!(
-        "WITH u AS ({users}) \
-         SELECT u.id AS u_id, u.name AS u_name, u.email AS u_email, \
-                u.phone_number AS u_phone_number, u.country AS u_country, u.state AS u_state, \
-                u.role AS u_role, u.password_hash AS u_password_hash, \
-                u.created_at AS u_created_at, u.updated_at AS u_updated_at, {CONTENT_COLUMNS} \
-         FROM u LEFT JOIN LATERAL ( \
-             SELECT * FROM contents WHERE contents.user_id = u.id \
-                 AND contents.status = 'published' \
-             ORDER BY created_at DESC, id DESC LIMIT $2 \
-         ) AS c ON true \
-         ORDER BY u.id, c.created_at DESC, c.id DESC"
-    ))
-    .bind::<BigInt, _>(id)
-    .bind::<BigInt, _>(per_user)
-    .bind::<BigInt, _>(limit)
+    let rows: Vec<UserAndItem> = NewestContents {
+        selection,
+        per_user,
+    }
     .load(conn)?;
     let mut out: Vec<(UserRow, Vec<ContentRow>)> = Vec::new();
     for UserAndItem { user, item } in rows {

@@ -132,7 +132,7 @@ pub async fn list(
     } = query;
     // One extra user tells whether a next page exists.
     let selection = UserSelection::Page {
-        after: after_id,
+        after: after_id.unwrap_or(0),
         limit: limit + 1,
     };
     let mut users = db::interact(&ctx.pool, move |conn| {
