@@ -293,6 +293,9 @@ async fn a_redis_killed_frozen_and_restarted_never_makes_a_read_stale() {
     println!("38 writes, {reads} checked reads through kill, freeze, pause and restart");
 }
 
+/// A stale read: (instance, the acknowledged floor, item, listed) versions.
+type StaleRead = (usize, u64, u64, u64);
+
 /// Readers on every instance, each noting the last acknowledged version
 /// before it sends a read: an item or listing older than that is stale.
 /// The writes go round-robin over the instances, each acknowledged before
@@ -303,7 +306,7 @@ struct Checker {
     written: u64,
     acknowledged: Arc<AtomicU64>,
     done: Arc<AtomicBool>,
-    readers: Vec<tokio::task::JoinHandle<(u64, Vec<(usize, u64, u64, u64)>)>>,
+    readers: Vec<tokio::task::JoinHandle<(u64, Vec<StaleRead>)>>,
 }
 
 impl Checker {
