@@ -1,5 +1,7 @@
 use chrono::{DateTime, Utc};
+use diesel::pg::Pg;
 use diesel::prelude::*;
+use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::sql_types::{Array, BigInt, Float4, Nullable, Text, Timestamptz};
 
 use super::models::{AuthorRow, ContentRow, ContentState, ListingRow, NewContentRow, RevisionRow};
@@ -374,97 +376,109 @@ pub fn list(
     filter: &ListFilter,
     limit: i64,
 ) -> Result<Vec<ListingRow>, DbError> {
-    // The search text, when there is one, is always bound first: `$1`.
-    let rank = format!("ts_rank({SEARCH_VECTOR}, websearch_to_tsquery('english', $1))");
-    let mut query = diesel::sql_query(format!(
-        "SELECT {CONTENT_COLUMNS}, \
-         u.name AS author_name, u.country AS author_country, u.state AS author_state, \
-         u.created_at AS author_created_at, {} AS rank \
-         FROM contents c JOIN users u ON u.id = c.user_id WHERE TRUE",
-        if filter.search.is_some() {
-            rank.as_str()
+    Ok(Listing { filter, limit }.load(conn)?)
+}
+
+/// The statement of `list`. Its text depends only on the filter's shape
+/// (which conditions, which order), never on its values, so Diesel keeps
+/// one prepared statement per shape (a `sql_query` would be parsed and
+/// planned on every read).
+struct Listing<'a> {
+    filter: &'a ListFilter,
+    limit: i64,
+}
+
+impl QueryId for Listing<'_> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl diesel::query_builder::Query for Listing<'_> {
+    type SqlType = diesel::sql_types::Untyped;
+}
+
+impl RunQueryDsl<PgConnection> for Listing<'_> {}
+
+impl QueryFragment<Pg> for Listing<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        let filter = self.filter;
+        // The search text, when there is one, is always bound first: `$1`.
+        let rank = format!("ts_rank({SEARCH_VECTOR}, websearch_to_tsquery('english', $1))");
+        out.push_sql(&format!(
+            "SELECT {CONTENT_COLUMNS}, \
+             u.name AS author_name, u.country AS author_country, u.state AS author_state, \
+             u.created_at AS author_created_at, {} AS rank \
+             FROM contents c JOIN users u ON u.id = c.user_id WHERE TRUE",
+            if filter.search.is_some() {
+                rank.as_str()
+            } else {
+                "NULL::real"
+            }
+        ));
+        if let Some(search) = &filter.search {
+            out.push_sql(&format!(
+                " AND {SEARCH_VECTOR} @@ websearch_to_tsquery('english', "
+            ));
+            out.push_bind_param::<Text, _>(search)?;
+            out.push_sql(")");
+        }
+        match &filter.visibility {
+            // A literal, so the partial indexes of published items apply.
+            Visibility::Public => out.push_sql(" AND c.status = 'published'"),
+            Visibility::Own { status, owner } => {
+                if let Some(status) = status {
+                    out.push_sql(" AND c.status = ");
+                    out.push_bind_param::<Text, _>(status)?;
+                }
+                if let Some(owner) = owner {
+                    out.push_sql(" AND c.user_id = ");
+                    out.push_bind_param::<BigInt, _>(owner)?;
+                }
+            }
+        }
+        if let Some(user_id) = &filter.user_id {
+            out.push_sql(" AND c.user_id = ");
+            out.push_bind_param::<BigInt, _>(user_id)?;
+        }
+        if !filter.tags.is_empty() {
+            out.push_sql(" AND c.tags @> ");
+            out.push_bind_param::<Array<Text>, _>(&filter.tags)?;
+            out.push_sql("::text[]");
+        }
+        let (time_column, direction) = match filter.order {
+            Order::Newest | Order::Rank => ("c.created_at", "DESC"),
+            Order::Oldest => ("c.created_at", "ASC"),
+            Order::Updated => ("c.updated_at", "DESC"),
+        };
+        let beyond = if direction == "DESC" { "<" } else { ">" };
+        match &filter.after {
+            Some(After::Time(at, id)) => {
+                out.push_sql(&format!(" AND ({time_column}, c.id) {beyond} ("));
+                out.push_bind_param::<Timestamptz, _>(at)?;
+                out.push_sql(", ");
+                out.push_bind_param::<BigInt, _>(id)?;
+                out.push_sql(")");
+            }
+            Some(After::Rank(last_rank, id)) => {
+                out.push_sql(&format!(" AND ({rank}, c.id) < ("));
+                out.push_bind_param::<Float4, _>(last_rank)?;
+                out.push_sql(", ");
+                out.push_bind_param::<BigInt, _>(id)?;
+                out.push_sql(")");
+            }
+            None => {}
+        }
+        if filter.order == Order::Rank {
+            out.push_sql(" ORDER BY rank DESC, c.id DESC");
         } else {
-            "NULL::real"
+            out.push_sql(&format!(
+                " ORDER BY {time_column} {direction}, c.id {direction}"
+            ));
         }
-    ))
-    .into_boxed();
-    let mut count = 0;
-    let mut placeholder = || {
-        count += 1;
-        format!("${count}")
-    };
-    if let Some(search) = &filter.search {
-        query = query
-            .sql(format!(
-                " AND {SEARCH_VECTOR} @@ websearch_to_tsquery('english', {})",
-                placeholder()
-            ))
-            .bind::<Text, _>(search.clone());
+        out.push_sql(" LIMIT ");
+        out.push_bind_param::<BigInt, _>(&self.limit)?;
+        Ok(())
     }
-    match &filter.visibility {
-        // A literal, so the partial indexes of published items apply.
-        Visibility::Public => query = query.sql(" AND c.status = 'published'"),
-        Visibility::Own { status, owner } => {
-            if let Some(status) = status {
-                query = query
-                    .sql(format!(" AND c.status = {}", placeholder()))
-                    .bind::<Text, _>(*status);
-            }
-            if let Some(owner) = owner {
-                query = query
-                    .sql(format!(" AND c.user_id = {}", placeholder()))
-                    .bind::<BigInt, _>(*owner);
-            }
-        }
-    }
-    if let Some(user_id) = filter.user_id {
-        query = query
-            .sql(format!(" AND c.user_id = {}", placeholder()))
-            .bind::<BigInt, _>(user_id);
-    }
-    if !filter.tags.is_empty() {
-        query = query
-            .sql(format!(" AND c.tags @> {}::text[]", placeholder()))
-            .bind::<Array<Text>, _>(filter.tags.clone());
-    }
-    let (time_column, direction) = match filter.order {
-        Order::Newest | Order::Rank => ("c.created_at", "DESC"),
-        Order::Oldest => ("c.created_at", "ASC"),
-        Order::Updated => ("c.updated_at", "DESC"),
-    };
-    let beyond = if direction == "DESC" { "<" } else { ">" };
-    match filter.after {
-        Some(After::Time(at, id)) => {
-            query = query
-                .sql(format!(
-                    " AND ({time_column}, c.id) {beyond} ({}, {})",
-                    placeholder(),
-                    placeholder()
-                ))
-                .bind::<Timestamptz, _>(at)
-                .bind::<BigInt, _>(id);
-        }
-        Some(After::Rank(last_rank, id)) => {
-            query = query
-                .sql(format!(
-                    " AND ({rank}, c.id) < ({}, {})",
-                    placeholder(),
-                    placeholder()
-                ))
-                .bind::<Float4, _>(last_rank)
-                .bind::<BigInt, _>(id);
-        }
-        None => {}
-    }
-    query = query.sql(if filter.order == Order::Rank {
-        " ORDER BY rank DESC, c.id DESC".to_owned()
-    } else {
-        format!(" ORDER BY {time_column} {direction}, c.id {direction}")
-    });
-    Ok(query
-        .sql(format!(" LIMIT {}", placeholder()))
-        .bind::<BigInt, _>(limit)
-        .load(conn)?)
 }
 
 #[derive(Debug, QueryableByName)]
