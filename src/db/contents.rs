@@ -451,22 +451,20 @@ impl QueryFragment<Pg> for Listing<'_> {
             Order::Updated => ("c.updated_at", "DESC"),
         };
         let beyond = if direction == "DESC" { "<" } else { ">" };
-        match &filter.after {
-            Some(After::Time(at, id)) => {
-                out.push_sql(&format!(" AND ({time_column}, c.id) {beyond} ("));
-                out.push_bind_param::<Timestamptz, _>(at)?;
-                out.push_sql(", ");
-                out.push_bind_param::<BigInt, _>(id)?;
-                out.push_sql(")");
+        // The cursor: the row after (position, id) in the listing's order.
+        if let Some(after) = &filter.after {
+            let (position, id) = match after {
+                After::Time(_, id) => (format!("{time_column}, c.id) {beyond} ("), id),
+                After::Rank(_, id) => (format!("{rank}, c.id) < ("), id),
+            };
+            out.push_sql(&format!(" AND ({position}"));
+            match after {
+                After::Time(at, _) => out.push_bind_param::<Timestamptz, _>(at)?,
+                After::Rank(last_rank, _) => out.push_bind_param::<Float4, _>(last_rank)?,
             }
-            Some(After::Rank(last_rank, id)) => {
-                out.push_sql(&format!(" AND ({rank}, c.id) < ("));
-                out.push_bind_param::<Float4, _>(last_rank)?;
-                out.push_sql(", ");
-                out.push_bind_param::<BigInt, _>(id)?;
-                out.push_sql(")");
-            }
-            None => {}
+            out.push_sql(", ");
+            out.push_bind_param::<BigInt, _>(id)?;
+            out.push_sql(")");
         }
         if filter.order == Order::Rank {
             out.push_sql(" ORDER BY rank DESC, c.id DESC");
