@@ -99,17 +99,20 @@ impl Keys {
         format!("{}cache:listing_version:{LISTINGS}", self.prefix)
     }
 
-    /// SCAN patterns of everything the recovery flush deletes: values,
-    /// companions, leases and the tag set (not the listing version, which
-    /// the flush replaces).
-    pub fn flushed_families(&self) -> [String; 6] {
+    /// SCAN patterns of what the recovery flush deletes key by key, in
+    /// this order: items and their leases, then next-page cursors before
+    /// the pages they belong to, so a page stored while the walk runs never
+    /// loses its cursor and keeps its page. The tag set is not among them:
+    /// deleting it apart from its members would leave a page stored during
+    /// the walk out of every later invalidation; the flush ends with the
+    /// listing invalidation instead, which deletes both at once.
+    pub fn flushed_families(&self) -> [String; 5] {
         [
             format!("{}content:*", self.prefix),
+            format!("{}cache:lease:*", self.prefix),
+            format!("{}cache:next:*", self.prefix),
             format!("{}content_with_user:*", self.prefix),
             format!("{}content_tags:*", self.prefix),
-            format!("{}cache:next:*", self.prefix),
-            format!("{}cache:lease:*", self.prefix),
-            format!("{}cache:listing_keys:*", self.prefix),
         ]
     }
 }

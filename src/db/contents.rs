@@ -5,7 +5,7 @@ use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::sql_types::{Array, BigInt, Float4, Nullable, Text, Timestamptz};
 
 use super::models::{AuthorRow, ContentRow, ContentState, ListingRow, NewContentRow, RevisionRow};
-use super::schema::{content_revisions, content_slugs, contents, slug_counters, users};
+use super::schema::{content_revisions, content_slugs, contents, users};
 use super::DbError;
 
 /// The one status every reader may see.
@@ -54,55 +54,117 @@ struct SlugRow {
     slug: String,
 }
 
-/// Whether `slug` was ever claimed.
-pub fn slug_taken(conn: &mut PgConnection, slug: &str) -> Result<bool, DbError> {
-    Ok(diesel::select(diesel::dsl::exists(
-        content_slugs::table.filter(content_slugs::slug.eq(slug)),
-    ))
-    .get_result(conn)?)
+/// Claims `base` for item `id`, else `{base}-{n}` with the next number
+/// (`claim_generated_slug` in the migrations); returns the slug claimed.
+/// The number's row lock lasts until the commit.
+pub fn claim_generated_slug(
+    conn: &mut PgConnection,
+    base: &str,
+    id: i64,
+) -> Result<String, DbError> {
+    diesel::define_sql_function!(fn claim_generated_slug(base: Text, id: BigInt) -> Text);
+    Ok(diesel::select(claim_generated_slug(base, id)).get_result(conn)?)
 }
 
-/// The smallest `n` ≥ 2 such that `{base}-{n}` was never used.
-fn first_unused_number(conn: &mut PgConnection, base: &str) -> Result<i64, DbError> {
-    // The column is in the "C" collation, so this range is exactly the
-    // slugs starting with `base-` ('.' follows '-' in ASCII).
-    let slugs: Vec<String> = content_slugs::table
-        .filter(content_slugs::slug.gt(format!("{base}-")))
-        .filter(content_slugs::slug.lt(format!("{base}.")))
-        .select(content_slugs::slug)
-        .load(conn)?;
-    let used: std::collections::HashSet<i64> = slugs
-        .iter()
-        .filter_map(|slug| slug[base.len() + 1..].parse().ok())
-        .collect();
-    Ok((2..)
-        .find(|n| !used.contains(n))
-        .expect("a finite set leaves a number free"))
+/// A new item, as `create_content` (see the migrations) takes it.
+pub struct NewItem<'a> {
+    pub title: &'a str,
+    pub content: &'a str,
+    pub image: Option<&'a str>,
+    pub user_id: i64,
+    pub status: &'a str,
+    pub publish_at: Option<DateTime<Utc>>,
+    /// The slug asked for, or the base of the one to generate.
+    pub slug: &'a str,
+    pub slug_generated: bool,
+    pub tags: &'a [String],
+    pub updated_by: i64,
+    /// Records the invalidation of every listing in the outbox.
+    pub invalidates: bool,
 }
 
-/// A number for a generated `{base}-{n}` (n ≥ 2) that no other caller gets:
-/// one more than the last one given, or, the first time for `base`, the
-/// first unused one (read once per base). The slug may still have been
-/// chosen by a client: the caller claims it and asks again if it was.
-/// Outside a transaction its row lock lasts this statement; inside one,
-/// until the commit.
-pub fn next_slug_number(conn: &mut PgConnection, base: &str) -> Result<i64, DbError> {
-    let bumped = diesel::update(slug_counters::table.find(base))
-        .set(slug_counters::last.eq(slug_counters::last + 1))
-        .returning(slug_counters::last)
-        .get_result(conn)
-        .optional()?;
-    if let Some(number) = bumped {
-        return Ok(number);
+/// A created item with its author, and its outbox record's id.
+#[derive(QueryableByName)]
+pub struct CreatedRow {
+    #[diesel(embed)]
+    pub content: ContentRow,
+    #[diesel(sql_type = Text)]
+    pub author_name: String,
+    #[diesel(sql_type = Text)]
+    pub author_country: String,
+    #[diesel(sql_type = Text)]
+    pub author_state: String,
+    #[diesel(sql_type = Timestamptz)]
+    pub author_created_at: DateTime<Utc>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub outbox_id: Option<i64>,
+}
+
+impl CreatedRow {
+    pub fn author(&self) -> AuthorRow {
+        AuthorRow {
+            id: self.content.user_id,
+            name: self.author_name.clone(),
+            country: self.author_country.clone(),
+            state: self.author_state.clone(),
+            created_at: self.author_created_at,
+        }
     }
-    let first = first_unused_number(conn, base)?;
-    Ok(diesel::insert_into(slug_counters::table)
-        .values((slug_counters::base.eq(base), slug_counters::last.eq(first)))
-        .on_conflict(slug_counters::base)
-        .do_update()
-        .set(slug_counters::last.eq(slug_counters::last + 1))
-        .returning(slug_counters::last)
-        .get_result(conn)?)
+}
+
+/// Creates an item in one statement, its own transaction: the slug claim,
+/// the row, the outbox record and the author for the answer. `None`: the
+/// slug asked for is taken.
+pub fn create(conn: &mut PgConnection, item: &NewItem<'_>) -> Result<Option<CreatedRow>, DbError> {
+    Ok(Create(item).load::<CreatedRow>(conn)?.pop())
+}
+
+/// The statement of `create`, kept prepared (a `sql_query` is parsed and
+/// planned on every call).
+struct Create<'a>(&'a NewItem<'a>);
+
+/// `Create`'s statement cache key: its text never changes.
+pub struct CreateStatement;
+
+impl QueryId for Create<'_> {
+    type QueryId = CreateStatement;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl diesel::query_builder::Query for Create<'_> {
+    type SqlType = diesel::sql_types::Untyped;
+}
+
+impl RunQueryDsl<PgConnection> for Create<'_> {}
+
+impl QueryFragment<Pg> for Create<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        let item = self.0;
+        out.push_sql("SELECT * FROM create_content(");
+        out.push_bind_param::<Text, _>(&item.title)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&item.content)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Text>, _>(&item.image)?;
+        out.push_sql(", ");
+        out.push_bind_param::<BigInt, _>(&item.user_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&item.status)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Timestamptz>, _>(&item.publish_at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&item.slug)?;
+        out.push_sql(", ");
+        out.push_bind_param::<diesel::sql_types::Bool, _>(&item.slug_generated)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&item.tags)?;
+        out.push_sql(", ");
+        out.push_bind_param::<BigInt, _>(&item.updated_by)?;
+        out.push_sql(", ");
+        out.push_bind_param::<diesel::sql_types::Bool, _>(&item.invalidates)?;
+        out.push_sql(")");
+        Ok(())
+    }
 }
 
 /// The item a slug belongs to: `None` if the slug was never claimed or its

@@ -15,14 +15,15 @@ use super::contents::{may_see_unpublished, representation, representation_of};
 use super::invalidation;
 use super::pagination::{self, DEFAULT_LIMIT, MAX_LIMIT};
 use super::precondition::Precondition;
-use super::transaction::{in_transaction, in_transaction_after, Abort};
+use super::transaction::{in_transaction, Abort};
 use super::users::Page;
 use super::validation::Fields;
 use super::views::{Content, ContentWithUser, Revision};
 use super::{AppContext, AppError};
 use crate::cache::outbox::Recorded;
+use crate::db::contents::NewItem;
 use crate::db::contents::PUBLISHED;
-use crate::db::models::{AuthorRow, ContentRow, ContentState, NewContentRow};
+use crate::db::models::{AuthorRow, ContentRow, ContentState};
 use crate::db::{self, DbError};
 
 /// Editorial settings (`REVISIONS_KEPT`, `REQUIRE_IF_MATCH`).
@@ -47,44 +48,6 @@ fn changed(id: i64) -> AppError {
     AppError::PreconditionFailed(format!("Content with id {id} has changed"))
 }
 
-/// Claims `{base}`, else `{base}-{n}` with the next number (n ≥ 2).
-pub fn claim_generated_slug(
-    conn: &mut PgConnection,
-    base: &str,
-    id: i64,
-) -> Result<String, DbError> {
-    if db::contents::claim_slug(conn, base, id)? {
-        return Ok(base.to_owned());
-    }
-    loop {
-        let candidate = format!("{base}-{}", db::contents::next_slug_number(conn, base)?);
-        // Taken only if a client chose it, or it was used before the counter.
-        if db::contents::claim_slug(conn, &candidate, id)? {
-            return Ok(candidate);
-        }
-    }
-}
-
-/// A new item's slug: chosen by the client, or generated from its title
-/// (`base`), first proposed before its transaction.
-enum SlugChoice {
-    Chosen(String),
-    Generated(String),
-    Proposed { slug: String, base: String },
-}
-
-/// The slug a new item titled `base` will most likely get, found before
-/// its transaction: `base` while it is free, else `{base}-{n}` with a
-/// number no concurrent creator gets. Claiming it in the transaction then
-/// waits for no other creator with the same title.
-fn propose_generated_slug(conn: &mut PgConnection, base: &str) -> Result<String, DbError> {
-    let mut candidate = base.to_owned();
-    while db::contents::slug_taken(conn, &candidate)? {
-        candidate = format!("{base}-{}", db::contents::next_slug_number(conn, base)?);
-    }
-    Ok(candidate)
-}
-
 /// The write's answer: the item, and the tag of its representation
 /// (serialised once, without copying the body).
 fn written(row: ContentRow, author: AuthorRow) -> Result<Written, AppError> {
@@ -100,10 +63,11 @@ fn written(row: ContentRow, author: AuthorRow) -> Result<Written, AppError> {
 }
 
 /// `POST /post-content`: as the caller, or (admins only) as another user.
+/// One statement after the bearer check (see `db::contents::create`).
 pub async fn create(
     ctx: &AppContext,
     caller: Principal,
-    mut input: NewContent,
+    input: NewContent,
 ) -> Result<Written, AppError> {
     caller.require_scope(Scope::ContentWrite)?;
     let owner = match input.user_id {
@@ -112,59 +76,48 @@ pub async fn create(
         Some(_) => return Err(AppError::forbidden()),
     };
     let public = input.status == Status::Published;
-    let choice = match input.slug.take() {
-        Some(slug) => SlugChoice::Chosen(slug),
-        None => SlugChoice::Generated(slug_of_title(&input.title)),
-    };
-    let propose = move |conn: &mut PgConnection| match choice {
-        SlugChoice::Generated(base) => Ok(SlugChoice::Proposed {
-            slug: propose_generated_slug(conn, &base)?,
-            base,
-        }),
-        chosen => Ok(chosen),
-    };
-    let (row, author, recorded) = in_transaction_after(ctx, propose, move |conn, choice| {
-        let id = db::contents::next_id(conn)?;
-        let slug = match choice {
-            SlugChoice::Chosen(slug) if db::contents::claim_slug(conn, &slug, id)? => slug,
-            SlugChoice::Chosen(_) => return Err(slug_in_use().into()),
-            SlugChoice::Proposed { slug, .. } if db::contents::claim_slug(conn, &slug, id)? => slug,
-            SlugChoice::Proposed { base, .. } | SlugChoice::Generated(base) => {
-                claim_generated_slug(conn, &base, id)?
-            }
+    let created = db::interact(&ctx.pool, move |conn| {
+        let (slug, slug_generated) = match &input.slug {
+            Some(slug) => (slug.clone(), false),
+            None => (slug_of_title(&input.title), true),
         };
-        let new_row = NewContentRow {
-            id,
-            title: input.title,
-            content: input.content,
-            image: input.image,
-            user_id: owner,
-            status: input.status.as_str().to_owned(),
-            publish_at: input.publish_at,
-            slug,
-            tags: input.tags,
-            updated_by: caller.user_id,
-        };
-        let row = match db::contents::insert(conn, &new_row) {
-            Err(DbError::ForeignKeyViolation(_)) => {
-                return Err(AppError::user_not_found(owner).into())
-            }
-            other => other?,
-        };
-        let (row, author) = db::contents::find_with_author(conn, row.id)?
-            .ok_or_else(|| AppError::user_not_found(owner))?;
-        // A new public item shows in listings; it was in no item's entry.
-        let recorded = public
-            .then(|| invalidation::record(conn, Vec::new()))
-            .transpose()?;
-        Ok((row, author, recorded))
+        db::contents::create(
+            conn,
+            &NewItem {
+                title: &input.title,
+                content: &input.content,
+                image: input.image.as_deref(),
+                user_id: owner,
+                status: input.status.as_str(),
+                publish_at: input.publish_at,
+                slug: &slug,
+                slug_generated,
+                tags: &input.tags,
+                updated_by: caller.user_id,
+                // A new public item shows in listings; it was in no item's entry.
+                invalidates: public,
+            },
+        )
     })
-    .await?;
-    match recorded {
-        Some(recorded) => invalidation::complete(ctx, recorded).await,
+    .await;
+    let created = match created {
+        Ok(Some(created)) => created,
+        Ok(None) => return Err(slug_in_use()),
+        Err(DbError::ForeignKeyViolation(_)) => return Err(AppError::user_not_found(owner)),
+        Err(err) => return Err(err.into()),
+    };
+    match created.outbox_id {
+        Some(id) => {
+            let recorded = Recorded {
+                id,
+                items: Vec::new(),
+            };
+            invalidation::complete(ctx, recorded).await
+        }
         None => ctx.schedule_changed.notify_one(),
     }
-    written(row, author)
+    let author = created.author();
+    written(created.content, author)
 }
 
 /// The item, locked, if `caller` may change it: 404 if it does not exist

@@ -3,7 +3,6 @@
 use diesel::prelude::*;
 
 use super::content_input::slug_of_title;
-use super::editorial::claim_generated_slug;
 use super::{AppContext, AppError};
 use crate::db::contents::PUBLISHED;
 use crate::db::models::{NewContentRow, NewUserRow};
@@ -106,7 +105,8 @@ pub async fn run(ctx: &AppContext) -> Result<SeedReport, AppError> {
                     .get_result::<bool>(conn)?;
                     if !exists {
                         let id = db::contents::next_id(conn)?;
-                        let slug = claim_generated_slug(conn, &slug_of_title(title), id)?;
+                        let slug =
+                            db::contents::claim_generated_slug(conn, &slug_of_title(title), id)?;
                         db::contents::insert(
                             conn,
                             &NewContentRow {

@@ -37,24 +37,10 @@ pub async fn in_transaction<T: Send + 'static>(
     ctx: &AppContext,
     change: impl FnOnce(&mut PgConnection) -> Result<T, Abort> + Send + 'static,
 ) -> Result<T, AppError> {
-    in_transaction_after(ctx, |_| Ok(()), move |conn, ()| change(conn)).await
-}
-
-/// Runs `prepare` on the connection before the transaction (each of its
-/// statements commits at once, so its locks last one statement), then
-/// `change` in one transaction with what `prepare` found.
-pub async fn in_transaction_after<P: Send + 'static, T: Send + 'static>(
-    ctx: &AppContext,
-    prepare: impl FnOnce(&mut PgConnection) -> Result<P, DbError> + Send + 'static,
-    change: impl FnOnce(&mut PgConnection, P) -> Result<T, Abort> + Send + 'static,
-) -> Result<T, AppError> {
-    db::interact(&ctx.pool, move |conn| {
-        let prepared = prepare(conn)?;
-        match conn.transaction(|conn| change(conn, prepared)) {
-            Ok(done) => Ok(Ok(done)),
-            Err(Abort::Refused(refusal)) => Ok(Err(refusal)),
-            Err(Abort::Db(err)) => Err(err),
-        }
+    db::interact(&ctx.pool, move |conn| match conn.transaction(change) {
+        Ok(done) => Ok(Ok(done)),
+        Err(Abort::Refused(refusal)) => Ok(Err(refusal)),
+        Err(Abort::Db(err)) => Err(err),
     })
     .await?
 }

@@ -1218,6 +1218,57 @@ async fn a_flush_empties_every_layer_of_every_instance() {
     }
 }
 
+/// Pages stored by another instance while a flush walks the keyspace stay
+/// in the tag set, so the next write still deletes every one of them (a
+/// flush that deleted the tag set apart from its members left such a page
+/// served, stale, until its TTL).
+#[tokio::test]
+async fn pages_stored_during_a_flush_are_deleted_by_the_next_write() {
+    let flusher = TestApp::spawn_with(|s| {
+        crate::helpers::use_redis(s);
+        s.l1_cache_bytes = 0;
+    })
+    .await;
+    let reader = Arc::new(TestApp::start(flusher.settings.clone(), None).await);
+    let user = flusher.new_user().await;
+    for n in 0..3 {
+        flusher.post_item(&user, &format!("Listed {n}")).await;
+    }
+    let admin = flusher.new_admin().await;
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let readers: Vec<_> = (0..4)
+        .map(|reader_no| {
+            let (reader, done) = (reader.clone(), done.clone());
+            tokio::spawn(async move {
+                let mut limit = reader_no;
+                while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                    limit = limit % 40 + 1;
+                    reader.get(&format!("/api/v1/content?limit={limit}")).await;
+                }
+            })
+        })
+        .collect();
+    for _ in 0..100 {
+        let flushed = flusher
+            .request(Method::POST, "/api/v1/admin/cache/flush")
+            .bearer_auth(&admin.token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(flushed.status(), 204);
+    }
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    for reader in readers {
+        reader.await.unwrap();
+    }
+    flusher.post_item(&user, "After the flushes").await;
+    assert_eq!(
+        flusher.scan(&flusher.key("content_with_user*")).await,
+        Vec::<String>::new(),
+        "pages left after a write"
+    );
+}
+
 #[tokio::test]
 async fn a_flush_without_redis_is_a_503_problem() {
     let mut redis = OwnRedis::start_on(free_port()).await;

@@ -397,18 +397,32 @@ async fn a_scheduled_item_becomes_public_on_every_instance_within_a_second() {
             if seen_at[n].is_some() {
                 continue;
             }
-            let now = chrono::Utc::now();
             let listed = public_ids(app, "").await;
             let response = app.get(&path).await;
+            // A read answered before the due time must not see it public
+            // (one sent earlier may be answered later, on a loaded machine).
+            let answered = chrono::Utc::now();
             if response.status() == 200 {
                 assert!(
-                    now >= due - chrono::Duration::milliseconds(50),
+                    answered >= due - chrono::Duration::milliseconds(50),
                     "public before its time"
                 );
                 let item: Value = response.json().await.unwrap();
                 assert_eq!(item["status"], "published");
                 assert_eq!(item["version"], 2);
-                assert!(listed.contains(&id) || public_ids(app, "").await.contains(&id));
+                // The item may be read from PostgreSQL between the
+                // publication's commit and its invalidation of the listings
+                // (no client waits on it): listed soon after, not at once.
+                let listed_soon = async {
+                    while !public_ids(app, "").await.contains(&id) {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                };
+                let in_time = tokio::time::timeout(Duration::from_millis(500), listed_soon).await;
+                assert!(
+                    listed.contains(&id) || in_time.is_ok(),
+                    "not listed once public"
+                );
                 seen_at[n] = Some(chrono::Utc::now());
             } else {
                 assert_eq!(response.status(), 404);

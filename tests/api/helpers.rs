@@ -224,6 +224,10 @@ impl TestApp {
         database: Option<TestDatabase>,
         hooks: Hooks,
     ) -> TestApp {
+        // `TEST_LOG=1`: the servers' logs (filtered by `RUST_LOG`) on stdout.
+        if std::env::var_os("TEST_LOG").is_some() {
+            content_api::telemetry::init(content_api::config::LogFormat::Pretty);
+        }
         let app = Application::build_with_hooks(settings.clone(), hooks)
             .await
             .expect("the application builds");

@@ -635,13 +635,11 @@ async fn a_cluster_primary_killed_under_the_checker(key_of: fn(&TestApp, i64) ->
 }
 
 #[tokio::test]
-#[ignore = "a stale listing or item after a cluster primary is killed, about 1 run in 12: open in issue 21 (session note)"]
 async fn the_cluster_primary_of_the_items_key_killed_makes_no_read_stale() {
     a_cluster_primary_killed_under_the_checker(|app, id| app.keys().item(id)).await;
 }
 
 #[tokio::test]
-#[ignore = "a stale listing or item after a cluster primary is killed, about 1 run in 12: open in issue 21 (session note)"]
 async fn the_cluster_primary_of_the_listings_keys_killed_makes_no_read_stale() {
     a_cluster_primary_killed_under_the_checker(|app, _| app.keys().listing("all")).await;
 }

@@ -9,12 +9,12 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use redis::{RedisResult, Value};
+use redis::{RedisResult, Script, Value};
 use tokio::sync::Notify;
 
 use super::cluster::{by_address, primaries};
 use super::connection::{Connection, Deployment};
-use super::token;
+use super::{token, LISTING_INVALIDATE};
 use crate::cache::Keys;
 
 /// Consecutive failures (errors or timeouts) that open the circuit.
@@ -260,9 +260,10 @@ async fn ping(conn: &mut Connection) -> RedisResult<()> {
     }
 }
 
-/// Replaces the listing version and deletes every key of the service's
+/// Replaces the listing version, deletes every key of the service's
 /// families on every primary (SCAN + UNLINK: a rare, recovery-only walk of
-/// the keyspace).
+/// the keyspace), then invalidates the listings (their tag set with its
+/// members, atomically: whatever was stored during the walk).
 pub(super) async fn flush(conn: &mut Connection, keys: &Keys) -> RedisResult<()> {
     bounded(
         redis::cmd("SET")
@@ -280,6 +281,7 @@ pub(super) async fn flush(conn: &mut Connection, keys: &Keys) -> RedisResult<()>
             .collect(),
     };
     for node in nodes {
+        let mut deleted = 0;
         for pattern in keys.flushed_families() {
             let mut cursor: u64 = 0;
             loop {
@@ -296,16 +298,22 @@ pub(super) async fn flush(conn: &mut Connection, keys: &Keys) -> RedisResult<()>
                     (_, any) => bounded(scan.query_async::<Value>(any)).await?,
                 };
                 let (next, batch): (u64, Vec<String>) = redis::from_redis_value(reply)?;
-                if !batch.is_empty() {
-                    bounded(redis::cmd("UNLINK").arg(&batch).query_async::<i64>(conn)).await?;
-                }
+                deleted += unlink(conn, &batch).await?;
                 if next == 0 {
                     break;
                 }
                 cursor = next;
             }
         }
+        tracing::debug!(?node, deleted, "redis flushed");
     }
+    let script = Script::new(LISTING_INVALIDATE);
+    let mut listings = script.prepare_invoke();
+    listings
+        .key(keys.listing_version())
+        .key(keys.listing_tags())
+        .arg(token());
+    bounded(listings.invoke_async::<i64>(conn)).await?;
     bounded(
         redis::cmd("UNLINK")
             .arg(keys.all_contents())
@@ -313,4 +321,24 @@ pub(super) async fn flush(conn: &mut Connection, keys: &Keys) -> RedisResult<()>
     )
     .await?;
     Ok(())
+}
+
+/// Deletes `batch`: in one command on one server; key by key on a
+/// cluster, where a multi-slot `UNLINK` leaves out a shard without a live
+/// connection and still reports success.
+async fn unlink(conn: &mut Connection, batch: &[String]) -> RedisResult<i64> {
+    if batch.is_empty() {
+        return Ok(0);
+    }
+    if let Connection::Single(single) = conn {
+        return bounded(redis::cmd("UNLINK").arg(batch).query_async(single)).await;
+    }
+    let each = batch.iter().map(|key| {
+        let mut conn = conn.clone();
+        async move { bounded(redis::cmd("UNLINK").arg(key).query_async::<i64>(&mut conn)).await }
+    });
+    Ok(futures_util::future::try_join_all(each)
+        .await?
+        .into_iter()
+        .sum())
 }
