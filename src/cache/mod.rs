@@ -85,6 +85,8 @@ pub struct Cache {
     metrics: Arc<Metrics>,
     before_l1_fill: Option<PauseHook>,
     slug_owners: SlugOwners,
+    /// Completed outbox records, deleted in batches (`outbox.rs`).
+    completed: tokio::sync::mpsc::UnboundedSender<i64>,
 }
 
 /// A pause point: called with a cache key, it may hold the request (a test
@@ -152,6 +154,8 @@ impl Cache {
         if let Some(redis) = &redis {
             redis.share_mark(coherence.clone());
         }
+        let (completed, to_forget) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(outbox::forget_completed(coherence.clone(), to_forget));
         let cache = Self {
             keys,
             ttl_seconds: settings.ttl_seconds,
@@ -161,6 +165,7 @@ impl Cache {
             metrics,
             before_l1_fill: settings.before_l1_fill,
             slug_owners: SlugOwners::new(),
+            completed,
         };
         tokio::spawn(outbox::sweep(cache.clone()));
         Ok(cache)
@@ -388,8 +393,12 @@ impl Cache {
     pub async fn complete(&self, recorded: Recorded) {
         self.invalidate_everywhere(Some(&recorded.items), false)
             .await;
-        let cache = self.clone();
-        tokio::spawn(async move { outbox::forget(&cache, vec![recorded.id]).await });
+        self.forget(recorded.id);
+    }
+
+    /// A completed outbox record, to delete with the next batch.
+    fn forget(&self, id: i64) {
+        let _ = self.completed.send(id);
     }
 
     /// `None`: everything (the admin flush, after Redis was flushed).

@@ -6,8 +6,12 @@
 //! write answered by nobody still reaches every cache within about two
 //! seconds of its commit.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use super::coherence::Coherence;
 use super::Cache;
 
 /// A record's age before any instance completes it.
@@ -69,20 +73,29 @@ pub async fn sweep(cache: Cache) {
             "completing invalidations whose writer did not"
         );
         cache.invalidate_everywhere(Some(&items), false).await;
-        forget(&cache, ids).await;
+        for id in ids {
+            cache.forget(id);
+        }
     }
 }
 
-/// Deletes completed records (a record left behind is completed again by
-/// the sweep: harmless, an invalidation is idempotent).
-pub async fn forget(cache: &Cache, ids: Vec<i64>) {
-    let Some(client) = cache.coherence.client() else {
-        return;
-    };
-    let deleted = client
-        .execute("DELETE FROM cache_outbox WHERE id = ANY($1)", &[&ids])
-        .await;
-    if let Err(err) = deleted {
-        tracing::debug!(error = %err, "deleting completed invalidations failed");
+/// Deletes completed records, batched: every id sent while one delete runs
+/// goes into the next. Committed without waiting for the WAL flush (a
+/// record lost in a crash is completed again by the sweep: harmless, an
+/// invalidation is idempotent), so a write costs no second flush.
+pub async fn forget_completed(coherence: Arc<Coherence>, mut completed: UnboundedReceiver<i64>) {
+    const FORGET: &str = "WITH forgotten AS (DELETE FROM cache_outbox WHERE id = ANY($1)) \
+         SELECT set_config('synchronous_commit', 'off', true)";
+    while let Some(first) = completed.recv().await {
+        let mut ids = vec![first];
+        while let Ok(id) = completed.try_recv() {
+            ids.push(id);
+        }
+        let Some(client) = coherence.client() else {
+            continue;
+        };
+        if let Err(err) = client.execute(FORGET, &[&ids]).await {
+            tracing::debug!(error = %err, "deleting completed invalidations failed");
+        }
     }
 }
