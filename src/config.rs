@@ -30,6 +30,10 @@ pub struct Settings {
     /// `DATABASE_URL`): a listening session cannot go through a
     /// transaction-mode pooler.
     pub database_listen_url: String,
+    /// Streaming replicas for reads (`DATABASE_REPLICA_URLS`, comma-separated).
+    pub database_replica_urls: Vec<String>,
+    /// A replica further behind than this is skipped (`REPLICA_MAX_LAG_MS`).
+    pub replica_max_lag: Duration,
     pub redis_url: Option<String>,
     /// `redis_url` is a comma-separated list of a Redis Cluster's seed nodes.
     pub redis_cluster: bool,
@@ -118,6 +122,26 @@ impl Settings {
                 reason: "must start with postgres:// or postgresql://".into(),
             });
         }
+        let database_replica_urls: Vec<String> = get("DATABASE_REPLICA_URLS")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|url| !url.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if let Some(url) = database_replica_urls
+            .iter()
+            .find(|url| !(url.starts_with("postgres://") || url.starts_with("postgresql://")))
+        {
+            return Err(ConfigError {
+                var: "DATABASE_REPLICA_URLS",
+                reason: format!(
+                    "each URL must start with postgres:// or postgresql://, got {url:?}"
+                ),
+            });
+        }
+        let replica_max_lag =
+            Duration::from_millis(at_least_one(&get, "REPLICA_MAX_LAG_MS", 1000)?);
         let redis_url = get("REDIS_URL");
         let redis_cluster = parse_bool(&get, "REDIS_CLUSTER", false)?;
         if let Some(urls) = &redis_url {
@@ -264,6 +288,8 @@ impl Settings {
         Ok(Self {
             database_url,
             database_listen_url,
+            database_replica_urls,
+            replica_max_lag,
             redis_url,
             redis_cluster,
             host: get("HOST").unwrap_or_else(|| "127.0.0.1".into()),

@@ -51,11 +51,13 @@ pub async fn prepare(settings: &Settings, hooks: Hooks) -> anyhow::Result<AppCon
             l1_bytes: settings.l1_cache_bytes,
             l1_threads: http_workers(settings.workers),
             before_l1_fill: hooks.before_l1_fill.clone(),
+            tracks_positions: !settings.database_replica_urls.is_empty(),
         },
         metrics.clone(),
     )?;
+    let replicas = db::replicas::Replicas::start(settings, metrics.clone())?;
     cache.connect(REDIS_STARTUP_WAIT).await;
-    AppContext::new(settings, pool, cache, metrics, hooks).await
+    AppContext::new(settings, pool, replicas, cache, metrics, hooks).await
 }
 
 /// `WORKERS`, or actix's default: one per available core.

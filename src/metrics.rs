@@ -39,6 +39,8 @@ pub struct Metrics {
     l1_ack_duration: Histogram,
     l1_lease: IntGauge,
     db_pool: IntGaugeVec,
+    db_reads: IntCounterVec,
+    db_replica_usable: IntGaugeVec,
 }
 
 /// Lookups of one layer, for the admin view.
@@ -167,6 +169,28 @@ impl Metrics {
         registry
             .register(Box::new(l1_lease.clone()))
             .expect("unique metric");
+        let db_reads = IntCounterVec::new(
+            Opts::new(
+                "db_reads_total",
+                "Reads that may go to a replica, by where they went (replica, primary)",
+            ),
+            &["target"],
+        )
+        .expect("valid metric");
+        let db_replica_usable = IntGaugeVec::new(
+            Opts::new(
+                "db_replica_usable",
+                "1 while a replica answers within REPLICA_MAX_LAG_MS, by its place in DATABASE_REPLICA_URLS",
+            ),
+            &["replica"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(db_reads.clone()))
+            .expect("unique metric");
+        registry
+            .register(Box::new(db_replica_usable.clone()))
+            .expect("unique metric");
         static NEXT_ID: AtomicU64 = AtomicU64::new(0);
         Self {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
@@ -183,6 +207,8 @@ impl Metrics {
             l1_ack_duration,
             l1_lease,
             db_pool,
+            db_reads,
+            db_replica_usable,
         }
     }
 
@@ -275,6 +301,17 @@ impl Metrics {
 
     pub fn coalesced(&self, family: &str) {
         self.cache_coalesced.with_label_values(&[family]).inc();
+    }
+
+    /// A read that could have gone to a replica: `replica` or `primary`.
+    pub fn db_read(&self, target: &str) {
+        self.db_reads.with_label_values(&[target]).inc();
+    }
+
+    pub fn replica_usable(&self, replica: usize, usable: bool) {
+        self.db_replica_usable
+            .with_label_values(&[&replica.to_string()])
+            .set(i64::from(usable));
     }
 
     pub fn invalidation(&self, result: &str, elapsed: Option<Duration>) {

@@ -1,6 +1,6 @@
 //! The payload of a write's announcement (a PostgreSQL notification):
-//! which writer, its sequence number, what to drop, and whether Redis is to
-//! be distrusted.
+//! which writer, its sequence number, what to drop, whether Redis is to be
+//! distrusted, and the WAL position of its commit (read replicas).
 
 /// A notification's payload must stay under 8000 bytes: an announcement of
 /// more items than fit says "everything".
@@ -11,13 +11,19 @@ const MAX_PAYLOAD: usize = 7000;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Announced {
     pub items: Option<Vec<i64>>,
+    /// `false`: a write no cache holds (a signup); only its position counts.
+    pub invalidates: bool,
     /// The writer could not delete something in Redis: nobody may fill
     /// from it or serve its copies until it has been flushed.
     pub redis_distrusted: bool,
+    /// A WAL position at or past the write's commit (0 without replicas):
+    /// no instance reads a replica that has not replayed it.
+    pub position: u64,
 }
 
-/// A write as notified: `writer|seq|ids|flags` (`*` for everything, `r` in
-/// the flags when Redis is to be distrusted).
+/// A write as notified: `writer|seq|ids|flags|position` (`*` for
+/// everything; in the flags, `r` when Redis is to be distrusted, `p` when
+/// only the position counts).
 pub(super) struct Message<'a> {
     pub writer: &'a str,
     pub seq: u64,
@@ -26,8 +32,14 @@ pub(super) struct Message<'a> {
 
 impl<'a> Message<'a> {
     pub fn encode(writer: &str, seq: u64, announced: &Announced) -> String {
-        let flags = if announced.redis_distrusted { "r" } else { "" };
-        let everything = format!("{writer}|{seq}|*|{flags}");
+        let flags = match (announced.redis_distrusted, announced.invalidates) {
+            (true, true) => "r",
+            (true, false) => "rp",
+            (false, true) => "",
+            (false, false) => "p",
+        };
+        let position = announced.position;
+        let everything = format!("{writer}|{seq}|*|{flags}|{position}");
         let Some(ids) = &announced.items else {
             return everything;
         };
@@ -43,11 +55,13 @@ impl<'a> Message<'a> {
         }
         text.push('|');
         text.push_str(flags);
+        text.push('|');
+        text.push_str(itoa::Buffer::new().format(position));
         text
     }
 
     pub fn decode(text: &'a str) -> Option<Self> {
-        let mut parts = text.splitn(4, '|');
+        let mut parts = text.splitn(5, '|');
         let writer = parts.next()?;
         let seq = parts.next()?.parse().ok()?;
         let items = match parts.next()? {
@@ -60,13 +74,19 @@ impl<'a> Message<'a> {
                     .ok()?,
             ),
         };
-        let redis_distrusted = parts.next()?.contains('r');
+        let flags = parts.next()?;
+        let position = match parts.next() {
+            Some(position) => position.parse().ok()?,
+            None => 0,
+        };
         Some(Self {
             writer,
             seq,
             announced: Announced {
                 items,
-                redis_distrusted,
+                invalidates: !flags.contains('p'),
+                redis_distrusted: flags.contains('r'),
+                position,
             },
         })
     }
@@ -80,7 +100,9 @@ mod tests {
     fn messages_round_trip() {
         let items = |ids: Option<Vec<i64>>, redis_distrusted| Announced {
             items: ids,
+            invalidates: true,
             redis_distrusted,
+            position: 0,
         };
         let text = Message::encode("abc", 7, &items(Some(vec![1, 22, 333]), false));
         let message = Message::decode(&text).unwrap();
@@ -93,7 +115,16 @@ mod tests {
         );
         let flush = Message::encode("abc", 9, &items(None, false));
         assert_eq!(Message::decode(&flush).unwrap().announced.items, None);
+        let signup = Announced {
+            items: Some(vec![]),
+            invalidates: false,
+            redis_distrusted: false,
+            position: 123_456_789,
+        };
+        let text = Message::encode("abc", 10, &signup);
+        assert_eq!(Message::decode(&text).unwrap().announced, signup);
         assert!(Message::decode("abc|x|1|").is_none());
+        assert!(Message::decode("abc|1|1||x").is_none());
         assert!(Message::decode("abc|1|1,x|").is_none());
     }
 
@@ -101,7 +132,9 @@ mod tests {
     fn an_announcement_of_too_many_items_says_everything() {
         let many = Announced {
             items: Some((1_000_000_000..1_000_002_000).collect()),
+            invalidates: true,
             redis_distrusted: true,
+            position: 42,
         };
         let text = Message::encode("abc", 1, &many);
         assert!(text.len() < MAX_PAYLOAD);
@@ -109,7 +142,9 @@ mod tests {
             Message::decode(&text).unwrap().announced,
             Announced {
                 items: None,
-                redis_distrusted: true
+                invalidates: true,
+                redis_distrusted: true,
+                position: 42,
             }
         );
     }

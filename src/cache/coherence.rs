@@ -81,7 +81,16 @@ pub struct Coherence {
     pending: Mutex<HashMap<u64, Arc<Pending>>>,
     distrust_redis: DistrustRedis,
     metrics: Arc<Metrics>,
+    /// Read replicas are in use: writers announce their commit positions.
+    tracks_positions: bool,
+    /// The newest commit position this instance was told of (or read when
+    /// it joined): a replica serves it only once replayed past it.
+    floor: AtomicU64,
 }
+
+/// The primary's WAL insert position, as a byte offset: at or past every
+/// commit that has returned.
+const INSERT_POSITION: &str = "SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::int8";
 
 /// Who must acknowledge an announcement, as PostgreSQL saw the members
 /// when it was sent.
@@ -97,6 +106,7 @@ impl Coherence {
         local: Option<Arc<Local>>,
         distrust_redis: DistrustRedis,
         metrics: Arc<Metrics>,
+        tracks_positions: bool,
     ) -> Arc<Self> {
         let coherence = Arc::new(Self {
             instance: uuid::Uuid::new_v4().simple().to_string(),
@@ -107,6 +117,8 @@ impl Coherence {
             pending: Mutex::new(HashMap::new()),
             distrust_redis,
             metrics,
+            tracks_positions,
+            floor: AtomicU64::new(0),
         });
         tokio::spawn(coherence.clone().run());
         coherence
@@ -115,6 +127,43 @@ impl Coherence {
     /// Whether this instance serves from L1 now.
     pub fn serving(&self) -> bool {
         self.local.as_ref().is_some_and(|local| local.lease.holds())
+    }
+
+    /// The newest commit position a read on this instance must not be
+    /// behind (0 without replicas).
+    pub fn floor(&self) -> u64 {
+        self.floor.load(Ordering::Acquire)
+    }
+
+    /// With replicas, the primary's position now (this instance's write
+    /// has committed), raising this instance's floor; 0 without them.
+    /// Retries while PostgreSQL cannot be reached, like `announce`.
+    pub async fn commit_position(&self) -> u64 {
+        if !self.tracks_positions {
+            return 0;
+        }
+        loop {
+            let read = async {
+                let row = match self.client() {
+                    Some(client) => bounded(client.query_one(INSERT_POSITION, &[])).await,
+                    None => {
+                        let client = connect_once(&self.listen_url).await?;
+                        bounded(client.query_one(INSERT_POSITION, &[])).await
+                    }
+                }?;
+                Ok::<_, ChannelError>(row.get::<_, i64>(0) as u64)
+            };
+            match read.await {
+                Ok(position) => {
+                    self.floor.fetch_max(position, Ordering::AcqRel);
+                    return position;
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "reading the commit position failed: retrying");
+                    tokio::time::sleep(RETRY_EVERY).await;
+                }
+            }
+        }
     }
 
     /// The live listening session, to run a statement on (the outbox's).
@@ -359,6 +408,10 @@ impl Coherence {
                     self.acknowledged(notification.payload());
                 } else if let Some(message) = Message::decode(notification.payload()) {
                     if message.writer != self.instance {
+                        // Before the acknowledgement: once the writer
+                        // answers, no read here goes to a replica behind it.
+                        self.floor
+                            .fetch_max(message.announced.position, Ordering::AcqRel);
                         self.apply(&message.announced);
                         if self.local.is_some() {
                             acks.entry(message.writer.to_owned())
@@ -395,6 +448,9 @@ impl Coherence {
         if announced.redis_distrusted {
             (self.distrust_redis)();
         }
+        if !announced.invalidates {
+            return;
+        }
         if let Some(local) = &self.local {
             match &announced.items {
                 Some(items) => local.invalidate(items),
@@ -430,7 +486,8 @@ impl Coherence {
              INSERT INTO cache_members (instance, backend_pid, lease_until) \
              VALUES ($1, pg_backend_pid(), now() + $2::float8 * interval '1 millisecond') \
              ON CONFLICT (instance) DO UPDATE SET backend_pid = EXCLUDED.backend_pid, \
-                 lease_until = EXCLUDED.lease_until, revoked = false";
+                 lease_until = EXCLUDED.lease_until, revoked = false \
+             RETURNING (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::int8";
         const RENEW: &str = "UPDATE cache_members \
              SET lease_until = now() + $2::float8 * interval '1 millisecond' \
              WHERE instance = $1 AND NOT revoked AND lease_until >= now()";
@@ -439,8 +496,14 @@ impl Coherence {
         };
         let lease_ms = LEASE.as_millis() as f64;
         let sent = Instant::now();
-        if let Err(err) = bounded(client.execute(JOIN, &[&self.instance, &lease_ms])).await {
-            return format!("could not join: {err}");
+        // Writes answered before the join were announced to others only:
+        // the position now covers them.
+        match bounded(client.query_one(JOIN, &[&self.instance, &lease_ms])).await {
+            Ok(row) => {
+                self.floor
+                    .fetch_max(row.get::<_, i64>(0) as u64, Ordering::AcqRel);
+            }
+            Err(err) => return format!("could not join: {err}"),
         }
         local.clear();
         local.lease.hold_until(sent + LEASE - MARGIN);

@@ -113,6 +113,8 @@ pub struct CacheSettings<'a> {
     /// HTTP worker threads: each keeps a small front of L1's items.
     pub l1_threads: usize,
     pub before_l1_fill: Option<PauseHook>,
+    /// Read replicas are in use: writes announce their commit positions.
+    pub tracks_positions: bool,
 }
 
 /// This instance's L1, for the admin view.
@@ -150,6 +152,7 @@ impl Cache {
                 }
             }),
             metrics.clone(),
+            settings.tracks_positions,
         );
         if let Some(redis) = &redis {
             redis.share_mark(coherence.clone());
@@ -409,9 +412,12 @@ impl Cache {
         redis_failed: bool,
     ) -> Settled {
         let started = std::time::Instant::now();
+        // Before the Redis deletes: the listing version they set carries it,
+        // so a fill that saw that version reads no replica behind the write.
+        let position = self.coherence.commit_position().await;
         let redis_distrusted = redis_failed
             || match (&self.redis, item_ids) {
-                (Some(redis), Some(ids)) => !redis.invalidate(ids).await,
+                (Some(redis), Some(ids)) => !redis.invalidate(ids, position).await,
                 _ => false,
             };
         if redis_failed {
@@ -429,12 +435,44 @@ impl Cache {
             .coherence
             .announce(&Announced {
                 items: item_ids.map(<[i64]>::to_vec),
+                invalidates: true,
                 redis_distrusted,
+                position,
             })
             .await;
         let outcome = if redis_distrusted { "failed" } else { "done" };
         self.metrics.invalidation(outcome, Some(started.elapsed()));
         settled
+    }
+
+    /// With read replicas, announces a committed write no cache holds (a
+    /// signup), so that no instance reads it from a replica behind it;
+    /// returns once every live instance knows.
+    pub async fn announce_commit(&self) {
+        let position = self.coherence.commit_position().await;
+        if position == 0 {
+            return;
+        }
+        self.coherence
+            .announce(&Announced {
+                items: Some(Vec::new()),
+                invalidates: false,
+                redis_distrusted: false,
+                position,
+            })
+            .await;
+    }
+
+    /// The newest commit position a read on this instance must not be
+    /// behind, at least `guard`'s (a listing fill that saw a version set by
+    /// a write reads nothing older than that write).
+    pub fn read_floor(&self, guard: Option<&Guard>) -> u64 {
+        let seen = guard
+            .filter(|guard| guard.in_redis)
+            .and_then(|guard| guard.token.rsplit_once('@'))
+            .and_then(|(_, position)| position.parse().ok())
+            .unwrap_or(0);
+        self.coherence.floor().max(seen)
     }
 
     /// Empties Redis (the service's keys) and every live instance's L1;

@@ -80,12 +80,11 @@ pub async fn sweep(cache: Cache) {
 }
 
 /// Deletes completed records, batched: every id sent while one delete runs
-/// goes into the next. Committed without waiting for the WAL flush (a
-/// record lost in a crash is completed again by the sweep: harmless, an
-/// invalidation is idempotent), so a write costs no second flush.
+/// goes into the next. On the listening session, whose commits do not wait
+/// for the WAL flush (a record lost in a crash is completed again by the
+/// sweep: harmless, an invalidation is idempotent).
 pub async fn forget_completed(coherence: Arc<Coherence>, mut completed: UnboundedReceiver<i64>) {
-    const FORGET: &str = "WITH forgotten AS (DELETE FROM cache_outbox WHERE id = ANY($1)) \
-         SELECT set_config('synchronous_commit', 'off', true)";
+    const FORGET: &str = "DELETE FROM cache_outbox WHERE id = ANY($1)";
     while let Some(first) = completed.recv().await {
         let mut ids = vec![first];
         while let Ok(id) = completed.try_recv() {

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod contents;
 pub mod models;
 pub mod outbox;
+pub mod replicas;
 pub mod schema;
 pub mod users;
 
@@ -90,8 +91,13 @@ impl From<DieselError> for DbError {
 }
 
 pub fn build_pool(settings: &Settings) -> anyhow::Result<DbPool> {
+    build_pool_on(settings, &settings.database_url)
+}
+
+/// A pool like the primary's, on another server (a replica).
+pub fn build_pool_on(settings: &Settings, url: &str) -> anyhow::Result<DbPool> {
     let manager = Manager(deadpool_diesel::postgres::Manager::new(
-        settings.database_url.as_str(),
+        url,
         Runtime::Tokio1,
     ));
     managed::Pool::builder(manager)

@@ -15,6 +15,7 @@ use serde_json::{Map, Value};
 
 use super::auth::{Principal, Scope};
 use super::pagination::{self, DEFAULT_LIMIT, MAX_LIMIT};
+use super::reads::Reader;
 use super::rules::{MAX_TAGS, SEARCH_MAX_CHARS};
 use super::validation::{digits, Fields, Rule};
 use super::views::{ContentWithUser, TagCount};
@@ -441,7 +442,7 @@ pub async fn list(
         };
         let owner = (!viewer.is_admin()).then_some(viewer.user_id);
         let filter = query.filter(Visibility::Own { status, owner });
-        return read_page(&ctx.pool, filter, query.limit).await;
+        return read_page(ctx.reader(), filter, query.limit).await;
     }
     let key = ctx.cache.keys().listing(&query.cache_name());
     match ctx.cache.listing_in_l1(&key) {
@@ -457,7 +458,7 @@ async fn list_below_l1(
 ) -> Result<CachedPage, AppError> {
     let filter = query.filter(Visibility::Public);
     let limit = query.limit;
-    cached_listing(ctx, key, move |pool| read_page(pool, filter, limit)).await
+    cached_listing(ctx, key, move |reader| read_page(reader, filter, limit)).await
 }
 
 /// A page in the listings' family: from Redis, or loaded once by `load`
@@ -468,7 +469,7 @@ async fn cached_listing<F, Fut>(
     load: F,
 ) -> Result<CachedPage, AppError>
 where
-    F: FnOnce(db::DbPool) -> Fut + Send + 'static,
+    F: FnOnce(Reader) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = Result<CachedPage, AppError>> + Send,
 {
     let guard = match ctx.cache.lookup_listing_below_l1(&key).await {
@@ -476,12 +477,16 @@ where
         Lookup::Miss(guard) => guard,
     };
     let Some(guard) = guard else {
-        return load(ctx.pool.clone()).await;
+        return load(ctx.reader()).await;
     };
-    let (pool, cache, hooks) = (ctx.pool.clone(), ctx.cache.clone(), ctx.hooks.clone());
+    let (reader, cache, hooks) = (
+        ctx.reader_for_fill(&guard),
+        ctx.cache.clone(),
+        ctx.hooks.clone(),
+    );
     let (fill_guard, fill_key) = (guard.clone(), key.clone());
     let fill = async move {
-        let page = load(pool).await.map_err(Arc::new)?;
+        let page = load(reader).await.map_err(Arc::new)?;
         hooks.before_cache_store(&fill_key).await;
         cache.store_listing(&fill_guard, &fill_key, &page).await;
         Ok(page)
@@ -499,8 +504,8 @@ pub async fn tags(ctx: &AppContext) -> Result<CachedPage, AppError> {
     }
 }
 
-async fn read_tag_counts(pool: db::DbPool) -> Result<CachedPage, AppError> {
-    let counts = db::interact(&pool, db::contents::tag_counts).await?;
+async fn read_tag_counts(reader: Reader) -> Result<CachedPage, AppError> {
+    let counts = reader.run(db::contents::tag_counts).await?;
     let counts: Vec<TagCount> = counts
         .into_iter()
         .map(|row| TagCount {
@@ -514,18 +519,12 @@ async fn read_tag_counts(pool: db::DbPool) -> Result<CachedPage, AppError> {
     })
 }
 
-async fn read_page(
-    pool: impl std::borrow::Borrow<db::DbPool>,
-    filter: ListFilter,
-    limit: i64,
-) -> Result<CachedPage, AppError> {
-    let pool = pool.borrow();
+async fn read_page(reader: Reader, filter: ListFilter, limit: i64) -> Result<CachedPage, AppError> {
     let order = filter.order;
     // One extra row tells whether a next page exists.
-    let mut rows = db::interact(pool, move |conn| {
-        db::contents::list(conn, &filter, limit + 1)
-    })
-    .await?;
+    let mut rows = reader
+        .run(move |conn| db::contents::list(conn, &filter, limit + 1))
+        .await?;
     let has_more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     let next_cursor = rows.last().filter(|_| has_more).map(|last| {

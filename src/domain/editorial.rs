@@ -375,10 +375,10 @@ pub async fn revisions(
         limit,
         before_version,
     } = query;
-    let rows = db::interact(&ctx.pool, move |conn| {
-        db::contents::revisions(conn, id, before_version, limit + 1)
-    })
-    .await?;
+    let rows = ctx
+        .reader()
+        .run(move |conn| db::contents::revisions(conn, id, before_version, limit + 1))
+        .await?;
     Ok(Page::of(
         rows,
         limit,
@@ -394,10 +394,9 @@ pub async fn revision(
     version: i64,
 ) -> Result<Revision, AppError> {
     authorise_history(ctx, caller, id).await?;
-    db::interact(&ctx.pool, move |conn| {
-        db::contents::revision(conn, id, version)
-    })
-    .await?
-    .map(Revision::from)
-    .ok_or_else(|| revision_not_found(id, version))
+    ctx.reader()
+        .run(move |conn| db::contents::revision(conn, id, version))
+        .await?
+        .map(Revision::from)
+        .ok_or_else(|| revision_not_found(id, version))
 }

@@ -14,6 +14,7 @@ pub mod invalidation;
 pub mod machine_tokens;
 pub mod pagination;
 pub mod precondition;
+pub mod reads;
 pub mod rules;
 pub mod scheduler;
 pub mod secrets;
@@ -29,6 +30,7 @@ use std::sync::Arc;
 
 use crate::cache::{Cache, CachedPage, Flights};
 use crate::config::Settings;
+use crate::db::replicas::Replicas;
 use crate::db::DbPool;
 use crate::metrics::Metrics;
 use accounts::AccountSettings;
@@ -43,6 +45,8 @@ pub use error::{AppError, FieldError};
 /// workers.
 pub struct AppContext {
     pub pool: DbPool,
+    /// Streaming replicas for reads (`reads.rs` decides when one may serve).
+    pub replicas: Option<Arc<Replicas>>,
     pub cache: Cache,
     pub metrics: Arc<Metrics>,
     pub hooks: Hooks,
@@ -66,6 +70,7 @@ impl AppContext {
     pub async fn new(
         settings: &Settings,
         pool: DbPool,
+        replicas: Option<Arc<Replicas>>,
         cache: Cache,
         metrics: Arc<Metrics>,
         hooks: Hooks,
@@ -82,6 +87,7 @@ impl AppContext {
             .map_err(|err| anyhow::anyhow!("preparing the login hash: {err}"))?;
         Ok(Self {
             pool,
+            replicas,
             cache,
             metrics,
             hooks,

@@ -103,6 +103,7 @@ pub async fn signup(ctx: &AppContext, input: Signup) -> Result<User, AppError> {
     };
     // The unique constraints decide duplicate races; see AppError's From<DbError>.
     let row = db::interact(&ctx.pool, move |conn| db::users::insert(conn, &new_user)).await?;
+    ctx.cache.announce_commit().await;
     Ok(row.into())
 }
 
@@ -135,10 +136,10 @@ pub async fn list(
         after: after_id.unwrap_or(0),
         limit: limit + 1,
     };
-    let mut users = db::interact(&ctx.pool, move |conn| {
-        db::users::with_newest_contents(conn, selection, contents_limit)
-    })
-    .await?;
+    let mut users = ctx
+        .reader()
+        .run(move |conn| db::users::with_newest_contents(conn, selection, contents_limit))
+        .await?;
     let has_more = users.len() as i64 > limit;
     users.truncate(limit as usize);
     let next_cursor = match users.last() {
@@ -174,12 +175,14 @@ pub async fn get(
     id: i64,
     contents_limit: i64,
 ) -> Result<UserRead, AppError> {
-    let found = db::interact(&ctx.pool, move |conn| {
-        db::users::with_newest_contents(conn, UserSelection::One(id), contents_limit)
-    })
-    .await?
-    .pop()
-    .ok_or_else(|| AppError::user_not_found(id))?;
+    let found = ctx
+        .reader()
+        .run(move |conn| {
+            db::users::with_newest_contents(conn, UserSelection::One(id), contents_limit)
+        })
+        .await?
+        .pop()
+        .ok_or_else(|| AppError::user_not_found(id))?;
     let etag = if private_for(viewer, id) {
         Some(account_tag(&found.0.clone().into())?)
     } else {

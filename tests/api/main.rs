@@ -15,6 +15,7 @@ mod instances;
 mod login;
 mod machine_tokens;
 mod operations;
+mod replicas;
 mod sessions;
 mod signup;
 mod tokens;

@@ -336,7 +336,9 @@ impl RedisStore {
     /// (writes are rare, and a Redis that is back must hear of them), unless
     /// Redis is distrusted already; a failure distrusts Redis at once:
     /// until the recovery flush, nothing is filled from it or served.
-    pub async fn invalidate(&self, item_ids: &[i64]) -> bool {
+    /// `position`: the write's commit position (0 without replicas), kept
+    /// in the new listing version for the fills that read it.
+    pub async fn invalidate(&self, item_ids: &[i64], position: u64) -> bool {
         if self.circuit.flush_pending() {
             return false;
         }
@@ -345,10 +347,14 @@ impl RedisStore {
             return false;
         };
         let mut listings = self.listing_invalidate.prepare_invoke();
+        let version = match position {
+            0 => token(),
+            position => format!("{}@{position}", token()),
+        };
         listings
             .key(self.keys.listing_version())
             .key(self.keys.listing_tags())
-            .arg(token());
+            .arg(version);
         let mut deletes: Vec<Cmd> =
             vec![redis::cmd("UNLINK").arg(self.keys.all_contents()).clone()];
         for id in item_ids {
