@@ -180,6 +180,9 @@ class Server:
             REDIS_TIMEOUT_MS="50", DB_POOL_SIZE="16",
             # Rate limits off: the benchmark measures the service, not the limiter.
             RATE_LIMIT_AUTH_PER_MINUTE="0", RATE_LIMIT_WRITES_PER_MINUTE="0",
+            # No warm-up at start: the data is seeded with SQL afterwards,
+            # behind the caches' back.
+            WARM_ITEMS="0",
         )
         if redis_url:
             env["REDIS_URL"] = redis_url
@@ -375,6 +378,89 @@ def pgbench_tps(duration):
     finally:
         subprocess.run(["psql", f"{PG}/postgres", "-qc", f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"],
                        check=False, capture_output=True)
+
+
+PG_BIN = "/usr/lib/postgresql/15/bin"
+
+
+def as_postgres(command):
+    """PostgreSQL's server tools refuse to run as root: run them as the
+    postgres user when the bench runs as root."""
+    return (["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []) + command
+
+
+class OwnPostgres:
+    """A private PostgreSQL on a free port: a fresh primary (initdb), or a
+    streaming replica of one (pg_basebackup -R). Never the shared server."""
+
+    def __init__(self, name, primary=None):
+        self.dir = tempfile.mkdtemp(prefix=f"content-api-bench-{name}-")
+        if os.geteuid() == 0:
+            shutil.chown(self.dir, "postgres", "postgres")
+        self.data = os.path.join(self.dir, "data")
+        self.port = free_port()
+        if primary is None:
+            subprocess.run(as_postgres([f"{PG_BIN}/initdb", "-D", self.data, "-U", "postgres",
+                                        "--auth=trust", "-E", "UTF8", "--locale=C"]),
+                           check=True, capture_output=True)
+        else:
+            subprocess.run(as_postgres([f"{PG_BIN}/pg_basebackup", "-h", "127.0.0.1", "-p", str(primary.port),
+                                        "-U", "postgres", "-D", self.data, "-R", "-X", "stream", "-c", "fast"]),
+                           check=True, capture_output=True)
+        options = (f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c hot_standby=on "
+                   "-c max_connections=200 -c shared_buffers=256MB")
+        subprocess.run(as_postgres([f"{PG_BIN}/pg_ctl", "start", "-w", "-D", self.data,
+                                    "-l", os.path.join(self.dir, "log"), "-o", options]),
+                       check=True, capture_output=True)
+
+    def url(self, database):
+        return f"postgres://postgres@127.0.0.1:{self.port}/{database}"
+
+    def stop(self):
+        subprocess.run(as_postgres([f"{PG_BIN}/pg_ctl", "stop", "-m", "fast", "-D", self.data]),
+                       capture_output=True)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def replica_rows(args, wrk, tmpdir, users, row, servers):
+    """GET /users/{id} on a private primary without and with one streaming
+    replica (two servers on the same data; the replica shares this
+    machine's cores, so the ratio is reported, not judged)."""
+    primary = OwnPostgres("primary")
+    replica = None
+    try:
+        database = "content_api_replicated"
+        url = primary.url(database)
+        alone = Server(args.binary, url, None, tmpdir, "server-primary-only", args.rust_log)
+        servers.append(alone)
+        expect(alone.port, "POST", "/api/v1/signup", 201, {
+            "name": "Bench Owner", "email": "bench@bench.example.com", "phone_number": "+2348030000001",
+            "country": "Nigeria", "state": "Lagos", "password": PASSWORD})
+        seed(url, users, HOT_IDS)
+        replica = OwnPostgres("replica", primary=primary)
+        picked = ["/api/v1/users/", 1, users]
+        without = row("user_no_replica", f"GET /api/v1/users/{{id}}, {users:,} ids, private primary, "
+                      "no replica", wrk.run(alone.port, "/", "pick_ids", picked), "replicas", measured=alone)
+        alone.stop()
+        routed = Server(args.binary, url, None, tmpdir, "server-one-replica", args.rust_log,
+                        env_extra={"DATABASE_REPLICA_URLS": replica.url(database)})
+        servers.append(routed)
+        wait_for(lambda: routed.l1_serving() and 'db_replica_usable{replica="0"} 1' in
+                 call(routed.port, "GET", "/metrics")[2].decode(), "the replica usable")
+        warm(routed.port, [f"/api/v1/users/{n}" for n in range(1, 50)])
+        with_replica = row("user_one_replica", f"GET /api/v1/users/{{id}}, {users:,} ids, the same primary "
+                           "and one streaming replica", wrk.run(routed.port, "/", "pick_ids", picked),
+                           "replicas", measured=routed)
+        metrics = call(routed.port, "GET", "/metrics")[2].decode()
+        served = {target: float(m.group(1)) for target in ("replica", "primary")
+                  for m in [re.search(rf'db_reads_total{{target="{target}"}} ([\d.e+]+)', metrics)] if m}
+        with_replica["reads_by_target"] = served
+        routed.stop()
+        return without, with_replica
+    finally:
+        if replica is not None:
+            replica.stop()
+        primary.stop()
 
 
 # ---------------------------------------------------------------- seeding
@@ -677,6 +763,15 @@ def main():
         log(f"pgbench on a scratch database (scale {PGBENCH_SCALE}, {PGBENCH_CLIENTS} clients)")
         info["pgbench"] = pgbench_tps(args.duration)
         log(f"  pgbench tps: {info['pgbench']}")
+
+        log("read replicas: a private primary without and with one streaming replica")
+        no_replica, one_replica = replica_rows(args, wrk, tmpdir, users, row, servers)
+        served = one_replica.get("reads_by_target", {})
+        notes.append(f"Read replicas: GET /users/{{id}} {one_replica['rps']:,.0f} req/s with one streaming "
+                     f"replica against {no_replica['rps']:,.0f} without "
+                     f"({one_replica['rps'] / no_replica['rps']:.2f} ×; the replica shares this machine's "
+                     f"two cores, so no target); reads served by the replica {served.get('replica', 0):,.0f}, "
+                     f"by the primary {served.get('primary', 0):,.0f}.")
 
         log("writes")
         # Both rows start from the same state: the private Redis emptied

@@ -34,6 +34,8 @@ pub struct Settings {
     pub database_replica_urls: Vec<String>,
     /// A replica further behind than this is skipped (`REPLICA_MAX_LAG_MS`).
     pub replica_max_lag: Duration,
+    /// Most-read items loaded after a start or a flush (`WARM_ITEMS`).
+    pub warm_items: usize,
     pub redis_url: Option<String>,
     /// `redis_url` is a comma-separated list of a Redis Cluster's seed nodes.
     pub redis_cluster: bool,
@@ -290,6 +292,7 @@ impl Settings {
             database_listen_url,
             database_replica_urls,
             replica_max_lag,
+            warm_items: parse_or(&get, "WARM_ITEMS", 200usize)?,
             redis_url,
             redis_cluster,
             host: get("HOST").unwrap_or_else(|| "127.0.0.1".into()),

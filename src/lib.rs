@@ -74,6 +74,7 @@ pub struct Application {
     server: Server,
     context: web::Data<AppContext>,
     scheduler: tokio::task::JoinHandle<()>,
+    warmer: tokio::task::JoinHandle<()>,
 }
 
 impl Application {
@@ -116,11 +117,13 @@ impl Application {
         }
         tracing::info!(port, "listening");
         let scheduler = tokio::spawn(domain::scheduler::run(app_context.clone()));
+        let warmer = tokio::spawn(domain::warming::run(app_context.clone()));
         Ok(Self {
             port,
             server: server.run(),
             context: app_context,
             scheduler,
+            warmer,
         })
     }
 
@@ -130,10 +133,12 @@ impl Application {
 
     /// Serves until SIGINT/SIGTERM; then stops accepting, lets in-flight
     /// requests finish (up to `SHUTDOWN_TIMEOUT_SECONDS`), stops the
-    /// scheduler, leaves the L1 members and closes the PostgreSQL pool.
+    /// scheduler and the warmer, leaves the L1 members and closes the
+    /// PostgreSQL pool.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let served = self.server.await;
         self.scheduler.abort();
+        self.warmer.abort();
         self.context.cache.shut_down().await;
         self.context.pool.close();
         tracing::info!("shut down");

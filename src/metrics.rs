@@ -41,6 +41,8 @@ pub struct Metrics {
     db_pool: IntGaugeVec,
     db_reads: IntCounterVec,
     db_replica_usable: IntGaugeVec,
+    cache_warmups: IntCounter,
+    cache_warmed_items: IntCounter,
 }
 
 /// Lookups of one layer, for the admin view.
@@ -185,6 +187,22 @@ impl Metrics {
             &["replica"],
         )
         .expect("valid metric");
+        let cache_warmups = IntCounter::new(
+            "cache_warmups_total",
+            "Warm-ups after a start or a flush, finished",
+        )
+        .expect("valid metric");
+        let cache_warmed_items = IntCounter::new(
+            "cache_warmed_items_total",
+            "Most-read items loaded by warm-ups",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(cache_warmups.clone()))
+            .expect("unique metric");
+        registry
+            .register(Box::new(cache_warmed_items.clone()))
+            .expect("unique metric");
         registry
             .register(Box::new(db_reads.clone()))
             .expect("unique metric");
@@ -209,6 +227,8 @@ impl Metrics {
             db_pool,
             db_reads,
             db_replica_usable,
+            cache_warmups,
+            cache_warmed_items,
         }
     }
 
@@ -301,6 +321,12 @@ impl Metrics {
 
     pub fn coalesced(&self, family: &str) {
         self.cache_coalesced.with_label_values(&[family]).inc();
+    }
+
+    /// A warm-up finished, having loaded `items` of the most-read items.
+    pub fn warmed(&self, items: usize) {
+        self.cache_warmups.inc();
+        self.cache_warmed_items.inc_by(items as u64);
     }
 
     /// A read that could have gone to a replica: `replica` or `primary`.

@@ -86,6 +86,8 @@ pub struct Coherence {
     /// The newest commit position this instance was told of (or read when
     /// it joined): a replica serves it only once replayed past it.
     floor: AtomicU64,
+    /// Told when L1 was emptied by a join or an announced flush.
+    emptied: Arc<Notify>,
 }
 
 /// The primary's WAL insert position, as a byte offset: at or past every
@@ -107,6 +109,7 @@ impl Coherence {
         distrust_redis: DistrustRedis,
         metrics: Arc<Metrics>,
         tracks_positions: bool,
+        emptied: Arc<Notify>,
     ) -> Arc<Self> {
         let coherence = Arc::new(Self {
             instance: uuid::Uuid::new_v4().simple().to_string(),
@@ -119,6 +122,7 @@ impl Coherence {
             metrics,
             tracks_positions,
             floor: AtomicU64::new(0),
+            emptied,
         });
         tokio::spawn(coherence.clone().run());
         coherence
@@ -457,6 +461,9 @@ impl Coherence {
                 None => local.clear(),
             }
         }
+        if announced.items.is_none() {
+            self.emptied.notify_one();
+        }
     }
 
     fn acknowledged(&self, payload: &str) {
@@ -508,6 +515,7 @@ impl Coherence {
         local.clear();
         local.lease.hold_until(sent + LEASE - MARGIN);
         self.metrics.l1_serving(true);
+        self.emptied.notify_one();
         tracing::debug!(instance = %self.instance, "L1 joined");
         let mut ticks = tokio::time::interval(RENEW_EVERY);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

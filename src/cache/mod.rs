@@ -20,6 +20,7 @@ mod announcement;
 pub mod body;
 pub mod coherence;
 mod flight;
+mod hot;
 pub mod keys;
 mod l1;
 pub mod outbox;
@@ -33,12 +34,14 @@ use announcement::Announced;
 pub use body::{accepts_gzip, Chosen, ListingBody, Representation};
 use coherence::{Coherence, Settled};
 pub use flight::{Flight, Flights, Guard};
+use hot::HotItems;
 pub use keys::Keys;
 pub use l1::Usage;
 use l1::{Local, Stamp};
 use outbox::Recorded;
 use redis::{ItemLookup, ListingLookup, RedisStore, Unavailable};
 use slugs::SlugOwners;
+use tokio::sync::Notify;
 
 use crate::metrics::Metrics;
 
@@ -87,6 +90,9 @@ pub struct Cache {
     slug_owners: SlugOwners,
     /// Completed outbox records, deleted in batches (`outbox.rs`).
     completed: tokio::sync::mpsc::UnboundedSender<i64>,
+    hot: Arc<HotItems>,
+    /// Told when this instance's caches were emptied (`domain::warming`).
+    warm: Arc<Notify>,
 }
 
 /// A pause point: called with a cache key, it may hold the request (a test
@@ -143,6 +149,7 @@ impl Cache {
         let local =
             (settings.l1_bytes > 0).then(|| Local::new(settings.l1_bytes, settings.l1_threads));
         let distrusted = redis.clone();
+        let warm = Arc::new(Notify::new());
         let coherence = Coherence::start(
             settings.listen_url.to_owned(),
             local.clone(),
@@ -153,6 +160,7 @@ impl Cache {
             }),
             metrics.clone(),
             settings.tracks_positions,
+            warm.clone(),
         );
         if let Some(redis) = &redis {
             redis.share_mark(coherence.clone());
@@ -169,6 +177,8 @@ impl Cache {
             before_l1_fill: settings.before_l1_fill,
             slug_owners: SlugOwners::new(),
             completed,
+            hot: Arc::new(HotItems::new()),
+            warm,
         };
         tokio::spawn(outbox::sweep(cache.clone()));
         Ok(cache)
@@ -233,6 +243,28 @@ impl Cache {
 
     fn stamp(&self) -> Option<Stamp> {
         self.local.as_ref().and_then(|local| local.stamp())
+    }
+
+    /// A read of item `id`, for the warm-ups (sampled, in memory).
+    pub fn record_read(&self, id: i64) {
+        self.hot.record(id);
+    }
+
+    /// The `n` items read most over about the last hour.
+    pub fn hottest(&self, n: usize) -> Vec<i64> {
+        self.hot.hottest(n)
+    }
+
+    /// Returns when this instance's caches were emptied: it joined (L1
+    /// cleared), Redis was flushed on recovery, or a flush was announced.
+    pub async fn warming_wanted(&self) {
+        match &self.redis {
+            Some(redis) => tokio::select! {
+                _ = self.warm.notified() => {}
+                _ = redis.recovered() => {}
+            },
+            None => self.warm.notified().await,
+        }
     }
 
     /// The item `slug` belongs to, if this instance has read it before.
@@ -430,6 +462,9 @@ impl Cache {
                 Some(ids) => local.invalidate(ids),
                 None => local.clear(),
             }
+        }
+        if item_ids.is_none() {
+            self.warm.notify_one();
         }
         let settled = self
             .coherence

@@ -301,11 +301,21 @@ pub fn representation_of(view: &ContentWithUser) -> Result<Representation, AppEr
 /// `GET /content/{id}`: from L1 or Redis when cached. Concurrent misses
 /// with the same lease share one load.
 pub async fn get(ctx: &AppContext, id: i64) -> Result<ItemRead, AppError> {
+    ctx.cache.record_read(id);
     match ctx.cache.item_in_l1(id) {
         Some(found) => Ok(ItemRead::Public(found)),
         // Boxed: an L1 hit then never moves the miss path's large future.
         None => Box::pin(get_below_l1(ctx, id)).await,
     }
+}
+
+/// Loads item `id` into the caches unless L1 holds it (a warm-up: not
+/// counted as a read).
+pub async fn warm_item(ctx: &AppContext, id: i64) -> Result<(), AppError> {
+    if ctx.cache.item_in_l1(id).is_none() {
+        Box::pin(get_below_l1(ctx, id)).await?;
+    }
+    Ok(())
 }
 
 async fn get_below_l1(ctx: &AppContext, id: i64) -> Result<ItemRead, AppError> {

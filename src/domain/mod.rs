@@ -25,6 +25,7 @@ pub mod user_input;
 pub mod users;
 pub mod validation;
 pub mod views;
+pub mod warming;
 
 use std::sync::Arc;
 
@@ -55,6 +56,8 @@ pub struct AppContext {
     pub phones: PhonePolicy,
     pub accounts: AccountSettings,
     pub editorial: EditorialSettings,
+    /// How many of the most-read items a warm-up loads (`WARM_ITEMS`).
+    pub warm_items: usize,
     /// Told of every new or changed schedule, so this instance's scheduler
     /// looks again at once.
     pub schedule_changed: tokio::sync::Notify,
@@ -108,6 +111,7 @@ impl AppContext {
                 revisions_kept: settings.revisions_kept.min(i64::MAX as u64) as i64,
                 require_if_match: settings.require_if_match,
             },
+            warm_items: settings.warm_items,
             schedule_changed: tokio::sync::Notify::new(),
             item_flights: Flights::new(),
             listing_flights: Flights::new(),

@@ -1269,6 +1269,58 @@ async fn pages_stored_during_a_flush_are_deleted_by_the_next_write() {
     );
 }
 
+/// After an admin flush the items read most are loaded again in the
+/// background: within 3 s, without any read of them, ≥ 90 % of their reads
+/// are hits.
+#[tokio::test]
+async fn after_a_flush_the_most_read_items_are_warm_again_within_three_seconds() {
+    let app = TestApp::spawn_with(|s| {
+        crate::helpers::use_redis(s);
+        s.warm_items = 20;
+    })
+    .await;
+    let user = app.new_user().await;
+    let mut ids = Vec::new();
+    for n in 0..40 {
+        ids.push(app.post_item(&user, &format!("Warm or cold {n}")).await);
+    }
+    let (hot, cold) = ids.split_at(20);
+    // Reads are sampled (about one in 16): enough that each hot item is.
+    for _ in 0..96 {
+        for id in hot {
+            app.get(&format!("/api/v1/content/{id}")).await;
+        }
+    }
+    for id in cold {
+        app.get(&format!("/api/v1/content/{id}")).await;
+    }
+    let warmups = app.metric("cache_warmups_total").await;
+    let admin = app.new_admin().await;
+    let flushed = app
+        .request(Method::POST, "/api/v1/admin/cache/flush")
+        .bearer_auth(&admin.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(flushed.status(), 204);
+    let started = Instant::now();
+    while app.metric("cache_warmups_total").await <= warmups {
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "no warm-up within 3 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let warmed_in = started.elapsed();
+    let hits_before = app.l1_hits("item").await;
+    for id in hot {
+        app.get(&format!("/api/v1/content/{id}")).await;
+    }
+    let hits = app.l1_hits("item").await - hits_before;
+    println!("warm {warmed_in:?} after the flush: {hits} of 20 hot reads hit L1");
+    assert!(hits >= 18.0, "{hits} of 20 reads of the hottest items hit");
+}
+
 #[tokio::test]
 async fn a_flush_without_redis_is_a_503_problem() {
     let mut redis = OwnRedis::start_on(free_port()).await;

@@ -51,6 +51,8 @@ pub(super) struct Circuit {
     pub(super) closings: AtomicU64,
     pub(super) wake_probe: Notify,
     pub(super) closed: Notify,
+    /// Told when the circuit closes after a flush (the caches are cold).
+    pub(super) recovered: Notify,
     pub(super) shared: OnceLock<Arc<dyn SharedMark>>,
 }
 
@@ -64,6 +66,7 @@ impl Circuit {
             closings: AtomicU64::new(0),
             wake_probe: Notify::new(),
             closed: Notify::new(),
+            recovered: Notify::new(),
             shared: OnceLock::new(),
         }
     }
@@ -174,6 +177,9 @@ pub(super) async fn probe_loop(deployment: Arc<Deployment>, keys: Keys, circuit:
                         tracing::info!(flushed, "redis connected");
                     } else {
                         tracing::info!(flushed, "redis reachable again: circuit closed");
+                    }
+                    if flushed {
+                        circuit.recovered.notify_one();
                     }
                     first_connect = false;
                     break;

@@ -390,6 +390,11 @@ impl RedisStore {
         }
     }
 
+    /// Returns after a recovery flush, once the circuit has closed.
+    pub async fn recovered(&self) {
+        self.circuit.recovered.notified().await;
+    }
+
     /// Where the probe reads (and clears) the shared mark of a missed
     /// delete before it trusts Redis again.
     pub fn share_mark(&self, mark: Arc<dyn SharedMark>) {
