@@ -30,6 +30,7 @@ use tokio_postgres::{AsyncMessage, Client, NoTls, Notification};
 use super::announcement::{Announced, Message};
 use super::l1::Local;
 use super::redis::SharedMark;
+use super::session::Session;
 use crate::metrics::Metrics;
 
 /// How long a lease lasts from PostgreSQL's time of the renewal.
@@ -76,7 +77,7 @@ pub struct Coherence {
     /// for the others', but never joins.
     local: Option<Arc<Local>>,
     /// The live listening session's client, if any.
-    session: Mutex<Option<Arc<Client>>>,
+    session: Mutex<Option<Arc<Session>>>,
     seq: AtomicU64,
     pending: Mutex<HashMap<u64, Arc<Pending>>>,
     distrust_redis: DistrustRedis,
@@ -149,7 +150,10 @@ impl Coherence {
         loop {
             let read = async {
                 let row = match self.client() {
-                    Some(client) => bounded(client.query_one(INSERT_POSITION, &[])).await,
+                    Some(session) => {
+                        let statement = bounded(session.prepared(INSERT_POSITION)).await?;
+                        bounded(session.query_one(&statement, &[])).await
+                    }
                     None => {
                         let client = connect_once(&self.listen_url).await?;
                         bounded(client.query_one(INSERT_POSITION, &[])).await
@@ -171,7 +175,7 @@ impl Coherence {
     }
 
     /// The live listening session, to run a statement on (the outbox's).
-    pub(super) fn client(&self) -> Option<Arc<Client>> {
+    pub(super) fn client(&self) -> Option<Arc<Session>> {
         self.session.lock().expect("session lock").clone()
     }
 
@@ -223,13 +227,16 @@ impl Coherence {
             live: row.get(1),
             revoked_for: millis(row.get(2)),
         };
-        if let Some(client) = self.client() {
-            let row = bounded(client.query_one(
-                ANNOUNCE,
-                &[&ANNOUNCEMENTS, &message, &self.instance, &redis_distrusted],
-            ))
-            .await;
-            if let Ok(row) = row {
+        if let Some(session) = self.client() {
+            let row = async {
+                let statement = bounded(session.prepared(ANNOUNCE)).await?;
+                bounded(session.query_one(
+                    &statement,
+                    &[&ANNOUNCEMENTS, &message, &self.instance, &redis_distrusted],
+                ))
+                .await
+            };
+            if let Ok(row) = row.await {
                 return Ok((audience(row), true));
             }
         }
@@ -303,7 +310,7 @@ impl Coherence {
         let revoked = async {
             let client = match self.client() {
                 Some(client) => client,
-                None => Arc::new(connect_once(&self.listen_url).await?),
+                None => Arc::new(Session::new(connect_once(&self.listen_url).await?)),
             };
             let row = bounded(client.query_one(REVOKE, &[&members])).await?;
             let pids: Vec<i32> = row.get(1);
@@ -366,7 +373,7 @@ impl Coherence {
                 }
             }
         });
-        let client = Arc::new(client);
+        let client = Arc::new(Session::new(client));
         // Every instance hears announcements (an instance without L1 for
         // the Redis flag); then reads the shared mark, which covers what it
         // could not hear before.
@@ -400,7 +407,7 @@ impl Coherence {
     /// batch and writer) and collects acknowledgements of this instance's.
     async fn read(
         &self,
-        client: &Arc<Client>,
+        client: &Arc<Session>,
         mut received: mpsc::UnboundedReceiver<Notification>,
     ) -> String {
         let own_acks = ack_channel(&self.instance);
@@ -431,12 +438,13 @@ impl Coherence {
                 let payload = format!("{}|{}", seqs.join(","), self.instance);
                 let client = client.clone();
                 tokio::spawn(async move {
-                    let sent = client
-                        .execute(
-                            "SELECT pg_notify($1, $2)",
-                            &[&ack_channel(&writer), &payload],
-                        )
-                        .await;
+                    let sent = async {
+                        let statement = client.prepared("SELECT pg_notify($1, $2)").await?;
+                        client
+                            .execute(&statement, &[&ack_channel(&writer), &payload])
+                            .await
+                    };
+                    let sent = sent.await;
                     if let Err(err) = sent {
                         tracing::debug!(error = %err, "acknowledging failed");
                     }
@@ -551,7 +559,7 @@ impl Coherence {
     pub async fn members(&self) -> Result<Vec<(String, i64)>, ChannelError> {
         let client = match self.client() {
             Some(client) => client,
-            None => Arc::new(connect_once(&self.listen_url).await?),
+            None => Arc::new(Session::new(connect_once(&self.listen_url).await?)),
         };
         let rows = bounded(client.query(
             "SELECT instance, (EXTRACT(EPOCH FROM lease_until) * 1000)::int8 FROM cache_members \
@@ -580,7 +588,9 @@ impl SharedMark for Coherence {
         Box::pin(async move {
             let client = match self.client() {
                 Some(client) => client,
-                None => Arc::new(connect_once(&self.listen_url).await.map_err(|_| ())?),
+                None => Arc::new(Session::new(
+                    connect_once(&self.listen_url).await.map_err(|_| ())?,
+                )),
             };
             redis_mark_pending(&client).await.map_err(|_| ())
         })

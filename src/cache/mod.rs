@@ -25,6 +25,7 @@ pub mod keys;
 mod l1;
 pub mod outbox;
 mod redis;
+mod session;
 mod slugs;
 
 use std::sync::Arc;

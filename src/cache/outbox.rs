@@ -93,7 +93,11 @@ pub async fn forget_completed(coherence: Arc<Coherence>, mut completed: Unbounde
         let Some(client) = coherence.client() else {
             continue;
         };
-        if let Err(err) = client.execute(FORGET, &[&ids]).await {
+        let forgotten = async {
+            let statement = client.prepared(FORGET).await?;
+            client.execute(&statement, &[&ids]).await
+        };
+        if let Err(err) = forgotten.await {
             tracing::debug!(error = %err, "deleting completed invalidations failed");
         }
     }
