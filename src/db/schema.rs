@@ -107,13 +107,6 @@ diesel::table! {
 }
 
 diesel::table! {
-    slug_counters (base) {
-        base -> Text,
-        last -> Int8,
-    }
-}
-
-diesel::table! {
     users (id) {
         id -> Int8,
         name -> Text,
@@ -146,6 +139,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     password_resets,
     refresh_tokens,
     sessions,
-    slug_counters,
     users,
 );
