@@ -2,7 +2,7 @@
 //! many users or items it holds (the old service's N+1, defect 6.5); an
 //! item read costs one query (a slug read, once per slug, one more), a user
 //! read one; a create one after the bearer check, also when its generated
-//! slug is taken.
+//! slug is taken; an update two (a read, then one write).
 //!
 //! A test binary of its own: it counts every query of the process through
 //! Diesel's default instrumentation, which no concurrent test may disturb.
@@ -165,5 +165,37 @@ async fn list_endpoints_make_one_query_per_page_not_one_per_row() {
             "the bearer check and the create"
         );
         assert!(LAST_QUERY.lock().unwrap().contains("create_content("));
+    }
+
+    // An update: the bearer check, one read of the item and its author,
+    // then one statement (slug claim, revision, next version, outbox row,
+    // author), also when the slug changes.
+    let id = app
+        .create_content(&user, "To be changed", "A body long enough.")
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    for body in [
+        serde_json::json!({"title": "Changed once"}),
+        serde_json::json!({"title": "Changed twice", "slug": "changed-twice"}),
+    ] {
+        let before = ALL_QUERIES.load(Ordering::SeqCst);
+        let response = app
+            .request(reqwest::Method::PATCH, &format!("/api/v1/content/{id}"))
+            .bearer_auth(&user.token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(
+            ALL_QUERIES.load(Ordering::SeqCst) - before,
+            3,
+            "the bearer check, the read and the write"
+        );
+        assert!(LAST_QUERY
+            .lock()
+            .unwrap()
+            .contains("write_content_version("));
     }
 }

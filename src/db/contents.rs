@@ -83,9 +83,9 @@ pub struct NewItem<'a> {
     pub invalidates: bool,
 }
 
-/// A created item with its author, and its outbox record's id.
+/// A created or changed item with its author, and its outbox record's id.
 #[derive(QueryableByName)]
-pub struct CreatedRow {
+pub struct WrittenRow {
     #[diesel(embed)]
     pub content: ContentRow,
     #[diesel(sql_type = Text)]
@@ -100,7 +100,7 @@ pub struct CreatedRow {
     pub outbox_id: Option<i64>,
 }
 
-impl CreatedRow {
+impl WrittenRow {
     pub fn author(&self) -> AuthorRow {
         AuthorRow {
             id: self.content.user_id,
@@ -115,8 +115,8 @@ impl CreatedRow {
 /// Creates an item in one statement, its own transaction: the slug claim,
 /// the row, the outbox record and the author for the answer. `None`: the
 /// slug asked for is taken.
-pub fn create(conn: &mut PgConnection, item: &NewItem<'_>) -> Result<Option<CreatedRow>, DbError> {
-    Ok(Create(item).load::<CreatedRow>(conn)?.pop())
+pub fn create(conn: &mut PgConnection, item: &NewItem<'_>) -> Result<Option<WrittenRow>, DbError> {
+    Ok(Create(item).load::<WrittenRow>(conn)?.pop())
 }
 
 /// The statement of `create`, kept prepared (a `sql_query` is parsed and
@@ -162,6 +162,87 @@ impl QueryFragment<Pg> for Create<'_> {
         out.push_bind_param::<BigInt, _>(&item.updated_by)?;
         out.push_sql(", ");
         out.push_bind_param::<diesel::sql_types::Bool, _>(&item.invalidates)?;
+        out.push_sql(")");
+        Ok(())
+    }
+}
+
+/// The next version of an item, as `write_content_version` (see the
+/// migrations) takes it.
+pub struct NextVersion<'a> {
+    pub id: i64,
+    /// The version the state was built from.
+    pub expected: i64,
+    pub state: &'a ContentState,
+    pub editor: i64,
+    pub revisions_kept: i64,
+    /// Records the invalidation of the item and every listing.
+    pub invalidates: bool,
+}
+
+/// Writes the next version in one statement, its own transaction (slug
+/// claim, revision, row, outbox record, author for the answer). `None`:
+/// the item changed or went since version `expected` was read (nothing
+/// was written; read it again). A slug another item had is a
+/// `UniqueViolation` on `SLUG_UNIQUE`.
+pub fn write_next_version(
+    conn: &mut PgConnection,
+    next: &NextVersion<'_>,
+) -> Result<Option<WrittenRow>, DbError> {
+    match WriteVersion(next).load::<WrittenRow>(conn) {
+        Ok(mut rows) => Ok(rows.pop()),
+        Err(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::SerializationFailure,
+            _,
+        )) => Ok(None),
+        Err(err) => Err(err.into()),
+    }
+}
+
+struct WriteVersion<'a>(&'a NextVersion<'a>);
+
+/// `WriteVersion`'s statement cache key: its text never changes.
+pub struct WriteVersionStatement;
+
+impl QueryId for WriteVersion<'_> {
+    type QueryId = WriteVersionStatement;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl diesel::query_builder::Query for WriteVersion<'_> {
+    type SqlType = diesel::sql_types::Untyped;
+}
+
+impl RunQueryDsl<PgConnection> for WriteVersion<'_> {}
+
+impl QueryFragment<Pg> for WriteVersion<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        let next = self.0;
+        let state = next.state;
+        out.push_sql("SELECT * FROM write_content_version(");
+        out.push_bind_param::<BigInt, _>(&next.id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<BigInt, _>(&next.expected)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&state.title)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&state.content)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Text>, _>(&state.image)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&state.status)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Timestamptz>, _>(&state.publish_at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&state.slug)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&state.tags)?;
+        out.push_sql(", ");
+        out.push_bind_param::<BigInt, _>(&next.editor)?;
+        out.push_sql(", ");
+        out.push_bind_param::<BigInt, _>(&next.revisions_kept)?;
+        out.push_sql(", ");
+        out.push_bind_param::<diesel::sql_types::Bool, _>(&next.invalidates)?;
         out.push_sql(")");
         Ok(())
     }

@@ -229,7 +229,7 @@ pub fn resolve_schedule(
 
 /// `PUT`/`PATCH /content/{id}`: absent fields are left alone; `image: null`
 /// clears the image, `tags: null` the tags.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct ContentPatch {
     pub title: Option<String>,
     pub content: Option<String>,

@@ -21,8 +21,8 @@ use super::validation::Fields;
 use super::views::{Content, ContentWithUser, Revision};
 use super::{AppContext, AppError};
 use crate::cache::outbox::Recorded;
-use crate::db::contents::NewItem;
 use crate::db::contents::PUBLISHED;
+use crate::db::contents::{NewItem, NextVersion};
 use crate::db::models::{AuthorRow, ContentRow, ContentState};
 use crate::db::{self, DbError};
 
@@ -130,7 +130,20 @@ fn lock_for_change(
     precondition: &Precondition,
     require_if_match: bool,
 ) -> Result<(ContentRow, AuthorRow), Abort> {
-    let Some((row, author)) = db::contents::lock_with_author(conn, id)? else {
+    let found = db::contents::lock_with_author(conn, id)?;
+    may_change(found, caller, id, precondition, require_if_match)
+}
+
+/// `found` (the item and its author, as read), if `caller` may change it
+/// (see `lock_for_change`).
+fn may_change(
+    found: Option<(ContentRow, AuthorRow)>,
+    caller: Principal,
+    id: i64,
+    precondition: &Precondition,
+    require_if_match: bool,
+) -> Result<(ContentRow, AuthorRow), Abort> {
+    let Some((row, author)) = found else {
         return Err(AppError::content_not_found(id).into());
     };
     if !caller.may_act_for(row.user_id) {
@@ -187,23 +200,6 @@ fn apply(
     })
 }
 
-/// Writes `state` as the next version of the locked `row`, keeping `row`
-/// as a revision; a new slug is claimed first (409 if another item ever
-/// had it).
-fn write_next_version(
-    conn: &mut PgConnection,
-    row: &ContentRow,
-    state: &ContentState,
-    editor: i64,
-    kept: i64,
-) -> Result<ContentRow, Abort> {
-    if state.slug != row.slug && !db::contents::claim_slug(conn, &state.slug, row.id)? {
-        return Err(slug_in_use().into());
-    }
-    db::contents::keep_revision(conn, row, kept)?;
-    Ok(db::contents::write_version(conn, row.id, state, editor)?)
-}
-
 /// Inside a change's transaction: public reads are to be invalidated when
 /// they showed the item or will.
 fn record_change(
@@ -229,38 +225,78 @@ async fn after_change(ctx: &AppContext, recorded: Option<Recorded>, after: Optio
     }
 }
 
-/// Writes the next version of item `id` if `next` makes one of the
-/// locked row (`None`: nothing changes).
+/// How often a change is tried again when the item changed between its
+/// read and its write, before the caller is told to retry later.
+const CHANGE_ATTEMPTS: usize = 32;
+
+/// Writes the next version of item `id` if `next` makes one of it: one
+/// read (the item and its author; the rules and `If-Match` are checked on
+/// it), then one statement that writes it only if it is still the version
+/// read (`db::contents::write_next_version`), else the same again.
 async fn change(
     ctx: &AppContext,
     caller: Principal,
     id: i64,
     precondition: Precondition,
-    next: impl FnOnce(&mut PgConnection, &ContentRow) -> Result<Option<ContentState>, Abort>
+    next: impl Fn(&mut PgConnection, &ContentRow) -> Result<Option<ContentState>, Abort>
         + Send
         + 'static,
 ) -> Result<Written, AppError> {
     caller.require_scope(Scope::ContentWrite)?;
     let settings = ctx.editorial;
-    let (before, after, author, recorded) = in_transaction(ctx, move |conn| {
-        let (row, author) =
-            lock_for_change(conn, caller, id, &precondition, settings.require_if_match)?;
-        let Some(state) = next(conn, &row)? else {
-            return Ok((row, None, author, None));
-        };
-        let updated =
-            write_next_version(conn, &row, &state, caller.user_id, settings.revisions_kept)?;
-        let recorded = record_change(conn, id, &row, Some(&updated))?;
-        Ok((row, Some(updated), author, recorded))
+    let outcome = db::interact(&ctx.pool, move |conn| {
+        for _ in 0..CHANGE_ATTEMPTS {
+            let found = db::contents::find_with_author(conn, id)?;
+            let attempt = may_change(found, caller, id, &precondition, settings.require_if_match)
+                .and_then(|(row, author)| Ok((next(conn, &row)?, row, author)));
+            let (state, row, author) = match attempt {
+                Ok(found) => found,
+                Err(Abort::Refused(refusal)) => return Ok(Err(refusal)),
+                Err(Abort::Db(err)) => return Err(err),
+            };
+            let Some(state) = state else {
+                return Ok(Ok((row, author, None)));
+            };
+            let next_version = db::contents::write_next_version(
+                conn,
+                &NextVersion {
+                    id,
+                    expected: row.version,
+                    state: &state,
+                    editor: caller.user_id,
+                    revisions_kept: settings.revisions_kept,
+                    // Public reads showed the item or will.
+                    invalidates: row.status == PUBLISHED || state.status == PUBLISHED,
+                },
+            );
+            match next_version {
+                Ok(Some(new)) => {
+                    let author = new.author();
+                    let recorded = new.outbox_id.map(|record| Recorded {
+                        id: record,
+                        items: vec![id],
+                    });
+                    return Ok(Ok((new.content, author, Some(recorded))));
+                }
+                Ok(None) => continue,
+                Err(DbError::UniqueViolation(constraint))
+                    if constraint == db::contents::SLUG_UNIQUE =>
+                {
+                    return Ok(Err(slug_in_use()))
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        Err(DbError::Unavailable(format!(
+            "content with id {id} kept changing while being written"
+        )))
     })
     .await?;
-    match after {
-        Some(after) => {
-            after_change(ctx, recorded, Some(&after)).await;
-            written(after, author)
-        }
-        None => written(before, author),
+    let (row, author, change) = outcome?;
+    if let Some(recorded) = change {
+        after_change(ctx, recorded, Some(&row)).await;
     }
+    written(row, author)
 }
 
 pub async fn update(
@@ -272,7 +308,7 @@ pub async fn update(
 ) -> Result<Written, AppError> {
     change(ctx, caller, id, precondition, move |_, row| {
         let current = row.state();
-        let state = apply(patch, &current, id, Utc::now())?;
+        let state = apply(patch.clone(), &current, id, Utc::now())?;
         Ok((state != current).then_some(state))
     })
     .await
