@@ -192,7 +192,13 @@ pub async fn set_role(
     })
     .await?;
     match change {
-        RoleChange::Done { user, .. } => Ok((*user).into()),
+        RoleChange::Done { user, changed } => {
+            // The role shows in the private view, which replicas may serve.
+            if changed {
+                ctx.cache.announce_commit().await;
+            }
+            Ok((*user).into())
+        }
         RoleChange::NotFound => Err(AppError::user_not_found(id)),
         RoleChange::LastAdmin => Err(AppError::Conflict(
             "The last admin cannot be demoted".into(),
