@@ -4,7 +4,9 @@ use diesel::prelude::*;
 use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::sql_types::{Array, BigInt, Float4, Nullable, Text, Timestamptz};
 
-use super::models::{AuthorRow, ContentRow, ContentState, ListingRow, NewContentRow, RevisionRow};
+use super::models::{
+    AuthorColumns, AuthorRow, ContentRow, ContentState, ListingRow, NewContentRow, RevisionRow,
+};
 use super::schema::{content_revisions, content_slugs, contents, users};
 use super::DbError;
 
@@ -88,27 +90,15 @@ pub struct NewItem<'a> {
 pub struct WrittenRow {
     #[diesel(embed)]
     pub content: ContentRow,
-    #[diesel(sql_type = Text)]
-    pub author_name: String,
-    #[diesel(sql_type = Text)]
-    pub author_country: String,
-    #[diesel(sql_type = Text)]
-    pub author_state: String,
-    #[diesel(sql_type = Timestamptz)]
-    pub author_created_at: DateTime<Utc>,
+    #[diesel(embed)]
+    pub author: AuthorColumns,
     #[diesel(sql_type = Nullable<BigInt>)]
     pub outbox_id: Option<i64>,
 }
 
 impl WrittenRow {
     pub fn author(&self) -> AuthorRow {
-        AuthorRow {
-            id: self.content.user_id,
-            name: self.author_name.clone(),
-            country: self.author_country.clone(),
-            state: self.author_state.clone(),
-            created_at: self.author_created_at,
-        }
+        self.author.of(&self.content)
     }
 }
 

@@ -176,11 +176,10 @@ pub struct AuthorRow {
     pub created_at: DateTime<Utc>,
 }
 
-/// A listing row: the item, its author and (for searches) its rank.
+/// An item's author as a raw statement returns it beside the item's
+/// columns (`author_name`, …; the id is the item's `user_id`).
 #[derive(Debug, QueryableByName)]
-pub struct ListingRow {
-    #[diesel(embed)]
-    pub content: ContentRow,
+pub struct AuthorColumns {
     #[diesel(sql_type = diesel::sql_types::Text)]
     pub author_name: String,
     #[diesel(sql_type = diesel::sql_types::Text)]
@@ -189,19 +188,35 @@ pub struct ListingRow {
     pub author_state: String,
     #[diesel(sql_type = diesel::sql_types::Timestamptz)]
     pub author_created_at: DateTime<Utc>,
+}
+
+impl AuthorColumns {
+    /// The author of the item `content`.
+    pub fn of(&self, content: &ContentRow) -> AuthorRow {
+        AuthorRow {
+            id: content.user_id,
+            name: self.author_name.clone(),
+            country: self.author_country.clone(),
+            state: self.author_state.clone(),
+            created_at: self.author_created_at,
+        }
+    }
+}
+
+/// A listing row: the item, its author and (for searches) its rank.
+#[derive(Debug, QueryableByName)]
+pub struct ListingRow {
+    #[diesel(embed)]
+    pub content: ContentRow,
+    #[diesel(embed)]
+    pub author: AuthorColumns,
     #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Float4>)]
     pub rank: Option<f32>,
 }
 
 impl ListingRow {
     pub fn author(&self) -> AuthorRow {
-        AuthorRow {
-            id: self.content.user_id,
-            name: self.author_name.clone(),
-            country: self.author_country.clone(),
-            state: self.author_state.clone(),
-            created_at: self.author_created_at,
-        }
+        self.author.of(&self.content)
     }
 }
 

@@ -1147,12 +1147,7 @@ async fn the_cache_overview_is_for_admins_and_shows_every_layer() {
         problem(as_user, 403).await["detail"],
         "Only an admin may manage the cache"
     );
-    let flush_as_user = app
-        .request(Method::POST, "/api/v1/admin/cache/flush")
-        .bearer_auth(&user.token)
-        .send()
-        .await
-        .unwrap();
+    let flush_as_user = flush_cache(&app, &user.token).await;
     assert_eq!(flush_as_user.status(), 403);
 
     let admin = app.new_admin().await;
@@ -1185,6 +1180,15 @@ async fn the_cache_overview_is_for_admins_and_shows_every_layer() {
     assert_eq!(live, [l1["instance"].as_str().unwrap()]);
 }
 
+/// `POST /admin/cache/flush` with `token`.
+async fn flush_cache(app: &TestApp, token: &str) -> reqwest::Response {
+    app.request(Method::POST, "/api/v1/admin/cache/flush")
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn a_flush_empties_every_layer_of_every_instance() {
     let first = TestApp::spawn_with_redis().await;
@@ -1202,12 +1206,7 @@ async fn a_flush_empties_every_layer_of_every_instance() {
         "UPDATE contents SET title = 'Changed behind' WHERE id = {id}"
     ));
     let admin = first.new_admin().await;
-    let flushed = first
-        .request(Method::POST, "/api/v1/admin/cache/flush")
-        .bearer_auth(&admin.token)
-        .send()
-        .await
-        .unwrap();
+    let flushed = flush_cache(&first, &admin.token).await;
     assert_eq!(flushed.status(), 204);
     assert!(first.scan(&first.key("content*")).await.is_empty());
     for app in [&first, &second] {
@@ -1249,13 +1248,7 @@ async fn pages_stored_during_a_flush_are_deleted_by_the_next_write() {
         })
         .collect();
     for _ in 0..100 {
-        let flushed = flusher
-            .request(Method::POST, "/api/v1/admin/cache/flush")
-            .bearer_auth(&admin.token)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(flushed.status(), 204);
+        assert_eq!(flush_cache(&flusher, &admin.token).await.status(), 204);
     }
     done.store(true, std::sync::atomic::Ordering::SeqCst);
     for reader in readers {
@@ -1296,13 +1289,7 @@ async fn after_a_flush_the_most_read_items_are_warm_again_within_three_seconds()
     }
     let warmups = app.metric("cache_warmups_total").await;
     let admin = app.new_admin().await;
-    let flushed = app
-        .request(Method::POST, "/api/v1/admin/cache/flush")
-        .bearer_auth(&admin.token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(flushed.status(), 204);
+    assert_eq!(flush_cache(&app, &admin.token).await.status(), 204);
     let started = Instant::now();
     while app.metric("cache_warmups_total").await <= warmups {
         assert!(
@@ -1327,12 +1314,7 @@ async fn a_flush_without_redis_is_a_503_problem() {
     let app = app_on(&redis).await;
     let admin = app.new_admin().await;
     redis.stop();
-    let flushed = app
-        .request(Method::POST, "/api/v1/admin/cache/flush")
-        .bearer_auth(&admin.token)
-        .send()
-        .await
-        .unwrap();
+    let flushed = flush_cache(&app, &admin.token).await;
     assert!(flushed.headers().contains_key("retry-after"));
     assert_eq!(
         problem(flushed, 503).await["detail"],
