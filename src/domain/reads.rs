@@ -9,6 +9,7 @@
 //! 5xx, only a miss of the chance to offload the primary.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use diesel::PgConnection;
 
@@ -17,6 +18,10 @@ use crate::cache::{Cache, Guard};
 use crate::db::replicas::Replicas;
 use crate::db::{self, DbError, DbPool};
 use crate::metrics::Metrics;
+
+/// How long a read may take on a replica before the primary is asked
+/// instead (a replica that froze mid-read).
+const REPLICA_READ_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Runs reads on a replica when one may serve them, else on the primary.
 #[derive(Clone)]
@@ -63,13 +68,18 @@ impl Reader {
             if self.cache.l1_serving() {
                 let floor = self.cache.read_floor(None).max(self.at_least);
                 if let Some(replica) = replicas.pick(floor) {
-                    match db::interact(&replica.pool, query.clone()).await {
-                        Ok(found) => {
+                    let read = db::interact(&replica.pool, query.clone());
+                    match tokio::time::timeout(REPLICA_READ_TIMEOUT, read).await {
+                        Ok(Ok(found)) => {
                             self.metrics.db_read("replica");
                             return Ok(found);
                         }
-                        Err(err) => {
+                        Ok(Err(err)) => {
                             tracing::debug!(error = %err, "replica read failed: reading the primary");
+                            replica.failed();
+                        }
+                        Err(_) => {
+                            tracing::debug!("replica read timed out: reading the primary");
                             replica.failed();
                         }
                     }

@@ -163,6 +163,23 @@ impl OwnPostgres {
         );
     }
 
+    /// The postmaster and every process it started.
+    fn processes(&self) -> Vec<String> {
+        let pid_file = std::fs::read_to_string(self.data().join("postmaster.pid")).unwrap();
+        let postmaster = pid_file.lines().next().unwrap().trim().to_owned();
+        let children = Command::new("pgrep")
+            .args(["-P", &postmaster])
+            .output()
+            .unwrap();
+        let mut pids = vec![postmaster];
+        pids.extend(
+            String::from_utf8_lossy(&children.stdout)
+                .split_whitespace()
+                .map(str::to_owned),
+        );
+        pids
+    }
+
     fn url(&self, database: &str) -> String {
         format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
     }
@@ -232,6 +249,11 @@ async fn replicated(max_lag_ms: u64) -> Replicated {
         replica,
         _primary: primary,
     }
+}
+
+fn signal(pids: &[String], which: &str) {
+    let status = Command::new("kill").arg(which).args(pids).status().unwrap();
+    assert!(status.success());
 }
 
 async fn replica_usable(app: &TestApp) -> bool {
@@ -377,6 +399,36 @@ async fn a_replica_lagging_past_the_bound_or_stopped_is_skipped_without_an_error
         assert_eq!(read["name"], format!("Lagging Reader {round}"));
     }
     setup.replica.sql("SELECT pg_wal_replay_resume()");
+    for app in apps {
+        await_replica_usable(app, true).await;
+    }
+
+    // Frozen (every process of it stopped): reads in flight on it and after
+    // are answered by the primary within the replica read timeout.
+    let frozen = setup.replica.processes();
+    signal(&frozen, "-STOP");
+    let started = Instant::now();
+    let reads = async {
+        let mut statuses = Vec::new();
+        for _ in 0..5 {
+            for app in apps {
+                statuses.push(
+                    app.get(&format!("/api/v1/users/{}", user.id))
+                        .await
+                        .status(),
+                );
+            }
+        }
+        statuses
+    };
+    let answered = tokio::time::timeout(Duration::from_secs(5), reads).await;
+    signal(&frozen, "-CONT");
+    let statuses = answered.expect("reads hung on a frozen replica");
+    assert!(statuses.iter().all(|status| *status == 200), "{statuses:?}");
+    println!(
+        "10 reads answered in {:?} with the replica frozen",
+        started.elapsed()
+    );
     for app in apps {
         await_replica_usable(app, true).await;
     }
