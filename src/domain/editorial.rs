@@ -114,7 +114,12 @@ pub async fn create(
             };
             invalidation::complete(ctx, recorded).await
         }
-        None => ctx.schedule_changed.notify_one(),
+        None => {
+            // A draft or a schedule: in no cache, but its owner may read
+            // it back through a replica.
+            ctx.cache.announce_commit().await;
+            ctx.schedule_changed.notify_one();
+        }
     }
     let author = created.author();
     written(created.content, author)
@@ -214,11 +219,13 @@ fn record_change(
         .transpose()
 }
 
-/// After a change's commit: the invalidation it recorded; the scheduler
-/// hears of a new schedule.
+/// After a change's commit: the invalidation it recorded (or, for a
+/// change no cache held, its commit position: a draft read back from a
+/// replica must show it); the scheduler hears of a new schedule.
 async fn after_change(ctx: &AppContext, recorded: Option<Recorded>, after: Option<&ContentRow>) {
-    if let Some(recorded) = recorded {
-        invalidation::complete(ctx, recorded).await;
+    match recorded {
+        Some(recorded) => invalidation::complete(ctx, recorded).await,
+        None => ctx.cache.announce_commit().await,
     }
     if after.is_some_and(|row| row.status == crate::db::contents::SCHEDULED) {
         ctx.schedule_changed.notify_one();

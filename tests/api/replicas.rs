@@ -357,8 +357,39 @@ async fn reads_go_to_the_replica_and_none_is_stale_while_its_replay_is_paused() 
     }
 
     setup.replica.sql("SELECT pg_wal_replay_pause()");
+    // The first write after the pause: a draft, in no cache. Its commit
+    // position is announced all the same, so its owner's listing on the
+    // other instance shows it (the replica, current until the pause, would
+    // not).
+    let draft = apps[0]
+        .request(reqwest::Method::POST, "/api/v1/post-content")
+        .bearer_auth(&user.token)
+        .json(&json!({"title": "A draft read back", "content": "A body long enough.", "status": "draft"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(draft.status(), 201);
+    let draft: Value = draft.json().await.unwrap();
+    let drafts: Value = apps[1]
+        .request(reqwest::Method::GET, "/api/v1/content?status=draft")
+        .bearer_auth(&user.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let listed = drafts
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|entry| entry["id"] == draft["id"]);
     let stale = read_your_writes(apps, &user, item, 10, 10).await;
     setup.replica.sql("SELECT pg_wal_replay_resume()");
+    assert!(
+        listed,
+        "the owner's new draft missing on the other instance: {drafts}"
+    );
     assert!(
         stale.is_empty(),
         "stale reads while the replay was paused: {stale:?}"
