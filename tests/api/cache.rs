@@ -1182,11 +1182,8 @@ async fn the_cache_overview_is_for_admins_and_shows_every_layer() {
 
 /// `POST /admin/cache/flush` with `token`.
 async fn flush_cache(app: &TestApp, token: &str) -> reqwest::Response {
-    app.request(Method::POST, "/api/v1/admin/cache/flush")
-        .bearer_auth(token)
-        .send()
+    app.send_as(Method::POST, "/api/v1/admin/cache/flush", token)
         .await
-        .unwrap()
 }
 
 #[tokio::test]

@@ -284,11 +284,11 @@ async fn reads_on(apps: &[TestApp], target: &str) -> f64 {
 
 async fn rename(app: &TestApp, user: &TestUser, name: &str) {
     let response = app
-        .request(
+        .request_as(
             reqwest::Method::PATCH,
             &format!("/api/v1/users/{}", user.id),
+            &user.token,
         )
-        .bearer_auth(&user.token)
         .json(&json!({ "name": name }))
         .send()
         .await
@@ -362,8 +362,7 @@ async fn reads_go_to_the_replica_and_none_is_stale_while_its_replay_is_paused() 
     // other instance shows it (the replica, current until the pause, would
     // not).
     let draft = apps[0]
-        .request(reqwest::Method::POST, "/api/v1/post-content")
-        .bearer_auth(&user.token)
+        .request_as(reqwest::Method::POST, "/api/v1/post-content", &user.token)
         .json(&json!({"title": "A draft read back", "content": "A body long enough.", "status": "draft"}))
         .send()
         .await
@@ -371,11 +370,8 @@ async fn reads_go_to_the_replica_and_none_is_stale_while_its_replay_is_paused() 
     assert_eq!(draft.status(), 201);
     let draft: Value = draft.json().await.unwrap();
     let drafts: Value = apps[1]
-        .request(reqwest::Method::GET, "/api/v1/content?status=draft")
-        .bearer_auth(&user.token)
-        .send()
+        .get_as("/api/v1/content?status=draft", &user.token)
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
