@@ -377,9 +377,13 @@ impl Coherence {
         // Every instance hears announcements (an instance without L1 for
         // the Redis flag); then reads the shared mark, which covers what it
         // could not hear before.
+        // Its statements have one shape each: a custom plan per call (what
+        // PostgreSQL picks when a parameter folds a branch away, as the
+        // announcement's `WHERE $4` does) was 11 % of its CPU under creates.
         let setup = format!(
             "SET application_name = 'content-api cache coherence'; \
-             SET synchronous_commit = off; LISTEN {}; LISTEN {ANNOUNCEMENTS};",
+             SET synchronous_commit = off; SET plan_cache_mode = force_generic_plan; \
+             LISTEN {}; LISTEN {ANNOUNCEMENTS};",
             ack_channel(&self.instance)
         );
         let listening = async {
