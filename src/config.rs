@@ -83,6 +83,12 @@ pub struct Settings {
     pub revisions_kept: u64,
     /// Content and user writes without `If-Match` are refused (428).
     pub require_if_match: bool,
+    /// Webhook targets may be private, loopback or link-local addresses
+    /// (`WEBHOOK_ALLOW_PRIVATE`).
+    pub webhook_allow_private: bool,
+    /// The first webhook retry's delay, doubled for each next one
+    /// (`WEBHOOK_RETRY_BASE_MS`).
+    pub webhook_retry_base: Duration,
 }
 
 impl Settings {
@@ -336,6 +342,12 @@ impl Settings {
             mail_from,
             revisions_kept: at_least_one(&get, "REVISIONS_KEPT", 50)?,
             require_if_match: parse_bool(&get, "REQUIRE_IF_MATCH", false)?,
+            webhook_allow_private: parse_bool(&get, "WEBHOOK_ALLOW_PRIVATE", false)?,
+            webhook_retry_base: Duration::from_millis(at_least_one(
+                &get,
+                "WEBHOOK_RETRY_BASE_MS",
+                5000,
+            )?),
         })
     }
 }

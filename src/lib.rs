@@ -8,6 +8,7 @@ pub mod domain;
 pub mod http;
 pub mod mail;
 pub mod metrics;
+pub mod outbound;
 pub mod telemetry;
 
 use std::net::TcpListener;
@@ -75,6 +76,7 @@ pub struct Application {
     context: web::Data<AppContext>,
     scheduler: tokio::task::JoinHandle<()>,
     warmer: tokio::task::JoinHandle<()>,
+    webhooks: tokio::task::JoinHandle<()>,
 }
 
 impl Application {
@@ -118,12 +120,14 @@ impl Application {
         tracing::info!(port, "listening");
         let scheduler = tokio::spawn(domain::scheduler::run(app_context.clone()));
         let warmer = tokio::spawn(domain::warming::run(app_context.clone()));
+        let webhooks = tokio::spawn(domain::webhooks::dispatch::run(app_context.clone()));
         Ok(Self {
             port,
             server: server.run(),
             context: app_context,
             scheduler,
             warmer,
+            webhooks,
         })
     }
 
@@ -133,12 +137,14 @@ impl Application {
 
     /// Serves until SIGINT/SIGTERM; then stops accepting, lets in-flight
     /// requests finish (up to `SHUTDOWN_TIMEOUT_SECONDS`), stops the
-    /// scheduler and the warmer, leaves the L1 members and closes the
+    /// scheduler, the warmer and the webhook sender (an attempt cut short
+    /// is made again once its lease ends), leaves the L1 members and closes the
     /// PostgreSQL pool.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let served = self.server.await;
         self.scheduler.abort();
         self.warmer.abort();
+        self.webhooks.abort();
         self.context.cache.shut_down().await;
         self.context.pool.close();
         tracing::info!("shut down");

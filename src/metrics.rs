@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
@@ -43,6 +43,8 @@ pub struct Metrics {
     db_replica_usable: IntGaugeVec,
     cache_warmups: IntCounter,
     cache_warmed_items: IntCounter,
+    webhook_deliveries: IntCounterVec,
+    webhook_lag: Gauge,
 }
 
 /// Lookups of one layer, for the admin view.
@@ -209,6 +211,25 @@ impl Metrics {
         registry
             .register(Box::new(db_replica_usable.clone()))
             .expect("unique metric");
+        let webhook_deliveries = IntCounterVec::new(
+            Opts::new(
+                "webhook_deliveries_total",
+                "Webhook delivery attempts by result (delivered, retry, failed, gone)",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
+        let webhook_lag = Gauge::new(
+            "webhook_outbox_lag_seconds",
+            "Age of the oldest webhook delivery not yet delivered (0: none pending)",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(webhook_deliveries.clone()))
+            .expect("unique metric");
+        registry
+            .register(Box::new(webhook_lag.clone()))
+            .expect("unique metric");
         static NEXT_ID: AtomicU64 = AtomicU64::new(0);
         Self {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
@@ -229,6 +250,8 @@ impl Metrics {
             db_replica_usable,
             cache_warmups,
             cache_warmed_items,
+            webhook_deliveries,
+            webhook_lag,
         }
     }
 
@@ -327,6 +350,15 @@ impl Metrics {
     pub fn warmed(&self, items: usize) {
         self.cache_warmups.inc();
         self.cache_warmed_items.inc_by(items as u64);
+    }
+
+    /// A webhook delivery attempt ended: `delivered`, `retry`, `failed`, `gone`.
+    pub fn webhook_attempt(&self, result: &str) {
+        self.webhook_deliveries.with_label_values(&[result]).inc();
+    }
+
+    pub fn webhook_lag(&self, seconds: f64) {
+        self.webhook_lag.set(seconds);
     }
 
     /// A read that could have gone to a replica: `replica` or `primary`.

@@ -9,6 +9,7 @@ pub mod outbox;
 pub mod replicas;
 pub mod schema;
 pub mod users;
+pub mod webhooks;
 
 use anyhow::Context;
 use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};

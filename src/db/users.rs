@@ -272,16 +272,17 @@ pub enum Deletion {
     LastAdmin,
 }
 
-/// Deletes the user and (by cascade) their items, sessions, tokens and
-/// resets, refusing to remove the last admin. Call inside a transaction.
+/// Deletes the user, their items, and (by cascade) their sessions, tokens
+/// and resets, refusing to remove the last admin. Call inside a transaction.
 pub fn delete(conn: &mut PgConnection, id: i64) -> Result<Deletion, DbError> {
     if is_last_admin(conn, id)? {
         return Ok(Deletion::LastAdmin);
     }
-    let content_ids = contents::table
-        .filter(contents::user_id.eq(id))
-        .select(contents::id)
-        .load(conn)?;
+    // The items go first, in a statement of their own: their webhook
+    // events (`content.deleted`) are then recorded before the user's.
+    let content_ids = diesel::delete(contents::table.filter(contents::user_id.eq(id)))
+        .returning(contents::id)
+        .get_results(conn)?;
     let deleted = diesel::delete(users::table.find(id)).execute(conn)?;
     Ok(if deleted == 0 {
         Deletion::NotFound

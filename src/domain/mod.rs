@@ -26,6 +26,7 @@ pub mod users;
 pub mod validation;
 pub mod views;
 pub mod warming;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -61,6 +62,9 @@ pub struct AppContext {
     /// Told of every new or changed schedule, so this instance's scheduler
     /// looks again at once.
     pub schedule_changed: tokio::sync::Notify,
+    pub webhooks: webhooks::WebhookSettings,
+    /// Told of a delivery queued here by hand, so that it goes out at once.
+    pub webhook_due: tokio::sync::Notify,
     /// Item and listing loads in flight, shared by concurrent misses.
     pub item_flights: Arc<Flights<Result<ItemRead, Arc<AppError>>>>,
     pub listing_flights: Arc<Flights<Result<CachedPage, Arc<AppError>>>>,
@@ -113,6 +117,11 @@ impl AppContext {
             },
             warm_items: settings.warm_items,
             schedule_changed: tokio::sync::Notify::new(),
+            webhooks: webhooks::WebhookSettings {
+                sender: crate::outbound::Sender::new(settings.webhook_allow_private)?,
+                retry_base: settings.webhook_retry_base,
+            },
+            webhook_due: tokio::sync::Notify::new(),
             item_flights: Flights::new(),
             listing_flights: Flights::new(),
             dummy_password_hash,

@@ -12,11 +12,14 @@ use crate::db::models::{
 };
 
 /// RFC 3339, UTC, always six fractional digits: `2026-11-22T10:04:05.123456Z`.
-fn timestamp<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn timestamp<S: Serializer>(
+    at: &DateTime<Utc>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(&at.to_rfc3339_opts(SecondsFormat::Micros, true))
 }
 
-fn optional_timestamp<S: Serializer>(
+pub(crate) fn optional_timestamp<S: Serializer>(
     at: &Option<DateTime<Utc>>,
     serializer: S,
 ) -> Result<S::Ok, S::Error> {

@@ -14,6 +14,7 @@ pub mod root;
 pub mod sessions;
 pub mod tokens;
 pub mod users;
+pub mod webhooks;
 
 use actix_cors::Cors;
 use actix_web::http::{header, Method};
@@ -170,6 +171,28 @@ fn configure(cfg: &mut web::ServiceConfig, document: actix_web::web::Bytes) {
             .service(
                 api_resource("/admin/cache/flush", "POST")
                     .route(web::post().to(admin::flush_cache)),
+            )
+            .service(
+                api_resource("/admin/webhooks", "GET, HEAD, POST")
+                    .route(read().to(webhooks::list))
+                    .route(web::post().to(webhooks::create)),
+            )
+            .service(
+                api_resource("/admin/webhooks/{id}", "GET, HEAD, PATCH, DELETE")
+                    .route(read().to(webhooks::get))
+                    .route(web::patch().to(webhooks::update))
+                    .route(web::delete().to(webhooks::delete)),
+            )
+            .service(
+                api_resource("/admin/webhooks/{id}/deliveries", "GET, HEAD")
+                    .route(read().to(webhooks::deliveries)),
+            )
+            .service(
+                api_resource(
+                    "/admin/webhooks/{id}/deliveries/{delivery_id}/redeliver",
+                    "POST",
+                )
+                .route(web::post().to(webhooks::redeliver)),
             )
             .service(
                 named_resource("/openapi.json", OPENAPI_PATH, "GET, HEAD").route(read().to(

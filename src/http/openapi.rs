@@ -18,6 +18,7 @@ use crate::domain::rules::{
 };
 use crate::domain::user_input::PhonePolicy;
 use crate::domain::users::{DEFAULT_CONTENTS_LIMIT, MAX_CONTENTS_LIMIT};
+use crate::domain::webhooks::input::EVENTS;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -63,6 +64,13 @@ use crate::domain::users::{DEFAULT_CONTENTS_LIMIT, MAX_CONTENTS_LIMIT};
         super::tokens::create,
         super::tokens::list,
         super::tokens::revoke,
+        super::webhooks::create,
+        super::webhooks::list,
+        super::webhooks::get,
+        super::webhooks::update,
+        super::webhooks::delete,
+        super::webhooks::deliveries,
+        super::webhooks::redeliver,
     ),
     components(schemas(super::problem::Problem)),
     tags(
@@ -71,6 +79,8 @@ use crate::domain::users::{DEFAULT_CONTENTS_LIMIT, MAX_CONTENTS_LIMIT};
         (name = "sessions", description = "Refresh, logout and the session list"),
         (name = "tokens", description = "Machine tokens for scripts"),
         (name = "admin", description = "Cache administration and the audit log, admins only"),
+        (name = "webhooks", description = "Webhooks and their deliveries, admins only: signed \
+            (Standard Webhooks), retried for a day, never lost"),
         (name = "operations", description = "Service info, liveness and readiness"),
     )
 )]
@@ -93,6 +103,8 @@ enum Trait {
     PathVersion,
     /// A `{slug}` path segment: 404 for anything but a slug.
     PathSlug,
+    /// A `{delivery_id}` path segment: 404 for anything but a positive id.
+    PathDeliveryId,
     /// A write that honours `If-Match` (412, and 428 with `REQUIRE_IF_MATCH`),
     /// on the resource named here (`Content`, `User`).
     IfMatch(&'static str),
@@ -118,6 +130,7 @@ enum Param {
     Tag,
     Sort,
     RevisionCursor,
+    DeliveryCursor,
 }
 
 struct Operation {
@@ -184,6 +197,12 @@ const CHANGE_CONFLICT: (u16, &str) = (
      a `publish_at`)",
 );
 const NOT_ADMIN: (u16, &str) = (403, "Not an admin, or a machine token");
+const WEBHOOK_NOT_FOUND: (u16, &str) = (404, "`Webhook with id {id} not found`");
+const WEBHOOK_FIELDS: (u16, &str) = (
+    422,
+    "Every invalid field, in `errors`; a private, loopback or link-local `url` is one \
+     (`private_address`) unless `WEBHOOK_ALLOW_PRIVATE=true`",
+);
 const SESSION_ONLY: (u16, &str) = (403, "A machine token: this needs a login session");
 
 const OPERATIONS: &[Operation] = &[
@@ -506,7 +525,65 @@ const OPERATIONS: &[Operation] = &[
             ),
         ],
     },
+    Operation {
+        methods: &[("post", "createWebhook")],
+        path: "/api/v1/admin/webhooks",
+        traits: &[Bearer, RateLimited, Body("WebhookRequest"), Database],
+        specific: &[NOT_ADMIN, WEBHOOK_FIELDS],
+    },
+    Operation {
+        methods: &[("get", "listWebhooks")],
+        path: "/api/v1/admin/webhooks",
+        traits: &[Bearer, Database],
+        specific: &[NOT_ADMIN],
+    },
+    Operation {
+        methods: &[("get", "getWebhook")],
+        path: "/api/v1/admin/webhooks/{id}",
+        traits: &[Bearer, PathId, Database],
+        specific: &[NOT_ADMIN, WEBHOOK_NOT_FOUND],
+    },
+    Operation {
+        methods: &[("patch", "updateWebhook")],
+        path: "/api/v1/admin/webhooks/{id}",
+        traits: &[Bearer, PathId, RateLimited, Body("WebhookUpdateRequest"), Database],
+        specific: &[NOT_ADMIN, WEBHOOK_NOT_FOUND, WEBHOOK_FIELDS],
+    },
+    Operation {
+        methods: &[("delete", "deleteWebhook")],
+        path: "/api/v1/admin/webhooks/{id}",
+        traits: &[Bearer, PathId, RateLimited, Database],
+        specific: &[NOT_ADMIN, WEBHOOK_NOT_FOUND],
+    },
+    Operation {
+        methods: &[("get", "listWebhookDeliveries")],
+        path: "/api/v1/admin/webhooks/{id}/deliveries",
+        traits: &[Bearer, PathId, Query(&[Limit, DeliveryCursor]), Database],
+        specific: &[NOT_ADMIN, WEBHOOK_NOT_FOUND],
+    },
+    Operation {
+        methods: &[("post", "redeliverWebhookDelivery")],
+        path: "/api/v1/admin/webhooks/{id}/deliveries/{delivery_id}/redeliver",
+        traits: &[Bearer, PathId, PathDeliveryId, RateLimited, Database],
+        specific: &[
+            NOT_ADMIN,
+            (
+                404,
+                "`Webhook with id {id} not found`, or `Delivery with id {delivery_id} of webhook \
+                 {id} not found`",
+            ),
+            (409, "`Webhook with id {id} is not active`: an inactive webhook is sent nothing"),
+        ],
+    },
 ];
+
+/// A webhook URL as the document states it: http(s), a host without user
+/// info, no whitespace (what else is refused is in the description).
+const WEBHOOK_URL: &str =
+    r"^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9._~%!$&'()*+,;=:\[\]-]+(?:[/?#][^\s]*)?$";
+/// `whsec_` and the standard base64 of 24 to 64 bytes (the unused bits of
+/// a padded end are zero, which the pattern does not say).
+const WEBHOOK_SECRET: &str = r"^whsec_(?:(?:[A-Za-z0-9+/]{4}){8,20}(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?|(?:[A-Za-z0-9+/]{4}){21}(?:[A-Za-z0-9+/]{2}==)?)$";
 
 /// The largest id: PostgreSQL `BIGSERIAL`.
 const MAX_ID: i64 = i64::MAX;
@@ -578,6 +655,12 @@ fn parameter(param: Param) -> Value {
              first)",
             json!({"type": "string", "enum": ["newest", "oldest", "updated"]}),
         ),
+        DeliveryCursor => (
+            "cursor",
+            "query",
+            "From the previous page's `Link: rel=\"next\"`; opaque to clients",
+            json!({"type": "string", "pattern": rules::ID_CURSOR.source}),
+        ),
         RevisionCursor => (
             "cursor",
             "query",
@@ -627,6 +710,14 @@ fn slug_parameter() -> Value {
         "description": "A slug, current or old (an old one answers 301); anything else is a \
             route that does not exist (404)",
         "schema": {"type": "string", "minLength": SLUG_CHARS.start(), "maxLength": SLUG_CHARS.end(), "pattern": rules::SLUG.source},
+    })
+}
+
+fn delivery_id_parameter() -> Value {
+    json!({
+        "name": "delivery_id", "in": "path", "required": true,
+        "description": "A positive id; anything else is a route that does not exist (404)",
+        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
     })
 }
 
@@ -680,7 +771,7 @@ fn errors(traits: &[Trait]) -> Vec<(u16, Value)> {
                     "`Bearer`",
                 ),
             )),
-            PathId | PathVersion | PathSlug => out.push((
+            PathId | PathVersion | PathSlug | PathDeliveryId => out.push((
                 404,
                 problem("No such resource, or an id that is not positive"),
             )),
@@ -927,6 +1018,45 @@ fn request_schemas(phones: &PhonePolicy) -> Map<String, Value> {
             "A new machine token",
         ),
     );
+    let webhook_fields = json!({
+        "url": {
+            "type": "string",
+            "maxLength": URL_MAX_CHARS,
+            "pattern": WEBHOOK_URL,
+            "description": "An absolute http(s) URL without user info. Private, loopback and \
+                link-local targets (literal, `localhost`, or what the name resolves to at each \
+                attempt) are refused unless `WEBHOOK_ALLOW_PRIVATE=true`; redirects are not followed",
+            "examples": ["https://hooks.example.com/content"],
+        },
+        "events": {
+            "type": "array",
+            "minItems": 1,
+            "items": {"type": "string", "enum": EVENTS},
+            "description": "What it is sent; repeats are ignored",
+        },
+        "secret": {
+            "type": "string",
+            "pattern": WEBHOOK_SECRET,
+            "description": "`whsec_` + base64 of a 24–64 byte key; by default 32 random bytes",
+        },
+        "active": {
+            "type": "boolean",
+            "description": "Off: sent nothing, its pending deliveries fail (default on)",
+        },
+    });
+    schemas.insert(
+        "WebhookRequest".into(),
+        object(webhook_fields.clone(), &["url", "events"], "A new webhook"),
+    );
+    schemas.insert(
+        "WebhookUpdateRequest".into(),
+        object(
+            webhook_fields,
+            &[],
+            "Every field optional (absent = unchanged); switched on again, it is sent the \
+             events that follow",
+        ),
+    );
     schemas.insert(
         "UserUpdateRequest".into(),
         object(
@@ -988,6 +1118,7 @@ pub fn document(phones: &PhonePolicy) -> Value {
                 PathId => parameters.push(id_parameter()),
                 PathVersion => parameters.push(version_parameter()),
                 PathSlug => parameters.push(slug_parameter()),
+                PathDeliveryId => parameters.push(delivery_id_parameter()),
                 IfMatch(resource) => parameters.push(if_match_parameter(resource)),
                 Query(params) => parameters.extend(params.iter().copied().map(parameter)),
                 RateLimited | Database => {}

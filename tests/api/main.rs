@@ -20,3 +20,5 @@ mod sessions;
 mod signup;
 mod tokens;
 mod users;
+mod webhook_receiver;
+mod webhooks;

@@ -1,0 +1,412 @@
+//! Webhooks and their deliveries. Events and delivery rows are written by
+//! the `record_webhook_event` trigger in the transaction of the change
+//! (migration `2026-12-07-000001_webhooks`); this module manages the
+//! webhooks, claims due deliveries and records what each attempt gave.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{Array, BigInt, Double, Int4, Json, Nullable, Text, Timestamptz};
+
+use super::schema::{webhook_deliveries, webhook_events, webhooks};
+use super::DbError;
+
+pub const PENDING: &str = "pending";
+pub const DELIVERED: &str = "delivered";
+pub const FAILED: &str = "failed";
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = webhooks, check_for_backend(diesel::pg::Pg))]
+pub struct WebhookRow {
+    pub id: i64,
+    pub url: String,
+    pub events: Vec<String>,
+    pub secret: String,
+    pub active: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = webhooks)]
+pub struct NewWebhookRow {
+    pub url: String,
+    pub events: Vec<String>,
+    pub secret: String,
+    pub active: bool,
+}
+
+#[derive(Debug, Default, AsChangeset)]
+#[diesel(table_name = webhooks)]
+pub struct WebhookChanges {
+    pub url: Option<String>,
+    pub events: Option<Vec<String>>,
+    pub secret: Option<String>,
+    pub active: Option<bool>,
+}
+
+impl WebhookChanges {
+    pub fn is_empty(&self) -> bool {
+        self.url.is_none()
+            && self.events.is_none()
+            && self.secret.is_none()
+            && self.active.is_none()
+    }
+}
+
+/// A delivery with the name of its event.
+#[derive(Debug, Clone, Queryable)]
+pub struct DeliveryRow {
+    pub id: i64,
+    pub event_id: String,
+    pub event: String,
+    pub status: String,
+    pub attempts: i32,
+    pub last_status_code: Option<i32>,
+    pub last_error: Option<String>,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub delivered_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+type DeliveryColumns = (
+    webhook_deliveries::id,
+    webhook_deliveries::event_id,
+    webhook_events::event,
+    webhook_deliveries::status,
+    webhook_deliveries::attempts,
+    webhook_deliveries::last_status_code,
+    webhook_deliveries::last_error,
+    webhook_deliveries::next_attempt_at,
+    webhook_deliveries::delivered_at,
+    webhook_deliveries::created_at,
+);
+
+const DELIVERY_COLUMNS: DeliveryColumns = (
+    webhook_deliveries::id,
+    webhook_deliveries::event_id,
+    webhook_events::event,
+    webhook_deliveries::status,
+    webhook_deliveries::attempts,
+    webhook_deliveries::last_status_code,
+    webhook_deliveries::last_error,
+    webhook_deliveries::next_attempt_at,
+    webhook_deliveries::delivered_at,
+    webhook_deliveries::created_at,
+);
+
+/// `now()` where a column is nullable.
+fn now_or_null() -> diesel::expression::SqlLiteral<Nullable<Timestamptz>> {
+    diesel::dsl::sql("now()")
+}
+
+pub fn insert(conn: &mut PgConnection, row: &NewWebhookRow) -> Result<WebhookRow, DbError> {
+    Ok(diesel::insert_into(webhooks::table)
+        .values(row)
+        .returning(WebhookRow::as_returning())
+        .get_result(conn)?)
+}
+
+/// Every webhook, newest first.
+pub fn all(conn: &mut PgConnection) -> Result<Vec<WebhookRow>, DbError> {
+    Ok(webhooks::table
+        .select(WebhookRow::as_select())
+        .order(webhooks::id.desc())
+        .load(conn)?)
+}
+
+pub fn find(conn: &mut PgConnection, id: i64) -> Result<Option<WebhookRow>, DbError> {
+    Ok(webhooks::table
+        .find(id)
+        .select(WebhookRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// Applies `changes`; a webhook switched off fails its pending deliveries
+/// (it is sent nothing while off, and is sent only new events once on).
+/// Call inside a transaction.
+pub fn update(
+    conn: &mut PgConnection,
+    id: i64,
+    changes: &WebhookChanges,
+) -> Result<Option<WebhookRow>, DbError> {
+    let updated = diesel::update(webhooks::table.find(id))
+        .set((changes, webhooks::updated_at.eq(diesel::dsl::now)))
+        .returning(WebhookRow::as_returning())
+        .get_result(conn)
+        .optional()?;
+    if changes.active == Some(false) && updated.is_some() {
+        fail_pending(conn, id, "the webhook was deactivated")?;
+    }
+    Ok(updated)
+}
+
+pub fn delete(conn: &mut PgConnection, id: i64) -> Result<bool, DbError> {
+    Ok(diesel::delete(webhooks::table.find(id)).execute(conn)? > 0)
+}
+
+/// One keyset page of a webhook's deliveries, newest first.
+pub fn deliveries_before(
+    conn: &mut PgConnection,
+    webhook_id: i64,
+    before_id: Option<i64>,
+    limit: i64,
+) -> Result<Vec<DeliveryRow>, DbError> {
+    let mut query = webhook_deliveries::table
+        .inner_join(webhook_events::table)
+        .filter(webhook_deliveries::webhook_id.eq(webhook_id))
+        .select(DELIVERY_COLUMNS)
+        .order(webhook_deliveries::id.desc())
+        .limit(limit)
+        .into_boxed();
+    if let Some(before_id) = before_id {
+        query = query.filter(webhook_deliveries::id.lt(before_id));
+    }
+    Ok(query.load(conn)?)
+}
+
+/// Queues the event of a webhook's delivery once more, as a new delivery
+/// of the same event (same `Webhook-Id`), due now. `None`: no such
+/// delivery of this webhook.
+pub fn redeliver(
+    conn: &mut PgConnection,
+    webhook_id: i64,
+    delivery_id: i64,
+) -> Result<Option<DeliveryRow>, DbError> {
+    let queued: Option<i64> = diesel::insert_into(webhook_deliveries::table)
+        .values(
+            webhook_deliveries::table
+                .filter(webhook_deliveries::id.eq(delivery_id))
+                .filter(webhook_deliveries::webhook_id.eq(webhook_id))
+                .select((
+                    webhook_deliveries::webhook_id,
+                    webhook_deliveries::event_id,
+                    webhook_deliveries::subject,
+                    now_or_null(),
+                )),
+        )
+        .into_columns((
+            webhook_deliveries::webhook_id,
+            webhook_deliveries::event_id,
+            webhook_deliveries::subject,
+            webhook_deliveries::next_attempt_at,
+        ))
+        .returning(webhook_deliveries::id)
+        .get_result(conn)
+        .optional()?;
+    let Some(queued) = queued else {
+        return Ok(None);
+    };
+    Ok(Some(
+        webhook_deliveries::table
+            .inner_join(webhook_events::table)
+            .filter(webhook_deliveries::id.eq(queued))
+            .select(DELIVERY_COLUMNS)
+            .first(conn)?,
+    ))
+}
+
+/// A delivery taken for one attempt, with what sending it needs.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct Claimed {
+    #[diesel(sql_type = BigInt)]
+    pub id: i64,
+    #[diesel(sql_type = BigInt)]
+    pub webhook_id: i64,
+    /// Including this one.
+    #[diesel(sql_type = Int4)]
+    pub attempts: i32,
+    /// When the event was queued for this webhook: retries stop a day later.
+    #[diesel(sql_type = Timestamptz)]
+    pub created_at: DateTime<Utc>,
+    #[diesel(sql_type = Text)]
+    pub url: String,
+    #[diesel(sql_type = Text)]
+    pub secret: String,
+    #[diesel(sql_type = Text)]
+    pub event_id: String,
+    #[diesel(sql_type = Text)]
+    pub event: String,
+    #[diesel(sql_type = Timestamptz)]
+    pub occurred_at: DateTime<Utc>,
+    #[diesel(sql_type = Json)]
+    pub data: serde_json::Value,
+}
+
+/// Claims up to `limit` due deliveries of active webhooks, at most
+/// `per_webhook` of each and none of `busy` (webhooks this instance is
+/// already sending its share to), never one with an earlier pending
+/// delivery of the same subject to the same webhook. A claim counts the
+/// attempt and moves the delivery `lease_seconds` ahead: if this instance
+/// dies mid-attempt, any instance retries it then. Rows another instance is
+/// claiming are skipped.
+pub fn claim(
+    conn: &mut PgConnection,
+    limit: i64,
+    per_webhook: i64,
+    busy: &[i64],
+    lease_seconds: f64,
+) -> Result<Vec<Claimed>, DbError> {
+    Ok(diesel::sql_query(
+        "WITH due AS ( \
+             SELECT d.id, d.webhook_id, d.next_attempt_at FROM webhook_deliveries d \
+             JOIN webhooks w ON w.id = d.webhook_id AND w.active \
+             WHERE d.status = 'pending' AND d.next_attempt_at <= now() \
+               AND d.webhook_id <> ALL ($3) \
+               AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e \
+                               WHERE e.webhook_id = d.webhook_id AND e.subject = d.subject \
+                                 AND e.status = 'pending' AND e.id < d.id) \
+             ORDER BY d.next_attempt_at, d.id LIMIT 500 \
+         ), ranked AS ( \
+             SELECT id, row_number() OVER (PARTITION BY webhook_id \
+                                           ORDER BY next_attempt_at, id) AS n \
+             FROM due \
+         ), taken AS ( \
+             SELECT d.id FROM webhook_deliveries d JOIN ranked r ON r.id = d.id \
+             WHERE r.n <= $2 AND d.status = 'pending' AND d.next_attempt_at <= now() \
+             ORDER BY d.next_attempt_at, d.id LIMIT $1 \
+             FOR UPDATE OF d SKIP LOCKED \
+         ) \
+         UPDATE webhook_deliveries d \
+         SET attempts = d.attempts + 1, next_attempt_at = now() + make_interval(secs => $4) \
+         FROM taken, webhook_events ev, webhooks w \
+         WHERE d.id = taken.id AND ev.id = d.event_id AND w.id = d.webhook_id \
+         RETURNING d.id, d.webhook_id, d.attempts, d.created_at, w.url, w.secret, \
+                   ev.id AS event_id, ev.event, ev.occurred_at, ev.data",
+    )
+    .bind::<BigInt, _>(limit)
+    .bind::<BigInt, _>(per_webhook)
+    .bind::<Array<BigInt>, _>(busy)
+    .bind::<Double, _>(lease_seconds)
+    .load(conn)?)
+}
+
+/// What one attempt gave, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Delivered {
+        status_code: i32,
+    },
+    /// Not delivered; tried again at `retry_at`, or never (`None`: failed).
+    Missed {
+        status_code: Option<i32>,
+        error: String,
+        retry_at: Option<DateTime<Utc>>,
+    },
+    /// `410 Gone`: the webhook is switched off and its pending deliveries fail.
+    Gone,
+}
+
+/// Records the outcome of attempt number `attempt` of a delivery; nothing
+/// if the delivery has moved on since (another instance took it after this
+/// one's lease ran out, or the webhook was switched off).
+pub fn record(
+    conn: &mut PgConnection,
+    webhook_id: i64,
+    delivery_id: i64,
+    attempt: i32,
+    outcome: &Outcome,
+) -> Result<(), DbError> {
+    let this = webhook_deliveries::table
+        .filter(webhook_deliveries::id.eq(delivery_id))
+        .filter(webhook_deliveries::attempts.eq(attempt))
+        .filter(webhook_deliveries::status.eq(PENDING));
+    match outcome {
+        Outcome::Delivered { status_code } => {
+            diesel::update(this)
+                .set((
+                    webhook_deliveries::status.eq(DELIVERED),
+                    webhook_deliveries::last_status_code.eq(Some(*status_code)),
+                    webhook_deliveries::last_error.eq(None::<String>),
+                    webhook_deliveries::next_attempt_at.eq(None::<DateTime<Utc>>),
+                    webhook_deliveries::delivered_at.eq(now_or_null()),
+                ))
+                .execute(conn)?;
+        }
+        Outcome::Missed {
+            status_code,
+            error,
+            retry_at,
+        } => {
+            diesel::update(this)
+                .set((
+                    webhook_deliveries::status.eq(if retry_at.is_some() {
+                        PENDING
+                    } else {
+                        FAILED
+                    }),
+                    webhook_deliveries::last_status_code.eq(*status_code),
+                    webhook_deliveries::last_error.eq(Some(error)),
+                    webhook_deliveries::next_attempt_at.eq(*retry_at),
+                ))
+                .execute(conn)?;
+        }
+        Outcome::Gone => {
+            conn.transaction(|conn| {
+                diesel::update(this)
+                    .set(webhook_deliveries::last_status_code.eq(Some(410)))
+                    .execute(conn)?;
+                diesel::update(webhooks::table.find(webhook_id))
+                    .set((
+                        webhooks::active.eq(false),
+                        webhooks::updated_at.eq(diesel::dsl::now),
+                    ))
+                    .execute(conn)?;
+                fail_pending(
+                    conn,
+                    webhook_id,
+                    "the receiver answered 410 Gone: the webhook was deactivated",
+                )
+            })?;
+        }
+    }
+    Ok(())
+}
+
+fn fail_pending(conn: &mut PgConnection, webhook_id: i64, why: &str) -> Result<(), DbError> {
+    diesel::update(
+        webhook_deliveries::table
+            .filter(webhook_deliveries::webhook_id.eq(webhook_id))
+            .filter(webhook_deliveries::status.eq(PENDING)),
+    )
+    .set((
+        webhook_deliveries::status.eq(FAILED),
+        webhook_deliveries::last_error.eq(Some(why)),
+        webhook_deliveries::next_attempt_at.eq(None::<DateTime<Utc>>),
+    ))
+    .execute(conn)?;
+    Ok(())
+}
+
+#[derive(QueryableByName)]
+struct Oldest {
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    at: Option<DateTime<Utc>>,
+}
+
+/// When the oldest delivery still pending was queued (`None`: none is).
+pub fn oldest_pending(conn: &mut PgConnection) -> Result<Option<DateTime<Utc>>, DbError> {
+    let oldest: Oldest = diesel::sql_query(
+        "SELECT min(created_at) AS at FROM webhook_deliveries WHERE status = 'pending'",
+    )
+    .get_result(conn)?;
+    Ok(oldest.at)
+}
+
+/// Deletes deliveries settled before `before`, then the events no delivery
+/// refers to any more.
+pub fn prune(conn: &mut PgConnection, before: DateTime<Utc>) -> Result<usize, DbError> {
+    let deliveries = diesel::delete(
+        webhook_deliveries::table
+            .filter(webhook_deliveries::status.ne(PENDING))
+            .filter(webhook_deliveries::created_at.lt(before)),
+    )
+    .execute(conn)?;
+    diesel::sql_query(
+        "DELETE FROM webhook_events ev WHERE ev.occurred_at < $1 \
+         AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = ev.id)",
+    )
+    .bind::<Timestamptz, _>(before)
+    .execute(conn)?;
+    Ok(deliveries)
+}
