@@ -26,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 
@@ -178,6 +179,8 @@ class Server:
             JWT_SECRET="benchmark-secret-benchmark-secret-0123", JWT_TTL_SECONDS="7200",
             PHONE_REGIONS="NG", DEFAULT_PHONE_REGION="NG", CACHE_TTL_SECONDS="600",
             REDIS_TIMEOUT_MS="50", DB_POOL_SIZE="16",
+            # The webhook rows' receivers listen on 127.0.0.1.
+            WEBHOOK_ALLOW_PRIVATE="true",
             # Rate limits off: the benchmark measures the service, not the limiter.
             RATE_LIMIT_AUTH_PER_MINUTE="0", RATE_LIMIT_WRITES_PER_MINUTE="0",
             # No warm-up at start: the data is seeded with SQL afterwards,
@@ -464,6 +467,93 @@ def replica_rows(args, wrk, tmpdir, users, row, servers):
 
 
 # ---------------------------------------------------------------- seeding
+
+WEBHOOK_PAIRS = 3
+WEBHOOK_SECONDS = 5
+
+
+def webhook_rows(port, database_url, email, token, wrk, row, ceiling_binary, tmpdir):
+    """Contract §15 on this machine: creates (distinct titles) without any
+    webhook and with one subscribed to `content.created` at a closed port
+    (every attempt refused, retried), in interleaved pairs, at full load and
+    paced (4 connections, 10 ms between requests); then the delivery rate
+    to a live receiver (the ceiling binary answering 200) during a create
+    load, and the outbox lag (`webhook_outbox_lag_seconds`) seen meanwhile."""
+    psql(database_url, f"UPDATE users SET role = 'admin' WHERE email = '{email}'")
+    _, payload = expect(port, "POST", "/api/v1/login", 200, {"email": email, "password": PASSWORD})
+    admin = json.loads(payload)["access_token"]
+
+    def subscribe(url):
+        _, body = expect(port, "POST", "/api/v1/admin/webhooks", 201,
+                         {"url": url, "events": ["content.created"]}, token=admin)
+        return json.loads(body)["id"]
+
+    def unsubscribe(hook):
+        expect(port, "DELETE", f"/api/v1/admin/webhooks/{hook}", 204, token=admin)
+
+    def creates(**kw):
+        return wrk.run(port, "/", "post_content_distinct", [token, uuid.uuid4().hex[:8]],
+                       duration=WEBHOOK_SECONDS, **kw)
+
+    out = {}
+    for shape, kw in (("full", {}), ("paced", {"connections": 4, "pause_ms": 10})):
+        pairs = []
+        for _ in range(WEBHOOK_PAIRS):
+            without = creates(**kw)
+            hook = subscribe(f"http://127.0.0.1:{free_port()}/closed")
+            dead = creates(**kw)
+            unsubscribe(hook)
+            pairs.append({"without_p50_ms": without["p50_ms"], "dead_p50_ms": dead["p50_ms"],
+                          "without_rps": without["rps"], "dead_rps": dead["rps"],
+                          "ratio": round(dead["p50_ms"] / without["p50_ms"], 3)})
+        row(f"post_webhook_dead_{shape}", f"POST /api/v1/post-content with a webhook to a closed port "
+            f"({shape}; the last of {WEBHOOK_PAIRS} pairs)", dead, "webhooks")
+        out[shape] = {"pairs": pairs, "median_ratio": statistics.median(p["ratio"] for p in pairs)}
+        log(f"  {shape}: p50 ratios {[p['ratio'] for p in pairs]}, median {out[shape]['median_ratio']:.2f}")
+
+    empty = os.path.join(tmpdir, "webhook-receiver.json")
+    with open(empty, "w") as f:
+        f.write("{}")
+    receiver = Ceiling(ceiling_binary, {"*": empty})
+    lags = []
+    try:
+        hook = subscribe(f"http://127.0.0.1:{receiver.port}/hook")
+        stop = threading.Event()
+
+        def sample_lag():
+            while not stop.is_set():
+                status, _, text = call(port, "GET", "/metrics")
+                for line in text.decode().splitlines() if status == 200 else []:
+                    if line.startswith("webhook_outbox_lag_seconds "):
+                        lags.append(float(line.split()[1]))
+                stop.wait(0.25)
+
+        sampler = threading.Thread(target=sample_lag)
+        sampler.start()
+        started = time.perf_counter()
+        live = row("post_webhook_live", "POST /api/v1/post-content with a webhook to a live receiver",
+                   creates(), "webhooks")
+        count = f"SELECT count(*) FROM webhook_deliveries WHERE webhook_id = {hook}"
+        while int(psql(database_url, count + " AND status = 'pending'")) > 0:
+            if time.perf_counter() - started > 120:
+                raise SystemExit("webhook deliveries did not drain within 120 s")
+            time.sleep(0.05)
+        drained = time.perf_counter() - started
+        stop.set()
+        sampler.join()
+        delivered = int(psql(database_url, count + " AND status = 'delivered'"))
+        queued = int(psql(database_url, count))
+        unsubscribe(hook)
+    finally:
+        receiver.stop()
+    out["live"] = {"creates_rps": live["rps"], "queued": queued, "delivered": delivered,
+                   "drain_seconds": round(drained, 2),
+                   "delivered_per_second": round(delivered / drained, 1),
+                   "max_outbox_lag_seconds": max(lags or [0.0]), "lag_samples": len(lags)}
+    log(f"  live receiver: {delivered:,} of {queued:,} delivered in {drained:.1f} s "
+        f"({delivered / drained:,.0f}/s), outbox lag at most {out['live']['max_outbox_lag_seconds']:.2f} s")
+    return out
+
 
 def start_cluster(tmpdir, primaries=3):
     """A private Redis Cluster of `primaries` primaries on free ports."""
@@ -799,6 +889,10 @@ def main():
         signup = row("signup", "POST /api/v1/signup (unique e-mail and phone)",
                      wrk.run(port, "/", "signup", ["a", 1_000_000], statuses=True), "writes")
 
+        log("webhooks: creates without and with a webhook to a closed port, then a live receiver")
+        info["webhooks"] = webhook_rows(port, database_url, email, token, wrk, row, args.ceiling_binary,
+                                        tmpdir)
+
         log("three instances on one PostgreSQL and one Redis")
         others = [Server(args.binary, database_url, redis_url, tmpdir, f"server-{n}", args.rust_log)
                   for n in (2, 3)]
@@ -1036,6 +1130,22 @@ def main():
              "value": f"{post_1k['rps']:,.0f} / {pg['tpcb_like']:,.0f} = {repeated:.2f} ×",
              "pass": repeated >= 0.5},
         ]
+    hooks = info["webhooks"]
+    for shape, label in (("full", "full load, 32 connections"), ("paced", "paced, 4 connections")):
+        targets.append(
+            {"target": f"create p50 with a webhook to a closed port ≤ 1.1 × without webhooks ({label}, "
+                       f"median of {WEBHOOK_PAIRS} interleaved pairs)",
+             "value": f"{hooks[shape]['median_ratio']:.2f} × (pairs "
+                      + ", ".join(str(p["ratio"]) for p in hooks[shape]["pairs"]) + ")",
+             "pass": hooks[shape]["median_ratio"] <= 1.1})
+    targets.append(
+        {"target": "webhook deliveries to a live receiver during a create load: every one delivered "
+                   "(rate and outbox lag reported)",
+         "value": f"{hooks['live']['delivered']:,} / {hooks['live']['queued']:,} in "
+                  f"{hooks['live']['drain_seconds']} s ({hooks['live']['delivered_per_second']:,.0f}/s, "
+                  f"creates {hooks['live']['creates_rps']:,.0f}/s); outbox lag at most "
+                  f"{hooks['live']['max_outbox_lag_seconds']:.2f} s",
+         "pass": hooks["live"]["delivered"] == hooks["live"]["queued"]})
     unset_up = info["redis_unset_interleaved"]
     targets += [
         {"target": "cached item with REDIS_URL unset ≥ 0.8 × with Redis up (median of interleaved pairs)",
@@ -1073,6 +1183,7 @@ def main():
         "redis_unset_interleaved_against_redis_up": info["redis_unset_interleaved"],
         "bodies_bytes": {"item": info["item_bytes"], "listing_100": info["listing_bytes"]},
         "interleaved_against_the_ceiling": info["interleaved"],
+        "webhooks": info["webhooks"],
         "no_redis_server_peak_rss_mb": info.get("no_redis_server_peak_rss_mb"),
         "targets": targets,
         "notes": notes + [

@@ -17,3 +17,12 @@ function request()
   return wrk.format("POST", "/api/v1/post-content",
     {["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. token}, body)
 end
+
+-- Environment BENCH_PAUSE_MS > 0: each connection pauses that long between a
+-- response and its next request (paced: latency at a moderate load).
+local pause = tonumber(os.getenv("BENCH_PAUSE_MS") or "0")
+if pause > 0 then
+  function delay()
+    return pause
+  end
+end

@@ -247,6 +247,28 @@ pub fn claim(
     busy: &[i64],
     lease_seconds: f64,
 ) -> Result<Vec<Claimed>, DbError> {
+    conn.transaction(|conn| {
+        without_waiting_for_the_flush(conn)?;
+        claim_due(conn, limit, per_webhook, busy, lease_seconds)
+    })
+}
+
+/// The sender's own writes (claims, outcomes) do not wait for their WAL to
+/// reach the disk: one lost in a crash only makes an attempt happen again,
+/// which at-least-once delivery allows; waiting for the flush made every
+/// recorded attempt cost what a create's commit costs.
+fn without_waiting_for_the_flush(conn: &mut PgConnection) -> Result<(), DbError> {
+    diesel::sql_query("SET LOCAL synchronous_commit = off").execute(conn)?;
+    Ok(())
+}
+
+fn claim_due(
+    conn: &mut PgConnection,
+    limit: i64,
+    per_webhook: i64,
+    busy: &[i64],
+    lease_seconds: f64,
+) -> Result<Vec<Claimed>, DbError> {
     Ok(diesel::sql_query(
         "WITH due AS ( \
              SELECT d.id, d.webhook_id, d.next_attempt_at FROM webhook_deliveries d \
@@ -297,70 +319,110 @@ pub enum Outcome {
     Gone,
 }
 
-/// Records the outcome of attempt number `attempt` of a delivery; nothing
-/// if the delivery has moved on since (another instance took it after this
-/// one's lease ran out, or the webhook was switched off).
-pub fn record(
+/// One attempt's outcome, to be recorded.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub webhook_id: i64,
+    pub delivery_id: i64,
+    /// Its number: the delivery's `attempts` when it was claimed.
+    pub number: i32,
+    pub outcome: Outcome,
+}
+
+/// Records the outcomes of several attempts in one transaction: deliveries
+/// and misses in one statement, each `410 Gone` on its own.
+pub fn record_all(conn: &mut PgConnection, attempts: &[Attempt]) -> Result<(), DbError> {
+    let (gone, settled): (Vec<&Attempt>, Vec<&Attempt>) = attempts
+        .iter()
+        .partition(|attempt| attempt.outcome == Outcome::Gone);
+    let mut ids = Vec::with_capacity(settled.len());
+    let mut numbers = Vec::with_capacity(settled.len());
+    let mut statuses = Vec::with_capacity(settled.len());
+    let mut codes = Vec::with_capacity(settled.len());
+    let mut errors = Vec::with_capacity(settled.len());
+    let mut retries = Vec::with_capacity(settled.len());
+    for attempt in &settled {
+        ids.push(attempt.delivery_id);
+        numbers.push(attempt.number);
+        match &attempt.outcome {
+            Outcome::Delivered { status_code } => {
+                statuses.push(DELIVERED);
+                codes.push(Some(*status_code));
+                errors.push(None);
+                retries.push(None);
+            }
+            Outcome::Missed {
+                status_code,
+                error,
+                retry_at,
+            } => {
+                statuses.push(if retry_at.is_some() { PENDING } else { FAILED });
+                codes.push(*status_code);
+                errors.push(Some(error.as_str()));
+                retries.push(*retry_at);
+            }
+            Outcome::Gone => unreachable!("partitioned out"),
+        }
+    }
+    conn.transaction(|conn| {
+        without_waiting_for_the_flush(conn)?;
+        if !ids.is_empty() {
+            diesel::sql_query(
+                "UPDATE webhook_deliveries d \
+                 SET status = o.status, last_status_code = o.code, last_error = o.error, \
+                     next_attempt_at = o.retry_at, \
+                     delivered_at = CASE WHEN o.status = 'delivered' THEN now() END \
+                 FROM unnest($1::int8[], $2::int4[], $3::text[], $4::int4[], $5::text[], \
+                             $6::timestamptz[]) AS o (id, number, status, code, error, retry_at) \
+                 WHERE d.id = o.id AND d.attempts = o.number AND d.status = 'pending'",
+            )
+            .bind::<Array<BigInt>, _>(&ids)
+            .bind::<Array<Int4>, _>(&numbers)
+            .bind::<Array<Text>, _>(&statuses)
+            .bind::<Array<Nullable<Int4>>, _>(&codes)
+            .bind::<Array<Nullable<Text>>, _>(&errors)
+            .bind::<Array<Nullable<Timestamptz>>, _>(&retries)
+            .execute(conn)?;
+        }
+        for attempt in gone {
+            switch_off_for_gone(
+                conn,
+                attempt.webhook_id,
+                attempt.delivery_id,
+                attempt.number,
+            )?;
+        }
+        Ok(())
+    })
+}
+
+/// The receiver answered `410 Gone` to attempt `number`: the webhook is
+/// switched off and its pending deliveries fail.
+fn switch_off_for_gone(
     conn: &mut PgConnection,
     webhook_id: i64,
     delivery_id: i64,
-    attempt: i32,
-    outcome: &Outcome,
+    number: i32,
 ) -> Result<(), DbError> {
-    let this = webhook_deliveries::table
-        .filter(webhook_deliveries::id.eq(delivery_id))
-        .filter(webhook_deliveries::attempts.eq(attempt))
-        .filter(webhook_deliveries::status.eq(PENDING));
-    match outcome {
-        Outcome::Delivered { status_code } => {
-            diesel::update(this)
-                .set((
-                    webhook_deliveries::status.eq(DELIVERED),
-                    webhook_deliveries::last_status_code.eq(Some(*status_code)),
-                    webhook_deliveries::last_error.eq(None::<String>),
-                    webhook_deliveries::next_attempt_at.eq(None::<DateTime<Utc>>),
-                    webhook_deliveries::delivered_at.eq(now_or_null()),
-                ))
-                .execute(conn)?;
-        }
-        Outcome::Missed {
-            status_code,
-            error,
-            retry_at,
-        } => {
-            diesel::update(this)
-                .set((
-                    webhook_deliveries::status.eq(if retry_at.is_some() {
-                        PENDING
-                    } else {
-                        FAILED
-                    }),
-                    webhook_deliveries::last_status_code.eq(*status_code),
-                    webhook_deliveries::last_error.eq(Some(error)),
-                    webhook_deliveries::next_attempt_at.eq(*retry_at),
-                ))
-                .execute(conn)?;
-        }
-        Outcome::Gone => {
-            conn.transaction(|conn| {
-                diesel::update(this)
-                    .set(webhook_deliveries::last_status_code.eq(Some(410)))
-                    .execute(conn)?;
-                diesel::update(webhooks::table.find(webhook_id))
-                    .set((
-                        webhooks::active.eq(false),
-                        webhooks::updated_at.eq(diesel::dsl::now),
-                    ))
-                    .execute(conn)?;
-                fail_pending(
-                    conn,
-                    webhook_id,
-                    "the receiver answered 410 Gone: the webhook was deactivated",
-                )
-            })?;
-        }
-    }
-    Ok(())
+    diesel::update(
+        webhook_deliveries::table
+            .filter(webhook_deliveries::id.eq(delivery_id))
+            .filter(webhook_deliveries::attempts.eq(number))
+            .filter(webhook_deliveries::status.eq(PENDING)),
+    )
+    .set(webhook_deliveries::last_status_code.eq(Some(410)))
+    .execute(conn)?;
+    diesel::update(webhooks::table.find(webhook_id))
+        .set((
+            webhooks::active.eq(false),
+            webhooks::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)?;
+    fail_pending(
+        conn,
+        webhook_id,
+        "the receiver answered 410 Gone: the webhook was deactivated",
+    )
 }
 
 fn fail_pending(conn: &mut PgConnection, webhook_id: i64, why: &str) -> Result<(), DbError> {

@@ -22,6 +22,7 @@ use std::time::Duration;
 use argon2::password_hash::rand_core::{OsRng, RngCore};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
+use tokio::sync::mpsc;
 
 use super::signature;
 use crate::db::{self, webhooks::Claimed, webhooks::Outcome};
@@ -36,8 +37,8 @@ const RETRY_CLAIM: Duration = Duration::from_secs(1);
 /// always records its attempt before another instance may take it over.
 const LEASE: Duration = Duration::from_secs(TIMEOUT.as_secs() + 5);
 /// Attempts in flight on one instance, and of them for one webhook.
-const IN_FLIGHT: usize = 64;
-const PER_WEBHOOK: usize = 8;
+const IN_FLIGHT: usize = 128;
+const PER_WEBHOOK: usize = 32;
 const LONGEST_GAP: Duration = Duration::from_secs(3600);
 const RETRY_FOR: chrono::Duration = chrono::Duration::hours(24);
 /// Settled deliveries (and events no delivery needs) are kept this long.
@@ -47,9 +48,14 @@ const PRUNE_EVERY: Duration = Duration::from_secs(600);
 /// Attempts in flight on this instance, by webhook.
 type InFlight = Arc<Mutex<HashMap<i64, usize>>>;
 
+/// Outcomes recorded together, at most this many per transaction.
+const RECORD_BATCH: usize = 256;
+
 pub async fn run(ctx: actix_web::web::Data<AppContext>) {
     let in_flight: InFlight = Arc::default();
     let finished = Arc::new(tokio::sync::Notify::new());
+    let (attempted, outcomes) = mpsc::unbounded_channel();
+    let _recorder = AbortOnDrop(tokio::spawn(record_outcomes(ctx.clone(), outcomes)));
     let mut pruned_at = tokio::time::Instant::now();
     loop {
         let (busy, free) = {
@@ -89,7 +95,7 @@ pub async fn run(ctx: actix_web::web::Data<AppContext>) {
                             in_flight: in_flight.clone(),
                             finished: finished.clone(),
                         };
-                        tokio::spawn(attempt(ctx.clone(), delivery, slot));
+                        tokio::spawn(attempt(ctx.clone(), delivery, slot, attempted.clone()));
                     }
                 }
                 Err(err) => {
@@ -112,6 +118,48 @@ pub async fn run(ctx: actix_web::web::Data<AppContext>) {
             _ = tokio::time::sleep(pause) => {}
             _ = ctx.webhook_due.notified() => {}
             _ = finished.notified() => {}
+        }
+    }
+}
+
+/// The recorder ends with the loop that feeds it.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// An attempt made, holding its slot until its outcome is recorded: the
+/// next delivery of its subject is claimed only after that.
+struct Attempted {
+    attempt: db::webhooks::Attempt,
+    _slot: Slot,
+}
+
+/// Records outcomes as they come, all those waiting in one transaction.
+async fn record_outcomes(
+    ctx: actix_web::web::Data<AppContext>,
+    mut outcomes: mpsc::UnboundedReceiver<Attempted>,
+) {
+    while let Some(first) = outcomes.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < RECORD_BATCH {
+            match outcomes.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let attempts: Vec<db::webhooks::Attempt> =
+            batch.iter().map(|done| done.attempt.clone()).collect();
+        if let Err(err) = db::interact(&ctx.pool, move |conn| {
+            db::webhooks::record_all(conn, &attempts)
+        })
+        .await
+        {
+            // Their leases run out and the attempts are made again.
+            tracing::warn!(error = %err, attempts = batch.len(), "recording webhook attempts failed");
         }
     }
 }
@@ -155,7 +203,12 @@ struct Envelope<'a> {
     data: &'a serde_json::Value,
 }
 
-async fn attempt(ctx: actix_web::web::Data<AppContext>, delivery: Claimed, _slot: Slot) {
+async fn attempt(
+    ctx: actix_web::web::Data<AppContext>,
+    delivery: Claimed,
+    slot: Slot,
+    recorder: mpsc::UnboundedSender<Attempted>,
+) {
     let body = serde_json::to_vec(&Envelope {
         id: &delivery.event_id,
         event: &delivery.event,
@@ -197,15 +250,17 @@ async fn attempt(ctx: actix_web::web::Data<AppContext>, delivery: Claimed, _slot
         } => "retry",
         Outcome::Missed { retry_at: None, .. } => "failed",
     });
-    let (webhook_id, id, attempts) = (delivery.webhook_id, delivery.id, delivery.attempts);
-    if let Err(err) = db::interact(&ctx.pool, move |conn| {
-        db::webhooks::record(conn, webhook_id, id, attempts, &outcome)
-    })
-    .await
-    {
-        // The lease runs out and the attempt is made again.
-        tracing::warn!(error = %err, delivery = id, "recording a webhook attempt failed");
-    }
+    let attempt = db::webhooks::Attempt {
+        webhook_id: delivery.webhook_id,
+        delivery_id: delivery.id,
+        number: delivery.attempts,
+        outcome,
+    };
+    // Closed only when the loop is gone, and the lease covers that.
+    let _ = recorder.send(Attempted {
+        attempt,
+        _slot: slot,
+    });
 }
 
 fn outcome_of(
