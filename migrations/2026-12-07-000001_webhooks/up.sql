@@ -26,9 +26,10 @@ CREATE TABLE webhook_events (
 
 CREATE TABLE webhook_deliveries (
     id               BIGSERIAL PRIMARY KEY,
-    webhook_id       BIGINT NOT NULL REFERENCES webhooks (id) ON DELETE CASCADE,
-    -- No foreign key: its check (a row lock on the event) cost every
-    -- recorded change; events go only when no delivery refers to them.
+    -- No foreign keys: their checks (a share lock on the webhook's row by
+    -- every concurrent change) cost every recorded change. A webhook's
+    -- deliveries are deleted with it; events go when no delivery needs them.
+    webhook_id       BIGINT NOT NULL,
     event_id         TEXT NOT NULL,
     -- What the event is about (`content:7`, `user:3`): one subject's
     -- deliveries to one webhook go out in id order, which is commit order
@@ -39,12 +40,15 @@ CREATE TABLE webhook_deliveries (
     attempts         INTEGER NOT NULL DEFAULT 0,
     last_status_code INTEGER,
     last_error       TEXT,
-    -- Pending: when it may be sent (a claim moves it past the attempt, so a
-    -- sender that dies mid-attempt leaves it to another instance then).
+    -- Pending: when it may be sent.
     next_attempt_at  TIMESTAMPTZ,
+    -- A claim's lease: a sender that dies mid-attempt leaves the delivery to
+    -- any instance once it ends. Not indexed, so that a claim is a HOT
+    -- update (no index entry written; room for it kept by the fillfactor).
+    leased_until     TIMESTAMPTZ,
     delivered_at     TIMESTAMPTZ,
     created_at       TIMESTAMPTZ NOT NULL DEFAULT now()
-);
+) WITH (fillfactor = 70);
 
 CREATE INDEX webhook_deliveries_due_idx ON webhook_deliveries (next_attempt_at)
     WHERE status = 'pending';

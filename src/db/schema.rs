@@ -132,6 +132,7 @@ diesel::table! {
         last_status_code -> Nullable<Int4>,
         last_error -> Nullable<Text>,
         next_attempt_at -> Nullable<Timestamptz>,
+        leased_until -> Nullable<Timestamptz>,
         delivered_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
     }

@@ -141,8 +141,13 @@ pub fn update(
     Ok(updated)
 }
 
+/// Deletes the webhook and its deliveries.
 pub fn delete(conn: &mut PgConnection, id: i64) -> Result<bool, DbError> {
-    Ok(diesel::delete(webhooks::table.find(id)).execute(conn)? > 0)
+    conn.transaction(|conn| {
+        diesel::delete(webhook_deliveries::table.filter(webhook_deliveries::webhook_id.eq(id)))
+            .execute(conn)?;
+        Ok(diesel::delete(webhooks::table.find(id)).execute(conn)? > 0)
+    })
 }
 
 /// One keyset page of a webhook's deliveries, newest first.
@@ -237,7 +242,7 @@ pub struct Claimed {
 /// `per_webhook` of each and none of `busy` (webhooks this instance is
 /// already sending its share to), never one with an earlier pending
 /// delivery of the same subject to the same webhook. A claim counts the
-/// attempt and moves the delivery `lease_seconds` ahead: if this instance
+/// attempt and leases the delivery for `lease_seconds`: if this instance
 /// dies mid-attempt, any instance retries it then. Rows another instance is
 /// claiming are skipped.
 pub fn claim(
@@ -274,6 +279,7 @@ fn claim_due(
              SELECT d.id, d.webhook_id, d.next_attempt_at FROM webhook_deliveries d \
              JOIN webhooks w ON w.id = d.webhook_id AND w.active \
              WHERE d.status = 'pending' AND d.next_attempt_at <= now() \
+               AND (d.leased_until IS NULL OR d.leased_until <= now()) \
                AND d.webhook_id <> ALL ($3) \
                AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e \
                                WHERE e.webhook_id = d.webhook_id AND e.subject = d.subject \
@@ -286,11 +292,12 @@ fn claim_due(
          ), taken AS ( \
              SELECT d.id FROM webhook_deliveries d JOIN ranked r ON r.id = d.id \
              WHERE r.n <= $2 AND d.status = 'pending' AND d.next_attempt_at <= now() \
+               AND (d.leased_until IS NULL OR d.leased_until <= now()) \
              ORDER BY d.next_attempt_at, d.id LIMIT $1 \
              FOR UPDATE OF d SKIP LOCKED \
          ) \
          UPDATE webhook_deliveries d \
-         SET attempts = d.attempts + 1, next_attempt_at = now() + make_interval(secs => $4) \
+         SET attempts = d.attempts + 1, leased_until = now() + make_interval(secs => $4) \
          FROM taken, webhook_events ev, webhooks w \
          WHERE d.id = taken.id AND ev.id = d.event_id AND w.id = d.webhook_id \
          RETURNING d.id, d.webhook_id, d.attempts, d.created_at, w.url, w.secret, \
@@ -370,7 +377,7 @@ pub fn record_all(conn: &mut PgConnection, attempts: &[Attempt]) -> Result<(), D
             diesel::sql_query(
                 "UPDATE webhook_deliveries d \
                  SET status = o.status, last_status_code = o.code, last_error = o.error, \
-                     next_attempt_at = o.retry_at, \
+                     next_attempt_at = o.retry_at, leased_until = NULL, \
                      delivered_at = CASE WHEN o.status = 'delivered' THEN now() END \
                  FROM unnest($1::int8[], $2::int4[], $3::text[], $4::int4[], $5::text[], \
                              $6::timestamptz[]) AS o (id, number, status, code, error, retry_at) \
@@ -447,21 +454,29 @@ struct Oldest {
 }
 
 /// When the oldest delivery still pending was queued (`None`: none is).
+/// One queued for a webhook deleted meanwhile waits for nobody.
 pub fn oldest_pending(conn: &mut PgConnection) -> Result<Option<DateTime<Utc>>, DbError> {
     let oldest: Oldest = diesel::sql_query(
-        "SELECT min(created_at) AS at FROM webhook_deliveries WHERE status = 'pending'",
+        "SELECT min(d.created_at) AS at FROM webhook_deliveries d \
+         JOIN webhooks w ON w.id = d.webhook_id WHERE d.status = 'pending'",
     )
     .get_result(conn)?;
     Ok(oldest.at)
 }
 
-/// Deletes deliveries settled before `before`, then the events no delivery
-/// refers to any more.
+/// Deletes deliveries settled before `before` and those of deleted
+/// webhooks, then the events no delivery refers to any more.
 pub fn prune(conn: &mut PgConnection, before: DateTime<Utc>) -> Result<usize, DbError> {
     let deliveries = diesel::delete(
         webhook_deliveries::table
             .filter(webhook_deliveries::status.ne(PENDING))
             .filter(webhook_deliveries::created_at.lt(before)),
+    )
+    .execute(conn)?;
+    // Queued by a change that committed while its webhook was deleted.
+    diesel::sql_query(
+        "DELETE FROM webhook_deliveries d \
+         WHERE NOT EXISTS (SELECT 1 FROM webhooks w WHERE w.id = d.webhook_id)",
     )
     .execute(conn)?;
     diesel::sql_query(
