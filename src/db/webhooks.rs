@@ -54,10 +54,12 @@ impl WebhookChanges {
 }
 
 /// A delivery with the name of its event.
-#[derive(Debug, Clone, Queryable)]
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = webhook_deliveries, check_for_backend(diesel::pg::Pg))]
 pub struct DeliveryRow {
     pub id: i64,
     pub event_id: String,
+    #[diesel(select_expression = webhook_events::event)]
     pub event: String,
     pub status: String,
     pub attempts: i32,
@@ -67,32 +69,6 @@ pub struct DeliveryRow {
     pub delivered_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
 }
-
-type DeliveryColumns = (
-    webhook_deliveries::id,
-    webhook_deliveries::event_id,
-    webhook_events::event,
-    webhook_deliveries::status,
-    webhook_deliveries::attempts,
-    webhook_deliveries::last_status_code,
-    webhook_deliveries::last_error,
-    webhook_deliveries::next_attempt_at,
-    webhook_deliveries::delivered_at,
-    webhook_deliveries::created_at,
-);
-
-const DELIVERY_COLUMNS: DeliveryColumns = (
-    webhook_deliveries::id,
-    webhook_deliveries::event_id,
-    webhook_events::event,
-    webhook_deliveries::status,
-    webhook_deliveries::attempts,
-    webhook_deliveries::last_status_code,
-    webhook_deliveries::last_error,
-    webhook_deliveries::next_attempt_at,
-    webhook_deliveries::delivered_at,
-    webhook_deliveries::created_at,
-);
 
 /// `now()` where a column is nullable.
 fn now_or_null() -> diesel::expression::SqlLiteral<Nullable<Timestamptz>> {
@@ -160,7 +136,7 @@ pub fn deliveries_before(
     let mut query = webhook_deliveries::table
         .inner_join(webhook_events::table)
         .filter(webhook_deliveries::webhook_id.eq(webhook_id))
-        .select(DELIVERY_COLUMNS)
+        .select(DeliveryRow::as_select())
         .order(webhook_deliveries::id.desc())
         .limit(limit)
         .into_boxed();
@@ -206,7 +182,7 @@ pub fn redeliver(
         webhook_deliveries::table
             .inner_join(webhook_events::table)
             .filter(webhook_deliveries::id.eq(queued))
-            .select(DELIVERY_COLUMNS)
+            .select(DeliveryRow::as_select())
             .first(conn)?,
     ))
 }

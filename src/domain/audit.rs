@@ -3,12 +3,10 @@
 //! is ever written.
 
 use diesel::{Connection, PgConnection};
-use serde_json::{Map, Value};
 
 use super::auth::Principal;
-use super::pagination::{self, DEFAULT_LIMIT, MAX_LIMIT};
+use super::pagination::{self, BeforeQuery};
 use super::users::Page;
-use super::validation::Fields;
 use super::views::AuditEvent;
 use super::{AppContext, AppError};
 use crate::db::{self, models::NewAuditRow, DbError};
@@ -112,30 +110,11 @@ pub async fn remove_own(
     }
 }
 
-/// `?limit=&cursor=` of `GET /admin/audit`.
-pub struct AuditQuery {
-    before_id: Option<i64>,
-    pub limit: i64,
-}
-
-impl AuditQuery {
-    pub fn parse(params: Map<String, Value>) -> Result<Self, AppError> {
-        let mut fields = Fields::new(params);
-        let limit = fields.optional("limit", |raw| pagination::bounded(&raw, 1, MAX_LIMIT));
-        let before_id = fields.optional("cursor", |raw| pagination::decode_id_cursor(&raw));
-        fields.finish()?;
-        Ok(Self {
-            before_id,
-            limit: limit.unwrap_or(DEFAULT_LIMIT),
-        })
-    }
-}
-
 /// Newest first, for admins.
 pub async fn page(
     ctx: &AppContext,
     caller: Principal,
-    query: AuditQuery,
+    query: BeforeQuery,
 ) -> Result<Page<AuditEvent>, AppError> {
     caller.require_session()?;
     if !caller.is_admin() {
@@ -143,9 +122,9 @@ pub async fn page(
             "Only admins may read the audit log".into(),
         ));
     }
-    let AuditQuery { before_id, limit } = query;
+    let BeforeQuery { before, limit } = query;
     let rows = db::interact(&ctx.pool, move |conn| {
-        db::audit::page_before(conn, before_id, limit + 1)
+        db::audit::page_before(conn, before, limit + 1)
     })
     .await?;
     Ok(Page::of(

@@ -7,17 +7,15 @@
 use actix_web::http::header::HeaderValue;
 use chrono::{DateTime, Utc};
 use diesel::PgConnection;
-use serde_json::{Map, Value};
 
 use super::auth::{Principal, Scope};
 use super::content_input::{resolve_schedule, slug_of_title, ContentPatch, NewContent, Status};
 use super::contents::{may_see_unpublished, representation, representation_of};
 use super::invalidation;
-use super::pagination::{self, DEFAULT_LIMIT, MAX_LIMIT};
+use super::pagination::{self, BeforeQuery};
 use super::precondition::Precondition;
 use super::transaction::{in_transaction, Abort};
 use super::users::Page;
-use super::validation::Fields;
 use super::views::{Content, ContentWithUser, Revision};
 use super::{AppContext, AppError};
 use crate::cache::outbox::Recorded;
@@ -383,40 +381,16 @@ async fn authorise_history(ctx: &AppContext, caller: Principal, id: i64) -> Resu
     }
 }
 
-/// `?limit=&cursor=` of a revision listing: the cursor is the last version
-/// seen.
-pub struct RevisionQuery {
-    limit: i64,
-    before_version: Option<i64>,
-}
-
-impl RevisionQuery {
-    pub fn parse(params: Map<String, Value>) -> Result<Self, AppError> {
-        let mut fields = Fields::new(params);
-        let limit = fields.optional("limit", |raw| pagination::bounded(&raw, 1, MAX_LIMIT));
-        let before_version = fields.optional("cursor", |raw| pagination::decode_id_cursor(&raw));
-        fields.finish()?;
-        Ok(Self {
-            limit: limit.unwrap_or(DEFAULT_LIMIT),
-            before_version,
-        })
-    }
-
-    pub fn limit(&self) -> i64 {
-        self.limit
-    }
-}
-
 pub async fn revisions(
     ctx: &AppContext,
     caller: Principal,
     id: i64,
-    query: RevisionQuery,
+    query: BeforeQuery,
 ) -> Result<Page<Revision>, AppError> {
     authorise_history(ctx, caller, id).await?;
-    let RevisionQuery {
+    let BeforeQuery {
         limit,
-        before_version,
+        before: before_version,
     } = query;
     let rows = ctx
         .reader()

@@ -5,12 +5,35 @@
 
 use chrono::DateTime;
 
+use serde_json::{Map, Value};
+
 use super::rules;
-use super::validation::{digits, Rule};
+use super::validation::{digits, Fields, Rule};
+use super::AppError;
 use crate::db::contents::After;
 
 pub const DEFAULT_LIMIT: i64 = 20;
 pub const MAX_LIMIT: i64 = 100;
+
+/// `?limit=&cursor=` of a newest-first listing whose cursor is the last id
+/// (or version) seen: the audit log, revisions, webhook deliveries.
+pub struct BeforeQuery {
+    pub before: Option<i64>,
+    pub limit: i64,
+}
+
+impl BeforeQuery {
+    pub fn parse(params: Map<String, Value>) -> Result<Self, AppError> {
+        let mut fields = Fields::new(params);
+        let limit = fields.optional("limit", |raw| bounded(&raw, 1, MAX_LIMIT));
+        let before = fields.optional("cursor", |raw| decode_id_cursor(&raw));
+        fields.finish()?;
+        Ok(Self {
+            before,
+            limit: limit.unwrap_or(DEFAULT_LIMIT),
+        })
+    }
+}
 
 /// Parses an integer query parameter within `min..=max`.
 pub fn bounded(raw: &str, min: i64, max: i64) -> Result<i64, Rule> {

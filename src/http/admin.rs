@@ -1,10 +1,10 @@
 //! Admin endpoints: the audit log and cache administration.
 
-use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 
 use super::extract::{Auth, QueryParams};
-use crate::domain::audit::{self, AuditQuery};
+use crate::domain::audit;
+use crate::domain::pagination::BeforeQuery;
 use crate::domain::views::{AuditEvent, CacheOverview};
 use crate::domain::{cache_admin, AppContext, AppError};
 
@@ -44,15 +44,8 @@ pub async fn flush_cache(ctx: Ctx, auth: Auth) -> Result<HttpResponse, AppError>
     )
 )]
 pub async fn audit(ctx: Ctx, auth: Auth, params: QueryParams) -> Result<HttpResponse, AppError> {
-    let query = AuditQuery::parse(params.0)?;
+    let query = BeforeQuery::parse(params.0)?;
     let limit = query.limit;
     let page = audit::page(&ctx, auth.0, query).await?;
-    let mut response = HttpResponse::Ok();
-    if let Some(cursor) = page.next_cursor {
-        response.insert_header((
-            header::LINK,
-            format!("</api/v1/admin/audit?limit={limit}&cursor={cursor}>; rel=\"next\""),
-        ));
-    }
-    Ok(response.json(page.items))
+    Ok(super::page_response("/api/v1/admin/audit", limit, page))
 }

@@ -16,7 +16,8 @@ use super::rate_limit::WriteRateLimit;
 use crate::cache::{accepts_gzip, CachedPage, Representation};
 use crate::domain::content_input::{parse_content_changes, NewContent};
 use crate::domain::contents::{self, ContentListQuery, ItemRead, SlugRead};
-use crate::domain::editorial::{self, RevisionQuery, Written};
+use crate::domain::editorial::{self, Written};
+use crate::domain::pagination::BeforeQuery;
 use crate::domain::rules::{self, SLUG_CHARS};
 use crate::domain::views::{Content, ContentWithUser, Revision, TagCount};
 use crate::domain::{AppContext, AppError};
@@ -343,20 +344,11 @@ pub async fn revisions(
     auth: Auth,
     params: QueryParams,
 ) -> Result<HttpResponse, AppError> {
-    let query = RevisionQuery::parse(params.0)?;
-    let limit = query.limit();
+    let query = BeforeQuery::parse(params.0)?;
+    let limit = query.limit;
     let page = editorial::revisions(&ctx, auth.0, id.0, query).await?;
-    let mut response = HttpResponse::Ok();
-    if let Some(cursor) = page.next_cursor {
-        response.insert_header((
-            header::LINK,
-            format!(
-                "</api/v1/content/{}/revisions?limit={limit}&cursor={cursor}>; rel=\"next\"",
-                id.0
-            ),
-        ));
-    }
-    Ok(response.json(page.items))
+    let path = format!("/api/v1/content/{}/revisions", id.0);
+    Ok(super::page_response(&path, limit, page))
 }
 
 /// The `{version}` segment: a positive integer, else no such route.

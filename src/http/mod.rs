@@ -21,6 +21,7 @@ use actix_web::http::{header, Method};
 use actix_web::{guard, web, HttpRequest, HttpResponse, Resource, Route};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
+use crate::domain::users::Page;
 use crate::domain::AppError;
 
 /// Browsers may call the API only from the configured origins.
@@ -220,4 +221,17 @@ fn configure(cfg: &mut web::ServiceConfig, document: actix_web::web::Bytes) {
     // every request before it would be matched against.
     .service(SwaggerUi::new("/docs/{_:.*}").config(Config::new([OPENAPI_PATH])))
     .default_service(web::to(unknown_route));
+}
+
+/// A keyset page as JSON, with `Link: <{path}?limit=…&cursor=…>; rel="next"`
+/// when a next page exists.
+pub fn page_response<T: serde::Serialize>(path: &str, limit: i64, page: Page<T>) -> HttpResponse {
+    let mut response = HttpResponse::Ok();
+    if let Some(cursor) = page.next_cursor {
+        response.insert_header((
+            header::LINK,
+            format!("<{path}?limit={limit}&cursor={cursor}>; rel=\"next\""),
+        ));
+    }
+    response.json(page.items)
 }

@@ -5,9 +5,10 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::extract::{route_not_found, Auth, JsonObject, PathId, QueryParams};
 use super::rate_limit::WriteRateLimit;
+use crate::domain::pagination::BeforeQuery;
 use crate::domain::validation::digits;
+use crate::domain::webhooks;
 use crate::domain::webhooks::views::{CreatedWebhook, Webhook, WebhookDelivery};
-use crate::domain::webhooks::{self, DeliveryQuery};
 use crate::domain::{AppContext, AppError};
 
 type Ctx = web::Data<AppContext>;
@@ -110,20 +111,11 @@ pub async fn deliveries(
     auth: Auth,
     params: QueryParams,
 ) -> Result<HttpResponse, AppError> {
-    let query = DeliveryQuery::parse(params.0)?;
+    let query = BeforeQuery::parse(params.0)?;
     let limit = query.limit;
     let page = webhooks::deliveries(&ctx, auth.0, id.0, query).await?;
-    let mut response = HttpResponse::Ok();
-    if let Some(cursor) = page.next_cursor {
-        response.insert_header((
-            header::LINK,
-            format!(
-                "</api/v1/admin/webhooks/{}/deliveries?limit={limit}&cursor={cursor}>; rel=\"next\"",
-                id.0
-            ),
-        ));
-    }
-    Ok(response.json(page.items))
+    let path = format!("/api/v1/admin/webhooks/{}/deliveries", id.0);
+    Ok(super::page_response(&path, limit, page))
 }
 
 /// Send a delivery's event again (same `Webhook-Id`), as a new delivery

@@ -12,9 +12,8 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use super::auth::Principal;
-use super::pagination::{self, DEFAULT_LIMIT, MAX_LIMIT};
+use super::pagination::{self, BeforeQuery};
 use super::users::Page;
-use super::validation::Fields;
 use super::{AppContext, AppError};
 use crate::db::{self, webhooks::NewWebhookRow, webhooks::WebhookChanges};
 use crate::outbound::Sender;
@@ -119,39 +118,20 @@ pub async fn delete(ctx: &AppContext, caller: Principal, id: i64) -> Result<(), 
     }
 }
 
-/// `?limit=&cursor=` of a webhook's deliveries.
-pub struct DeliveryQuery {
-    before_id: Option<i64>,
-    pub limit: i64,
-}
-
-impl DeliveryQuery {
-    pub fn parse(params: Map<String, Value>) -> Result<Self, AppError> {
-        let mut fields = Fields::new(params);
-        let limit = fields.optional("limit", |raw| pagination::bounded(&raw, 1, MAX_LIMIT));
-        let before_id = fields.optional("cursor", |raw| pagination::decode_id_cursor(&raw));
-        fields.finish()?;
-        Ok(Self {
-            before_id,
-            limit: limit.unwrap_or(DEFAULT_LIMIT),
-        })
-    }
-}
-
 /// A webhook's deliveries, newest first.
 pub async fn deliveries(
     ctx: &AppContext,
     caller: Principal,
     webhook_id: i64,
-    query: DeliveryQuery,
+    query: BeforeQuery,
 ) -> Result<Page<WebhookDelivery>, AppError> {
     admin_only(caller)?;
-    let DeliveryQuery { before_id, limit } = query;
+    let BeforeQuery { before, limit } = query;
     let rows = db::interact(&ctx.pool, move |conn| {
         if db::webhooks::find(conn, webhook_id)?.is_none() {
             return Ok(None);
         }
-        db::webhooks::deliveries_before(conn, webhook_id, before_id, limit + 1).map(Some)
+        db::webhooks::deliveries_before(conn, webhook_id, before, limit + 1).map(Some)
     })
     .await?
     .ok_or_else(|| not_found(webhook_id))?;
