@@ -214,9 +214,9 @@ pub struct Claimed {
     pub data: serde_json::Value,
 }
 
-/// Claims up to `limit` due deliveries of active webhooks, at most
-/// `per_webhook` of each and none of `busy` (webhooks this instance is
-/// already sending its share to), never one with an earlier pending
+/// Claims up to `limit` due deliveries of active webhooks, never more than
+/// `per_webhook` in flight for one (`in_flight`: this instance's attempts
+/// under way, as webhook ids and counts), never one with an earlier pending
 /// delivery of the same subject to the same webhook. A claim counts the
 /// attempt and leases the delivery for `lease_seconds`: if this instance
 /// dies mid-attempt, any instance retries it then. Rows another instance is
@@ -225,13 +225,20 @@ pub fn claim(
     conn: &mut PgConnection,
     limit: i64,
     per_webhook: i64,
-    busy: &[i64],
+    in_flight: &InFlight,
     lease_seconds: f64,
 ) -> Result<Vec<Claimed>, DbError> {
     conn.transaction(|conn| {
         without_waiting_for_the_flush(conn)?;
-        claim_due(conn, limit, per_webhook, busy, lease_seconds)
+        claim_due(conn, limit, per_webhook, in_flight, lease_seconds)
     })
+}
+
+/// Attempts under way on this instance: webhook ids and their counts.
+#[derive(Debug, Default, Clone)]
+pub struct InFlight {
+    pub webhooks: Vec<i64>,
+    pub counts: Vec<i64>,
 }
 
 /// The sender's own writes (claims, outcomes) do not wait for their WAL to
@@ -247,24 +254,27 @@ fn claim_due(
     conn: &mut PgConnection,
     limit: i64,
     per_webhook: i64,
-    busy: &[i64],
+    in_flight: &InFlight,
     lease_seconds: f64,
 ) -> Result<Vec<Claimed>, DbError> {
     Ok(diesel::sql_query(
-        "WITH due AS ( \
+        "WITH flying AS ( \
+             SELECT * FROM unnest($3::int8[], $5::int8[]) AS f (webhook_id, count) \
+         ), due AS ( \
              SELECT d.id, d.webhook_id, d.next_attempt_at FROM webhook_deliveries d \
              JOIN webhooks w ON w.id = d.webhook_id AND w.active \
              WHERE d.status = 'pending' AND d.next_attempt_at <= now() \
                AND (d.leased_until IS NULL OR d.leased_until <= now()) \
-               AND d.webhook_id <> ALL ($3) \
+               AND NOT EXISTS (SELECT 1 FROM flying f \
+                               WHERE f.webhook_id = d.webhook_id AND f.count >= $2) \
                AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e \
                                WHERE e.webhook_id = d.webhook_id AND e.subject = d.subject \
                                  AND e.status = 'pending' AND e.id < d.id) \
              ORDER BY d.next_attempt_at, d.id LIMIT 500 \
          ), ranked AS ( \
-             SELECT id, row_number() OVER (PARTITION BY webhook_id \
-                                           ORDER BY next_attempt_at, id) AS n \
-             FROM due \
+             SELECT due.id, coalesce(f.count, 0) + row_number() OVER ( \
+                        PARTITION BY due.webhook_id ORDER BY due.next_attempt_at, due.id) AS n \
+             FROM due LEFT JOIN flying f ON f.webhook_id = due.webhook_id \
          ), taken AS ( \
              SELECT d.id FROM webhook_deliveries d JOIN ranked r ON r.id = d.id \
              WHERE r.n <= $2 AND d.status = 'pending' AND d.next_attempt_at <= now() \
@@ -281,8 +291,9 @@ fn claim_due(
     )
     .bind::<BigInt, _>(limit)
     .bind::<BigInt, _>(per_webhook)
-    .bind::<Array<BigInt>, _>(busy)
+    .bind::<Array<BigInt>, _>(&in_flight.webhooks)
     .bind::<Double, _>(lease_seconds)
+    .bind::<Array<BigInt>, _>(&in_flight.counts)
     .load(conn)?)
 }
 

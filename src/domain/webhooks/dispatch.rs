@@ -44,6 +44,9 @@ const RETRY_FOR: chrono::Duration = chrono::Duration::hours(24);
 /// Settled deliveries (and events no delivery needs) are kept this long.
 const KEEP_SETTLED: chrono::Duration = chrono::Duration::days(30);
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
+/// How often `webhook_outbox_lag_seconds` is read from PostgreSQL (the
+/// loop itself turns as often as attempts end).
+const LAG_EVERY: Duration = Duration::from_millis(500);
 
 /// Attempts in flight on this instance, by webhook.
 type InFlight = Arc<Mutex<HashMap<i64, usize>>>;
@@ -57,15 +60,15 @@ pub async fn run(ctx: actix_web::web::Data<AppContext>) {
     let (attempted, outcomes) = mpsc::unbounded_channel();
     let _recorder = AbortOnDrop(tokio::spawn(record_outcomes(ctx.clone(), outcomes)));
     let mut pruned_at = tokio::time::Instant::now();
+    let mut reported_at = pruned_at - LAG_EVERY;
     loop {
-        let (busy, free) = {
+        let (flying, free) = {
             let in_flight = in_flight.lock().expect("in-flight lock");
-            let busy: Vec<i64> = in_flight
-                .iter()
-                .filter(|(_, count)| **count >= PER_WEBHOOK)
-                .map(|(webhook, _)| *webhook)
-                .collect();
-            (busy, IN_FLIGHT.saturating_sub(in_flight.values().sum()))
+            let flying = db::webhooks::InFlight {
+                webhooks: in_flight.keys().copied().collect(),
+                counts: in_flight.values().map(|count| *count as i64).collect(),
+            };
+            (flying, IN_FLIGHT.saturating_sub(in_flight.values().sum()))
         };
         let mut pause = POLL;
         if free > 0 {
@@ -74,7 +77,7 @@ pub async fn run(ctx: actix_web::web::Data<AppContext>) {
                     conn,
                     free as i64,
                     PER_WEBHOOK as i64,
-                    &busy,
+                    &flying,
                     LEASE.as_secs_f64(),
                 )
             })
@@ -104,7 +107,10 @@ pub async fn run(ctx: actix_web::web::Data<AppContext>) {
                 }
             }
         }
-        report_lag(&ctx).await;
+        if reported_at.elapsed() >= LAG_EVERY {
+            reported_at = tokio::time::Instant::now();
+            report_lag(&ctx).await;
+        }
         if pruned_at.elapsed() >= PRUNE_EVERY {
             pruned_at = tokio::time::Instant::now();
             let before = Utc::now() - KEEP_SETTLED;
