@@ -12,7 +12,7 @@ use crate::helpers::{free_port, OwnRedis, TestDatabase, TEST_JWT_SECRET};
 
 /// The binary with a clean environment (no `.env`: it runs in a temporary
 /// directory) and only the given variables.
-fn content_api(args: &[&str], vars: &[(&str, &str)]) -> Command {
+pub(crate) fn content_api(args: &[&str], vars: &[(&str, &str)]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_content-api"));
     command
         .args(args)

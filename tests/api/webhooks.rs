@@ -68,6 +68,24 @@ async fn settled(app: &TestApp, admin: &TestUser, webhook: i64, limit: Duration)
     }
 }
 
+/// Waits until the newest delivery of `webhook` meets `ready`; returns it.
+async fn newest_delivery_when(
+    app: &TestApp,
+    admin: &TestUser,
+    webhook: i64,
+    ready: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let all = deliveries(app, admin, webhook).await;
+        if all.first().is_some_and(&ready) {
+            return all[0].clone();
+        }
+        assert!(Instant::now() < deadline, "{all:#?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn patch_content(app: &TestApp, user: &TestUser, id: i64, body: Value) -> Value {
     let response = app
         .request_as(Method::PATCH, &format!("/api/v1/content/{id}"), &user.token)
@@ -475,15 +493,10 @@ async fn a_failing_attempt_shows_its_error_and_next_attempt() {
     let (webhook, _) = subscribe(&app, &admin, &closed, &["content.created"]).await;
     let author = app.new_user().await;
     app.post_item(&author, "To a closed port").await;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let delivery = loop {
-        let all = deliveries(&app, &admin, webhook).await;
-        if all[0]["attempts"] == 1 && !all[0]["last_error"].is_null() {
-            break all[0].clone();
-        }
-        assert!(Instant::now() < deadline, "{all:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let delivery = newest_delivery_when(&app, &admin, webhook, |delivery| {
+        delivery["attempts"] == 1 && !delivery["last_error"].is_null()
+    })
+    .await;
     assert_eq!(delivery["status"], "pending");
     assert!(delivery["last_status_code"].is_null());
     let error = delivery["last_error"].as_str().unwrap().to_lowercase();
@@ -621,19 +634,14 @@ async fn redirects_are_not_followed() {
     let author = app.new_user().await;
     app.post_item(&author, "Redirected").await;
     receiver.wait_for(1, Duration::from_secs(5)).await;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let all = deliveries(&app, &admin, webhook).await;
-        if all[0]["last_status_code"] == 302 {
-            assert!(all[0]["last_error"]
-                .as_str()
-                .unwrap()
-                .contains("redirects are not followed"));
-            break;
-        }
-        assert!(Instant::now() < deadline, "{all:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let delivery = newest_delivery_when(&app, &admin, webhook, |delivery| {
+        delivery["last_status_code"] == 302
+    })
+    .await;
+    assert!(delivery["last_error"]
+        .as_str()
+        .unwrap()
+        .contains("redirects are not followed"));
     assert!(elsewhere.received().is_empty());
 }
 
@@ -690,16 +698,12 @@ async fn private_targets_are_refused_unless_allowed() {
     let (webhook, _) = subscribe(&app, &admin, &url, &["content.created"]).await;
     let author = app.new_user().await;
     app.post_item(&author, "Never leaves").await;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let all = deliveries(&app, &admin, webhook).await;
-        if let Some(error) = all[0]["last_error"].as_str() {
-            assert!(error.contains("refused"), "{error}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "{all:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let delivery = newest_delivery_when(&app, &admin, webhook, |delivery| {
+        !delivery["last_error"].is_null()
+    })
+    .await;
+    let error = delivery["last_error"].as_str().unwrap();
+    assert!(error.contains("refused"), "{error}");
     assert!(receiver.received().is_empty());
 }
 
@@ -750,11 +754,8 @@ async fn events_pending_when_an_instance_is_killed_are_delivered_by_another() {
         ("RUN_MIGRATIONS", "false".to_owned()),
         ("RUST_LOG", "warn".to_owned()),
     ]);
-    let mut first = std::process::Command::new(env!("CARGO_BIN_EXE_content-api"))
-        .arg("serve")
-        .env_clear()
-        .current_dir(std::env::temp_dir())
-        .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut first = crate::binary::content_api(&["serve"], &vars)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
