@@ -135,12 +135,6 @@ diesel::table! {
         leased_until -> Nullable<Timestamptz>,
         delivered_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
-    }
-}
-
-diesel::table! {
-    webhook_events (id) {
-        id -> Text,
         event -> Text,
         occurred_at -> Timestamptz,
         data -> Json,
@@ -166,7 +160,6 @@ diesel::joinable!(content_slugs -> contents (content_id));
 diesel::joinable!(password_resets -> users (user_id));
 diesel::joinable!(refresh_tokens -> sessions (session_id));
 diesel::joinable!(sessions -> users (user_id));
-diesel::joinable!(webhook_deliveries -> webhook_events (event_id));
 diesel::joinable!(webhook_deliveries -> webhooks (webhook_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
@@ -181,6 +174,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     sessions,
     users,
     webhook_deliveries,
-    webhook_events,
     webhooks,
 );

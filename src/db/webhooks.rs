@@ -1,13 +1,14 @@
-//! Webhooks and their deliveries. Events and delivery rows are written by
-//! the `record_webhook_event` trigger in the transaction of the change
-//! (migration `2026-12-07-000001_webhooks`); this module manages the
+//! Webhooks and their deliveries. A delivery row, carrying its event, is
+//! written for each subscribed webhook by the `record_webhook_event` trigger
+//! in the transaction of the change (migrations `2026-12-07-000001_webhooks`,
+//! `2026-12-08-000001_webhook_events_on_deliveries`); this module manages the
 //! webhooks, claims due deliveries and records what each attempt gave.
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Double, Int4, Json, Nullable, Text, Timestamptz};
 
-use super::schema::{webhook_deliveries, webhook_events, webhooks};
+use super::schema::{webhook_deliveries, webhooks};
 use super::DbError;
 
 pub const PENDING: &str = "pending";
@@ -53,13 +54,12 @@ impl WebhookChanges {
     }
 }
 
-/// A delivery with the name of its event.
+/// A delivery as the admin API shows it.
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = webhook_deliveries, check_for_backend(diesel::pg::Pg))]
 pub struct DeliveryRow {
     pub id: i64,
     pub event_id: String,
-    #[diesel(select_expression = webhook_events::event)]
     pub event: String,
     pub status: String,
     pub attempts: i32,
@@ -134,7 +134,6 @@ pub fn deliveries_before(
     limit: i64,
 ) -> Result<Vec<DeliveryRow>, DbError> {
     let mut query = webhook_deliveries::table
-        .inner_join(webhook_events::table)
         .filter(webhook_deliveries::webhook_id.eq(webhook_id))
         .select(DeliveryRow::as_select())
         .order(webhook_deliveries::id.desc())
@@ -154,7 +153,7 @@ pub fn redeliver(
     webhook_id: i64,
     delivery_id: i64,
 ) -> Result<Option<DeliveryRow>, DbError> {
-    let queued: Option<i64> = diesel::insert_into(webhook_deliveries::table)
+    Ok(diesel::insert_into(webhook_deliveries::table)
         .values(
             webhook_deliveries::table
                 .filter(webhook_deliveries::id.eq(delivery_id))
@@ -162,6 +161,9 @@ pub fn redeliver(
                 .select((
                     webhook_deliveries::webhook_id,
                     webhook_deliveries::event_id,
+                    webhook_deliveries::event,
+                    webhook_deliveries::occurred_at,
+                    webhook_deliveries::data,
                     webhook_deliveries::subject,
                     now_or_null(),
                 )),
@@ -169,22 +171,15 @@ pub fn redeliver(
         .into_columns((
             webhook_deliveries::webhook_id,
             webhook_deliveries::event_id,
+            webhook_deliveries::event,
+            webhook_deliveries::occurred_at,
+            webhook_deliveries::data,
             webhook_deliveries::subject,
             webhook_deliveries::next_attempt_at,
         ))
-        .returning(webhook_deliveries::id)
+        .returning(DeliveryRow::as_returning())
         .get_result(conn)
-        .optional()?;
-    let Some(queued) = queued else {
-        return Ok(None);
-    };
-    Ok(Some(
-        webhook_deliveries::table
-            .inner_join(webhook_events::table)
-            .filter(webhook_deliveries::id.eq(queued))
-            .select(DeliveryRow::as_select())
-            .first(conn)?,
-    ))
+        .optional()?)
 }
 
 /// A delivery taken for one attempt, with what sending it needs.
@@ -217,7 +212,9 @@ pub struct Claimed {
 /// Claims up to `limit` due deliveries of active webhooks, never more than
 /// `per_webhook` in flight for one (`in_flight`: this instance's attempts
 /// under way, as webhook ids and counts), never one with an earlier pending
-/// delivery of the same subject to the same webhook. A claim counts the
+/// delivery of the same subject to the same webhook (asked per candidate,
+/// as the first pending one of its subject: one index probe each, whatever
+/// the planner's statistics say of the table). A claim counts the
 /// attempt and leases the delivery for `lease_seconds`: if this instance
 /// dies mid-attempt, any instance retries it then. Rows another instance is
 /// claiming are skipped.
@@ -260,34 +257,34 @@ fn claim_due(
     Ok(diesel::sql_query(
         "WITH flying AS ( \
              SELECT * FROM unnest($3::int8[], $5::int8[]) AS f (webhook_id, count) \
-         ), due AS ( \
-             SELECT d.id, d.webhook_id, d.next_attempt_at FROM webhook_deliveries d \
-             JOIN webhooks w ON w.id = d.webhook_id AND w.active \
-             WHERE d.status = 'pending' AND d.next_attempt_at <= now() \
-               AND (d.leased_until IS NULL OR d.leased_until <= now()) \
-               AND NOT EXISTS (SELECT 1 FROM flying f \
-                               WHERE f.webhook_id = d.webhook_id AND f.count >= $2) \
-               AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e \
+         ), candidates AS ( \
+             SELECT due.id FROM webhooks w \
+             LEFT JOIN flying f ON f.webhook_id = w.id \
+             CROSS JOIN LATERAL ( \
+                 SELECT d.id FROM webhook_deliveries d \
+                 WHERE d.webhook_id = w.id AND d.status = 'pending' \
+                   AND d.next_attempt_at <= now() \
+                   AND (d.leased_until IS NULL OR d.leased_until <= now()) \
+                   AND d.id = (SELECT e.id FROM webhook_deliveries e \
                                WHERE e.webhook_id = d.webhook_id AND e.subject = d.subject \
-                                 AND e.status = 'pending' AND e.id < d.id) \
-             ORDER BY d.next_attempt_at, d.id LIMIT 500 \
-         ), ranked AS ( \
-             SELECT due.id, coalesce(f.count, 0) + row_number() OVER ( \
-                        PARTITION BY due.webhook_id ORDER BY due.next_attempt_at, due.id) AS n \
-             FROM due LEFT JOIN flying f ON f.webhook_id = due.webhook_id \
+                                 AND e.status = 'pending' ORDER BY e.id LIMIT 1) \
+                 ORDER BY d.next_attempt_at, d.id \
+                 LIMIT greatest($2 - coalesce(f.count, 0), 0) \
+             ) due \
+             WHERE w.active \
          ), taken AS ( \
-             SELECT d.id FROM webhook_deliveries d JOIN ranked r ON r.id = d.id \
-             WHERE r.n <= $2 AND d.status = 'pending' AND d.next_attempt_at <= now() \
+             SELECT d.id FROM webhook_deliveries d JOIN candidates c ON c.id = d.id \
+             WHERE d.status = 'pending' AND d.next_attempt_at <= now() \
                AND (d.leased_until IS NULL OR d.leased_until <= now()) \
              ORDER BY d.next_attempt_at, d.id LIMIT $1 \
              FOR UPDATE OF d SKIP LOCKED \
          ) \
          UPDATE webhook_deliveries d \
          SET attempts = d.attempts + 1, leased_until = now() + make_interval(secs => $4) \
-         FROM taken, webhook_events ev, webhooks w \
-         WHERE d.id = taken.id AND ev.id = d.event_id AND w.id = d.webhook_id \
+         FROM taken, webhooks w \
+         WHERE d.id = taken.id AND w.id = d.webhook_id \
          RETURNING d.id, d.webhook_id, d.attempts, d.created_at, w.url, w.secret, \
-                   ev.id AS event_id, ev.event, ev.occurred_at, ev.data",
+                   d.event_id, d.event, d.occurred_at, d.data",
     )
     .bind::<BigInt, _>(limit)
     .bind::<BigInt, _>(per_webhook)
@@ -452,7 +449,7 @@ pub fn oldest_pending(conn: &mut PgConnection) -> Result<Option<DateTime<Utc>>, 
 }
 
 /// Deletes deliveries settled before `before` and those of deleted
-/// webhooks, then the events no delivery refers to any more.
+/// webhooks.
 pub fn prune(conn: &mut PgConnection, before: DateTime<Utc>) -> Result<usize, DbError> {
     let deliveries = diesel::delete(
         webhook_deliveries::table
@@ -465,12 +462,6 @@ pub fn prune(conn: &mut PgConnection, before: DateTime<Utc>) -> Result<usize, Db
         "DELETE FROM webhook_deliveries d \
          WHERE NOT EXISTS (SELECT 1 FROM webhooks w WHERE w.id = d.webhook_id)",
     )
-    .execute(conn)?;
-    diesel::sql_query(
-        "DELETE FROM webhook_events ev WHERE ev.occurred_at < $1 \
-         AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = ev.id)",
-    )
-    .bind::<Timestamptz, _>(before)
     .execute(conn)?;
     Ok(deliveries)
 }

@@ -329,8 +329,7 @@ async fn every_event_is_delivered_signed_with_the_owner_view_in_commit_order() {
         json!({"id": kept})
     );
     let recorded = app.sql_text(&format!(
-        "(SELECT string_agg(e.event, ',' ORDER BY d.id) FROM webhook_deliveries d \
-         JOIN webhook_events e ON e.id = d.event_id \
+        "(SELECT string_agg(d.event, ',' ORDER BY d.id) FROM webhook_deliveries d \
          WHERE d.subject IN ('content:{kept}', 'user:{}'))",
         leaving.id
     ));
@@ -740,6 +739,41 @@ async fn slow_and_dead_receivers_slow_neither_requests_nor_other_webhooks() {
     );
     let all = settled(&app, &admin, healthy, Duration::from_secs(5)).await;
     assert_eq!(all.len(), 40);
+}
+
+#[tokio::test]
+async fn a_webhook_with_a_backlog_does_not_hold_back_another() {
+    let app = spawn().await;
+    let admin = app.new_admin().await;
+    let slow = Receiver::start(Reply::Hang).await;
+    let good = Receiver::start(Reply::Status(200)).await;
+    let (backlogged, _) = subscribe(&app, &admin, &slow.url, &["content.created"]).await;
+    // A thousand of its deliveries due since a minute ago (ahead of any new
+    // one in due order), each of its own subject, while its receiver holds
+    // every slot it has.
+    app.sql(&format!(
+        "INSERT INTO webhook_deliveries \
+             (webhook_id, event_id, event, occurred_at, data, subject, next_attempt_at) \
+         SELECT {backlogged}, 'evt_backlog' || n, 'content.created', now(), '{{}}', \
+                'content:backlog' || n, now() - interval '1 minute' \
+         FROM generate_series(1, 1000) AS n"
+    ));
+    slow.wait_for(32, Duration::from_secs(5)).await;
+    subscribe(&app, &admin, &good.url, &["content.created"]).await;
+    let author = app.new_user().await;
+    let started = Instant::now();
+    app.post_item(&author, "Behind a backlog").await;
+    good.wait_for(1, Duration::from_secs(3)).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the other webhook's event waited {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        slow.received().len(),
+        32,
+        "the backlogged webhook holds its own share of attempts only"
+    );
 }
 
 #[tokio::test]
