@@ -352,6 +352,60 @@ async fn every_event_is_delivered_signed_with_the_owner_view_in_commit_order() {
 }
 
 #[tokio::test]
+async fn the_event_triggers_run_only_while_an_active_webhook_exists() {
+    let app = spawn().await;
+    let admin = app.new_admin().await;
+    let receiver = Receiver::start(Reply::Status(200)).await;
+    let triggers = || {
+        app.sql_text(
+            "(SELECT string_agg(tgenabled::TEXT, '' ORDER BY tgname) FROM pg_trigger \
+              WHERE tgname IN ('contents_webhook_events', 'users_webhook_events'))",
+        )
+    };
+    assert_eq!(triggers(), "DD", "no webhook: no trigger runs");
+    let author = app.new_user().await;
+    app.post_item(&author, "Before any webhook").await;
+    let (first, _) = subscribe(&app, &admin, &receiver.url, &["content.created"]).await;
+    let (second, _) = subscribe(&app, &admin, &receiver.url, &["user.created"]).await;
+    assert_eq!(triggers(), "OO");
+    let switch = |id: i64, active: bool| {
+        app.request_as(
+            Method::PATCH,
+            &format!("/api/v1/admin/webhooks/{id}"),
+            &admin.token,
+        )
+        .json(&json!({ "active": active }))
+        .send()
+    };
+    assert_eq!(switch(first, false).await.unwrap().status(), 200);
+    assert_eq!(triggers(), "OO", "another webhook is still active");
+    assert_eq!(switch(second, false).await.unwrap().status(), 200);
+    assert_eq!(triggers(), "DD");
+    assert_eq!(switch(first, true).await.unwrap().status(), 200);
+    assert_eq!(triggers(), "OO");
+    app.post_item(&author, "After the webhook").await;
+    receiver.wait_for(1, Duration::from_secs(5)).await;
+    assert_eq!(
+        app.sql_text("(SELECT count(*)::TEXT FROM webhook_deliveries)"),
+        "1",
+        "only the change made while a webhook was on"
+    );
+    for id in [first, second] {
+        let response = app
+            .request_as(
+                Method::DELETE,
+                &format!("/api/v1/admin/webhooks/{id}"),
+                &admin.token,
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 204);
+    }
+    assert_eq!(triggers(), "DD");
+}
+
+#[tokio::test]
 async fn a_webhook_is_sent_only_what_it_subscribed_to_after_it_was_created() {
     let app = spawn().await;
     let admin = app.new_admin().await;
