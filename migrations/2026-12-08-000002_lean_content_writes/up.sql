@@ -153,9 +153,11 @@ $$;
 -- transaction that changes webhooks, after the change. The lock orders the
 -- callers (each sees what the one before committed) and waits for writes
 -- in flight; a trigger that is enabled already is left as it is (an ALTER
--- makes every session plan its statements on the table again).
+-- makes every session plan its statements on the table again). It runs as
+-- the tables' owner (the role that applied the migrations), so a service
+-- that connects as a role without ALTER rights on them can call it.
 CREATE FUNCTION sync_webhook_event_triggers() RETURNS VOID
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
 DECLARE
     wanted "char";
 BEGIN
