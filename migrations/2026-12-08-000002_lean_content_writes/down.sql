@@ -1,3 +1,6 @@
+DROP TRIGGER webhooks_sync_event_triggers ON webhooks;
+DROP TRIGGER webhooks_sync_event_triggers_on_switch ON webhooks;
+DROP FUNCTION webhooks_changed();
 DROP FUNCTION sync_webhook_event_triggers();
 ALTER TABLE contents ENABLE TRIGGER contents_webhook_events;
 ALTER TABLE users ENABLE TRIGGER users_webhook_events;

@@ -149,13 +149,15 @@ END;
 $$;
 
 -- 3. The webhook event triggers are enabled only while an active webhook
--- exists: with none, a change runs no trigger at all. Called in every
--- transaction that changes webhooks, after the change. The lock orders the
--- callers (each sees what the one before committed) and waits for writes
--- in flight; a trigger that is enabled already is left as it is (an ALTER
--- makes every session plan its statements on the table again). It runs as
--- the tables' owner (the role that applied the migrations), so a service
--- that connects as a role without ALTER rights on them can call it.
+-- exists: with none, a change runs no trigger at all. A trigger on
+-- `webhooks` syncs them in the transaction of every change that can alter
+-- the answer (a webhook created or deleted, `active` changed), whether the
+-- service or plain SQL made it. The lock orders concurrent changes (each
+-- sees what the one before committed) and waits for writes in flight; a
+-- trigger that is enabled already is left as it is (an ALTER makes every
+-- session plan its statements on the table again). It runs as the tables'
+-- owner (the role that applied the migrations), so a service connecting as
+-- a role without ALTER rights on them can still change webhooks.
 CREATE FUNCTION sync_webhook_event_triggers() RETURNS VOID
 LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
 DECLARE
@@ -175,4 +177,17 @@ BEGIN
     END IF;
 END;
 $$;
+
+CREATE FUNCTION webhooks_changed() RETURNS TRIGGER
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM sync_webhook_event_triggers();
+    RETURN NULL;
+END;
+$$;
+CREATE TRIGGER webhooks_sync_event_triggers AFTER INSERT OR DELETE ON webhooks
+    FOR EACH STATEMENT EXECUTE FUNCTION webhooks_changed();
+CREATE TRIGGER webhooks_sync_event_triggers_on_switch AFTER UPDATE OF active ON webhooks
+    FOR EACH ROW WHEN (OLD.active IS DISTINCT FROM NEW.active)
+    EXECUTE FUNCTION webhooks_changed();
 SELECT sync_webhook_event_triggers();

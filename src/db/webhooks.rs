@@ -76,23 +76,10 @@ fn now_or_null() -> diesel::expression::SqlLiteral<Nullable<Timestamptz>> {
 }
 
 pub fn insert(conn: &mut PgConnection, row: &NewWebhookRow) -> Result<WebhookRow, DbError> {
-    conn.transaction(|conn| {
-        let created = diesel::insert_into(webhooks::table)
-            .values(row)
-            .returning(WebhookRow::as_returning())
-            .get_result(conn)?;
-        sync_event_triggers(conn)?;
-        Ok(created)
-    })
-}
-
-/// Enables the event triggers while an active webhook exists, and only
-/// then (`sync_webhook_event_triggers`, migration
-/// `2026-12-08-000002_lean_content_writes`): a change with no subscriber runs
-/// no trigger. Call in the transaction that changed a webhook, after it.
-fn sync_event_triggers(conn: &mut PgConnection) -> Result<(), DbError> {
-    diesel::sql_query("SELECT sync_webhook_event_triggers()").execute(conn)?;
-    Ok(())
+    Ok(diesel::insert_into(webhooks::table)
+        .values(row)
+        .returning(WebhookRow::as_returning())
+        .get_result(conn)?)
 }
 
 /// Every webhook, newest first.
@@ -127,9 +114,6 @@ pub fn update(
     if changes.active == Some(false) && updated.is_some() {
         fail_pending(conn, id, "the webhook was deactivated")?;
     }
-    if changes.active.is_some() && updated.is_some() {
-        sync_event_triggers(conn)?;
-    }
     Ok(updated)
 }
 
@@ -138,11 +122,7 @@ pub fn delete(conn: &mut PgConnection, id: i64) -> Result<bool, DbError> {
     conn.transaction(|conn| {
         diesel::delete(webhook_deliveries::table.filter(webhook_deliveries::webhook_id.eq(id)))
             .execute(conn)?;
-        let deleted = diesel::delete(webhooks::table.find(id)).execute(conn)? > 0;
-        if deleted {
-            sync_event_triggers(conn)?;
-        }
-        Ok(deleted)
+        Ok(diesel::delete(webhooks::table.find(id)).execute(conn)? > 0)
     })
 }
 
@@ -433,8 +413,7 @@ fn switch_off_for_gone(
         conn,
         webhook_id,
         "the receiver answered 410 Gone: the webhook was deactivated",
-    )?;
-    sync_event_triggers(conn)
+    )
 }
 
 fn fail_pending(conn: &mut PgConnection, webhook_id: i64, why: &str) -> Result<(), DbError> {

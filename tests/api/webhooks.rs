@@ -403,6 +403,17 @@ async fn the_event_triggers_run_only_while_an_active_webhook_exists() {
         assert_eq!(response.status(), 204);
     }
     assert_eq!(triggers(), "DD");
+    app.sql(&format!(
+        "INSERT INTO webhooks (url, events, secret) \
+         VALUES ('{}', '{{content.created}}', 'whsec_{}')",
+        receiver.url,
+        "A".repeat(44)
+    ));
+    assert_eq!(
+        triggers(),
+        "OO",
+        "a webhook added with plain SQL counts too"
+    );
 }
 
 #[tokio::test]
