@@ -736,23 +736,54 @@ impl TestCluster {
         processes.iter().map(|(port, _)| *port).collect()
     }
 
-    /// Bounded wait until every live node reports `cluster_state:ok`.
+    /// Bounded wait until every live node reports `cluster_state:ok`, knows
+    /// every node, and each replica's link to its primary is up (a
+    /// replica not yet attached could never take over).
     pub fn wait_until_ok(&self, limit: Duration) {
+        self.wait_for(limit, "the cluster did not become ok", |port| {
+            let info = node_query(port, &["CLUSTER", "INFO"])?;
+            let replication = node_query(port, &["INFO", "replication"])?;
+            let known = format!("cluster_known_nodes:{}", self.ports.len());
+            Some(
+                info.contains("cluster_state:ok")
+                    && info.contains(&known)
+                    && (replication.contains("role:master")
+                        || replication.contains("master_link_status:up")),
+            )
+        });
+    }
+
+    /// Bounded wait until every live node has marked `killed` as failed and
+    /// serves every slot again (its replica took over).
+    pub fn wait_for_failover(&self, killed: u16, limit: Duration) {
+        let address = format!("127.0.0.1:{killed}@");
+        self.wait_for(limit, "the cluster did not fail over", |port| {
+            let info = node_query(port, &["CLUSTER", "INFO"])?;
+            let nodes = node_query(port, &["CLUSTER", "NODES"])?;
+            let line = nodes.lines().find(|line| line.contains(&address))?;
+            let flags = line.split_whitespace().nth(2)?;
+            let failed = flags.split(',').any(|flag| flag == "fail");
+            let without_slots = line.split_whitespace().count() <= 8;
+            Some(info.contains("cluster_state:ok") && failed && without_slots)
+        });
+    }
+
+    /// Polls `ready` on every live node until all answer `Some(true)`;
+    /// past `limit`, panics with `what` and each node's `CLUSTER NODES`.
+    fn wait_for(&self, limit: Duration, what: &str, ready: impl Fn(u16) -> Option<bool>) {
         let deadline = Instant::now() + limit;
         let alive = self.alive_ports();
-        loop {
-            let ok = alive.iter().all(|port| {
-                redis::Client::open(format!("redis://127.0.0.1:{port}"))
-                    .and_then(|client| client.get_connection())
-                    .and_then(|mut conn| {
-                        redis::cmd("CLUSTER").arg("INFO").query::<String>(&mut conn)
+        while !alive.iter().all(|port| ready(*port) == Some(true)) {
+            if Instant::now() >= deadline {
+                let views: Vec<String> = alive
+                    .iter()
+                    .map(|port| {
+                        let nodes = node_query(*port, &["CLUSTER", "NODES"]);
+                        format!("{port}:\n{}", nodes.unwrap_or_default())
                     })
-                    .is_ok_and(|info| info.contains("cluster_state:ok"))
-            });
-            if ok {
-                return;
+                    .collect();
+                panic!("{what} in {limit:?}:\n{}", views.join("\n"));
             }
-            assert!(Instant::now() < deadline, "the cluster did not become ok");
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -810,6 +841,18 @@ impl Drop for TestCluster {
             let _ = child.wait();
         }
     }
+}
+
+/// One command's text reply from the node on `port`; `None` if it fails.
+fn node_query(port: u16, words: &[&str]) -> Option<String> {
+    let mut conn = redis::Client::open(format!("redis://127.0.0.1:{port}"))
+        .and_then(|client| client.get_connection())
+        .ok()?;
+    let mut cmd = redis::cmd(words[0]);
+    for word in &words[1..] {
+        cmd.arg(*word);
+    }
+    cmd.query::<String>(&mut conn).ok()
 }
 
 /// Bounded wait for a fresh `redis-server` to answer.

@@ -604,6 +604,7 @@ async fn a_writer_killed_after_its_commit_leaves_nothing_stale_beyond_two_second
 async fn a_cluster_primary_killed_under_the_checker(key_of: fn(&TestApp, i64) -> String) {
     let cluster = tokio::task::spawn_blocking(|| crate::helpers::TestCluster::start(3, 1))
         .await
+        .map(Arc::new)
         .unwrap();
     let url = cluster.url();
     let apps = Arc::new(
@@ -626,6 +627,14 @@ async fn a_cluster_primary_killed_under_the_checker(key_of: fn(&TestApp, i64) ->
     checker.write(&user, 6).await;
     let killed = cluster.kill_primary_of(&key_of(&apps[0], id));
     checker.write(&user, 10).await;
+    // The cluster's own failover first, so that a slow election on a
+    // loaded machine is told apart from an instance that does not recover.
+    let failing_over = cluster.clone();
+    tokio::task::spawn_blocking(move || {
+        failing_over.wait_for_failover(killed, Duration::from_secs(30))
+    })
+    .await
+    .unwrap();
     for app in apps.iter() {
         app.await_cache_ok().await;
     }
