@@ -1,6 +1,5 @@
-use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Text, Timestamptz};
+use diesel::sql_types::{BigInt, Nullable};
 
 use super::contents::CONTENT_COLUMNS;
 use super::models::{ContentRow, NewUserRow, UserChanges, UserRow};
@@ -32,63 +31,15 @@ pub enum UserSelection {
     },
 }
 
-/// A user's columns, named apart from the item's in one joined row.
-#[derive(QueryableByName)]
-struct UserColumns {
-    #[diesel(sql_type = BigInt)]
-    u_id: i64,
-    #[diesel(sql_type = Text)]
-    u_name: String,
-    #[diesel(sql_type = Text)]
-    u_email: String,
-    #[diesel(sql_type = Text)]
-    u_phone_number: String,
-    #[diesel(sql_type = Text)]
-    u_country: String,
-    #[diesel(sql_type = Text)]
-    u_state: String,
-    #[diesel(sql_type = Text)]
-    u_role: String,
-    #[diesel(sql_type = Text)]
-    u_password_hash: String,
-    #[diesel(sql_type = Timestamptz)]
-    u_created_at: DateTime<Utc>,
-    #[diesel(sql_type = Timestamptz)]
-    u_updated_at: DateTime<Utc>,
-}
-
-impl From<UserColumns> for UserRow {
-    fn from(user: UserColumns) -> Self {
-        UserRow {
-            id: user.u_id,
-            name: user.u_name,
-            email: user.u_email,
-            phone_number: user.u_phone_number,
-            country: user.u_country,
-            state: user.u_state,
-            role: user.u_role,
-            password_hash: user.u_password_hash,
-            created_at: user.u_created_at,
-            updated_at: user.u_updated_at,
-        }
-    }
-}
-
-/// One user and one of their items (none: no items, or none asked for).
-#[derive(QueryableByName)]
-struct UserAndItem {
-    #[diesel(embed)]
-    user: UserColumns,
-    #[diesel(embed)]
-    item: Option<ContentRow>,
-}
-
-/// The statement of `with_newest_contents`: the users in a CTE, each
-/// joined to a LATERAL walk of the (user_id, created_at, id) index that
-/// stops after `per_user` items (a plain join would read and sort every
-/// item). Its text is fixed per selection, so unlike `sql_query` (which
-/// Diesel never keeps prepared) it is parsed and planned once per
-/// connection: a query fragment with a static id.
+/// The statement of `with_newest_contents`: the users in a CTE, then a
+/// row per user (its columns, no item) and a row per item (the user's id
+/// and the item's columns) from a LATERAL walk of the (user_id,
+/// created_at, id) index that stops after `per_user` items (a plain join
+/// would read and sort every item). A user's columns come once, not on
+/// each of their items' rows, and the rows are put in order here rather
+/// than sorted by PostgreSQL. Its text is fixed per selection, so unlike
+/// `sql_query` (which Diesel never keeps prepared) it is parsed and planned
+/// once per connection.
 #[derive(Debug, Clone, Copy)]
 struct NewestContents {
     selection: UserSelection,
@@ -103,8 +54,25 @@ impl diesel::query_builder::QueryId for NewestContents {
 }
 
 impl diesel::query_builder::Query for NewestContents {
-    type SqlType = diesel::sql_types::Untyped;
+    /// The user's id, then either the user or one of their items.
+    type SqlType = (
+        BigInt,
+        Nullable<users::SqlType>,
+        Nullable<contents::SqlType>,
+    );
 }
+
+/// The user columns, in `UserRow`'s order.
+const USER_COLUMNS: &str = "u.id, u.name, u.email, u.phone_number, u.country, u.state, u.role, \
+                            u.password_hash, u.created_at, u.updated_at";
+/// `USER_COLUMNS`' types, on an item's row.
+const NO_USER: &str = "NULL::BIGINT, NULL::TEXT, NULL::TEXT, NULL::TEXT, NULL::TEXT, NULL::TEXT, \
+                       NULL::TEXT, NULL::TEXT, NULL::TIMESTAMPTZ, NULL::TIMESTAMPTZ";
+/// `CONTENT_COLUMNS`' types, on a user's row.
+const NO_CONTENT: &str = "NULL::BIGINT, NULL::content_title, NULL::content_body, \
+                          NULL::content_image, NULL::BIGINT, NULL::TIMESTAMPTZ, NULL::TIMESTAMPTZ, \
+                          NULL::content_status, NULL::TIMESTAMPTZ, NULL::TIMESTAMPTZ, \
+                          NULL::content_slug, NULL::content_tags, NULL::BIGINT, NULL::BIGINT";
 
 impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for NewestContents {
     fn walk_ast<'b>(
@@ -125,17 +93,15 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for NewestContents {
             }
         }
         out.push_sql(&format!(
-            ") SELECT u.id AS u_id, u.name AS u_name, u.email AS u_email, \
-                u.phone_number AS u_phone_number, u.country AS u_country, u.state AS u_state, \
-                u.role AS u_role, u.password_hash AS u_password_hash, \
-                u.created_at AS u_created_at, u.updated_at AS u_updated_at, {CONTENT_COLUMNS} \
-             FROM u LEFT JOIN LATERAL ( \
+            ") SELECT u.id, {USER_COLUMNS}, {NO_CONTENT} FROM u \
+             UNION ALL \
+             SELECT u.id, {NO_USER}, {CONTENT_COLUMNS} FROM u CROSS JOIN LATERAL ( \
                  SELECT * FROM contents WHERE contents.user_id = u.id \
                      AND contents.status = 'published' \
                  ORDER BY created_at DESC, id DESC LIMIT "
         ));
         out.push_bind_param::<BigInt, _>(&self.per_user)?;
-        out.push_sql(") AS c ON true ORDER BY u.id, c.created_at DESC, c.id DESC");
+        out.push_sql(") AS c");
         Ok(())
     }
 }
@@ -149,19 +115,28 @@ pub fn with_newest_contents(
     selection: UserSelection,
     per_user: i64,
 ) -> Result<Vec<(UserRow, Vec<ContentRow>)>, DbError> {
-    let rows: Vec<UserAndItem> = NewestContents {
+    let rows: Vec<(i64, Option<UserRow>, Option<ContentRow>)> = NewestContents {
         selection,
         per_user,
     }
     .load(conn)?;
     let mut out: Vec<(UserRow, Vec<ContentRow>)> = Vec::new();
-    for UserAndItem { user, item } in rows {
-        if out.last().is_none_or(|(last, _)| last.id != user.u_id) {
-            out.push((user.into(), Vec::new()));
+    let mut items = Vec::with_capacity(rows.len());
+    for row in rows {
+        match row {
+            (_, Some(user), _) => out.push((user, Vec::new())),
+            (user_id, None, Some(item)) => items.push((user_id, item)),
+            (_, None, None) => {}
         }
-        if let (Some(item), Some((_, items))) = (item, out.last_mut()) {
-            items.push(item);
+    }
+    out.sort_unstable_by_key(|(user, _)| user.id);
+    for (user_id, item) in items {
+        if let Ok(at) = out.binary_search_by_key(&user_id, |(user, _)| user.id) {
+            out[at].1.push(item);
         }
+    }
+    for (_, items) in &mut out {
+        items.sort_by(|a, b| (b.created_at, b.id).cmp(&(a.created_at, a.id)));
     }
     Ok(out)
 }
