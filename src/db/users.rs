@@ -136,7 +136,7 @@ pub fn with_newest_contents(
         }
     }
     for (_, items) in &mut out {
-        items.sort_by(|a, b| (b.created_at, b.id).cmp(&(a.created_at, a.id)));
+        items.sort_by_key(|item| std::cmp::Reverse((item.created_at, item.id)));
     }
     Ok(out)
 }
