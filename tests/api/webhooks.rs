@@ -970,3 +970,66 @@ async fn events_pending_when_an_instance_is_killed_are_delivered_by_another() {
         .all(|request| request.signed_with(&secret)));
     drop(second);
 }
+
+#[tokio::test]
+async fn two_live_instances_deliver_each_event_once_in_commit_order() {
+    let first = spawn().await;
+    let second = TestApp::start(first.settings.clone(), None).await;
+    let admin = first.new_admin().await;
+    let receiver = Receiver::start(Reply::Status(200)).await;
+    subscribe(
+        &first,
+        &admin,
+        &receiver.url,
+        &["content.created", "content.updated"],
+    )
+    .await;
+    let author = first.new_user().await;
+    let mut items = Vec::new();
+    for n in 0..4 {
+        items.push(first.post_item(&author, &format!("Shared {n}")).await);
+    }
+    // Each item changed eight times, on one instance and then the other,
+    // while both claim: 4 creates and 32 updates.
+    for round in 0..8 {
+        for (k, id) in items.iter().enumerate() {
+            let app = if (round + k) % 2 == 0 {
+                &first
+            } else {
+                &second
+            };
+            patch_content(
+                app,
+                &author,
+                *id,
+                json!({"title": format!("Shared {k} v{round}")}),
+            )
+            .await;
+        }
+    }
+    let events = items.len() * 9;
+    receiver.wait_for(events, Duration::from_secs(10)).await;
+    // Late duplicates would come within a claim or two.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let received = receiver.received();
+    let ids: HashSet<&str> = received.iter().map(|event| event.id()).collect();
+    assert_eq!(ids.len(), events, "every event once");
+    assert_eq!(
+        received.len(),
+        events,
+        "no event twice while both instances live"
+    );
+    for id in &items {
+        let versions: Vec<i64> = received
+            .iter()
+            .map(|event| event.json())
+            .filter(|event| event["data"]["id"] == *id)
+            .map(|event| event["data"]["version"].as_i64().unwrap())
+            .collect();
+        assert_eq!(
+            versions,
+            (1..=9).collect::<Vec<i64>>(),
+            "item {id} in commit order"
+        );
+    }
+}
