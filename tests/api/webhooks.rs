@@ -1033,3 +1033,60 @@ async fn two_live_instances_deliver_each_event_once_in_commit_order() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_webhook_is_deleted_while_its_deliveries_are_attempted() {
+    let app = spawn().await;
+    let admin = app.new_admin().await;
+    let dead = format!("http://127.0.0.1:{}/", free_port());
+    let (webhook, _) = subscribe(&app, &admin, &dead, &["content.created"]).await;
+    app.sql(&format!(
+        "INSERT INTO webhook_deliveries \
+             (webhook_id, event_id, event, occurred_at, data, subject, next_attempt_at) \
+         SELECT {webhook}, 'evt_busy' || n, 'content.created', now(), '{{}}', \
+                'content:busy' || n, now() \
+         FROM generate_series(1, 2000) AS n"
+    ));
+    let attempted = || {
+        app.sql_text(&format!(
+            "(SELECT coalesce(sum(attempts), 0)::TEXT FROM webhook_deliveries \
+              WHERE webhook_id = {webhook})"
+        ))
+        .parse::<i64>()
+        .unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while attempted() < 200 {
+        assert!(
+            Instant::now() < deadline,
+            "the deliveries are being attempted"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Outcomes are being recorded in batches while the webhook goes.
+    let started = Instant::now();
+    let response = app
+        .request_as(
+            Method::DELETE,
+            &format!("/api/v1/admin/webhooks/{webhook}"),
+            &admin.token,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    // Attempts under way end; none starts afterwards.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let settled = attempted();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        attempted(),
+        settled,
+        "a deleted webhook's deliveries are not claimed"
+    );
+}

@@ -190,9 +190,10 @@ pub struct Attempt {
 /// Records the outcomes of several attempts in one transaction: deliveries
 /// and misses in one statement, each `410 Gone` on its own.
 pub fn record_all(conn: &mut PgConnection, attempts: &[Attempt]) -> Result<(), DbError> {
-    let (gone, settled): (Vec<&Attempt>, Vec<&Attempt>) = attempts
+    let (gone, mut settled): (Vec<&Attempt>, Vec<&Attempt>) = attempts
         .iter()
         .partition(|attempt| attempt.outcome == Outcome::Gone);
+    settled.sort_unstable_by_key(|attempt| attempt.delivery_id);
     let mut ids = Vec::with_capacity(settled.len());
     let mut numbers = Vec::with_capacity(settled.len());
     let mut statuses = Vec::with_capacity(settled.len());
@@ -254,7 +255,10 @@ pub fn record_all(conn: &mut PgConnection, attempts: &[Attempt]) -> Result<(), D
 
 /// The statement of `record_all` for deliveries and misses: one row per
 /// attempt, matched on the attempt's number (an outcome that comes after
-/// its lease ran out and another instance claimed it is dropped).
+/// its lease ran out and another instance claimed it is dropped). The
+/// attempts come in id order, so that the rows are locked in that order as
+/// the join walks them, like `fail_pending` locks its rows (a batch in the
+/// order attempts ended deadlocked with a webhook's deletion under load).
 struct RecordOutcomes<'a> {
     ids: Vec<i64>,
     numbers: Vec<i32>,
@@ -347,19 +351,17 @@ pub fn oldest_pending(conn: &mut PgConnection) -> Result<Option<DateTime<Utc>>, 
 }
 
 /// Deletes deliveries settled before `before` and those of deleted
-/// webhooks.
+/// webhooks, in one pass over rows no one holds: a row being claimed or
+/// recorded waits for the next prune, so pruning never waits on, nor
+/// deadlocks with, the delivery loop. Answers how many it deleted.
 pub fn prune(conn: &mut PgConnection, before: DateTime<Utc>) -> Result<usize, DbError> {
-    let deliveries = diesel::delete(
-        webhook_deliveries::table
-            .filter(webhook_deliveries::status.ne(PENDING))
-            .filter(webhook_deliveries::created_at.lt(before)),
+    Ok(diesel::sql_query(
+        "DELETE FROM webhook_deliveries WHERE id IN ( \
+             SELECT d.id FROM webhook_deliveries d \
+             WHERE (d.status <> 'pending' AND d.created_at < $1) \
+                OR NOT EXISTS (SELECT 1 FROM webhooks w WHERE w.id = d.webhook_id) \
+             FOR UPDATE OF d SKIP LOCKED)",
     )
-    .execute(conn)?;
-    // Queued by a change that committed while its webhook was deleted.
-    diesel::sql_query(
-        "DELETE FROM webhook_deliveries d \
-         WHERE NOT EXISTS (SELECT 1 FROM webhooks w WHERE w.id = d.webhook_id)",
-    )
-    .execute(conn)?;
-    Ok(deliveries)
+    .bind::<Timestamptz, _>(before)
+    .execute(conn)?)
 }

@@ -7,7 +7,7 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{Nullable, Timestamptz};
+use diesel::sql_types::{BigInt, Nullable, Text, Timestamptz};
 
 use super::schema::{webhook_deliveries, webhooks};
 use super::DbError;
@@ -121,13 +121,13 @@ pub fn update(
     Ok(updated)
 }
 
-/// Deletes the webhook and its deliveries.
+/// Deletes the webhook. Its deliveries are never claimed again (a claim
+/// takes active webhooks' only) and go with the next `prune`: deleting
+/// them here made the request as long as the webhook's history, and,
+/// locking them in table order while outcomes were being recorded in id
+/// order, deadlocked under load.
 pub fn delete(conn: &mut PgConnection, id: i64) -> Result<bool, DbError> {
-    conn.transaction(|conn| {
-        diesel::delete(webhook_deliveries::table.filter(webhook_deliveries::webhook_id.eq(id)))
-            .execute(conn)?;
-        Ok(diesel::delete(webhooks::table.find(id)).execute(conn)? > 0)
-    })
+    Ok(diesel::delete(webhooks::table.find(id)).execute(conn)? > 0)
 }
 
 /// One keyset page of a webhook's deliveries, newest first.
@@ -187,21 +187,24 @@ pub fn redeliver(
 }
 
 /// Every pending delivery of the webhook fails, with `why` as its error.
+/// The rows are locked in id order first, as recorded outcomes lock theirs
+/// (`delivery::record_all`): two writers of several deliveries never wait
+/// on each other in a circle.
 pub(super) fn fail_pending(
     conn: &mut PgConnection,
     webhook_id: i64,
     why: &str,
 ) -> Result<(), DbError> {
-    diesel::update(
-        webhook_deliveries::table
-            .filter(webhook_deliveries::webhook_id.eq(webhook_id))
-            .filter(webhook_deliveries::status.eq(PENDING)),
+    diesel::sql_query(
+        "UPDATE webhook_deliveries \
+         SET status = 'failed', last_error = $2, next_attempt_at = NULL \
+         WHERE id = ANY (ARRAY(SELECT id FROM webhook_deliveries \
+                               WHERE webhook_id = $1 AND status = 'pending' \
+                               ORDER BY id FOR UPDATE)) \
+           AND status = 'pending'",
     )
-    .set((
-        webhook_deliveries::status.eq(FAILED),
-        webhook_deliveries::last_error.eq(Some(why)),
-        webhook_deliveries::next_attempt_at.eq(None::<DateTime<Utc>>),
-    ))
+    .bind::<BigInt, _>(webhook_id)
+    .bind::<Text, _>(why)
     .execute(conn)?;
     Ok(())
 }
