@@ -1,9 +1,9 @@
 //! Webhooks and their deliveries. A delivery row, carrying its event, is
 //! written for each subscribed webhook by the `record_webhook_event` trigger
-//! in the transaction of the change (migrations `2026-12-07-000001_webhooks`,
-//! `2026-12-08-000001_webhook_events_on_deliveries`); this module manages the
-//! webhooks and lists their deliveries; `delivery` claims due deliveries
-//! and records what each attempt gave.
+//! in the transaction of the change (migrations `2026-12-07-000001_webhooks`
+//! to `2026-12-09-000001_lean_webhook_event_trigger`). This module manages
+//! the webhooks and lists their deliveries; `delivery` claims due
+//! deliveries and records what each attempt gave.
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
