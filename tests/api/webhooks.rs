@@ -1038,8 +1038,9 @@ async fn two_live_instances_deliver_each_event_once_in_commit_order() {
 async fn a_webhook_is_deleted_while_its_deliveries_are_attempted() {
     let app = spawn().await;
     let admin = app.new_admin().await;
-    let dead = format!("http://127.0.0.1:{}/", free_port());
-    let (webhook, _) = subscribe(&app, &admin, &dead, &["content.created"]).await;
+    // A live receiver: a failing one would rest after a few misses.
+    let receiver = Receiver::start(Reply::Status(200)).await;
+    let (webhook, _) = subscribe(&app, &admin, &receiver.url, &["content.created"]).await;
     app.sql(&format!(
         "INSERT INTO webhook_deliveries \
              (webhook_id, event_id, event, occurred_at, data, subject, next_attempt_at) \
@@ -1089,4 +1090,116 @@ async fn a_webhook_is_deleted_while_its_deliveries_are_attempted() {
         settled,
         "a deleted webhook's deliveries are not claimed"
     );
+}
+
+/// Queues `count` due deliveries of distinct subjects for `webhook`.
+fn queue_due(app: &TestApp, webhook: i64, count: usize, queued_ago: &str) {
+    app.sql(&format!(
+        "INSERT INTO webhook_deliveries \
+             (webhook_id, event_id, event, occurred_at, data, subject, next_attempt_at, created_at) \
+         SELECT {webhook}, 'evt_due' || n, 'content.created', now(), '{{}}', \
+                'content:due' || n, now(), now() - interval '{queued_ago}' \
+         FROM generate_series(1, {count}) AS n"
+    ));
+}
+
+#[tokio::test]
+async fn a_failing_receiver_is_left_alone_but_for_probes_until_it_answers() {
+    let app = TestApp::spawn_with(|settings| {
+        settings.webhook_allow_private = true;
+        settings.webhook_retry_base = Duration::from_millis(300);
+    })
+    .await;
+    let admin = app.new_admin().await;
+    let receiver = Receiver::start(Reply::Status(503)).await;
+    let (webhook, _) = subscribe(&app, &admin, &receiver.url, &["content.created"]).await;
+    queue_due(&app, webhook, 200, "0 seconds");
+    receiver.wait_for(8, Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Without the breaker: every one of the 200 at once, each again 0.3 s,
+    // 0.6 s and 1.2 s later. With it: the first claim's 32, then a probe
+    // after each rest (0.3 s, 0.6 s, …).
+    let while_failing = receiver.received().len();
+    assert!(
+        (8..=40).contains(&while_failing),
+        "{while_failing} attempts to a failing receiver in 1.5 s"
+    );
+    let untried = app.sql_text(&format!(
+        "(SELECT count(*)::TEXT FROM webhook_deliveries \
+          WHERE webhook_id = {webhook} AND attempts = 0 AND status = 'pending')"
+    ));
+    assert!(
+        untried.parse::<usize>().unwrap() >= 160,
+        "{untried} untried"
+    );
+
+    receiver.answer_by_default(Reply::Status(200));
+    let started = Instant::now();
+    let all = settled(&app, &admin, webhook, Duration::from_secs(10)).await;
+    assert!(
+        all.iter().all(|delivery| delivery["status"] == "delivered"),
+        "{all:#?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let delivered: HashSet<String> = receiver
+        .received()
+        .iter()
+        .filter(|request| request.replied == Some(200))
+        .map(|request| request.id().to_owned())
+        .collect();
+    assert_eq!(delivered.len(), 200);
+}
+
+#[tokio::test]
+async fn deliveries_pending_a_day_after_their_event_fail() {
+    let app = spawn().await;
+    let admin = app.new_admin().await;
+    let dead = format!("http://127.0.0.1:{}/", free_port());
+    let (webhook, _) = subscribe(&app, &admin, &dead, &["content.created"]).await;
+    app.sql(&format!(
+        "UPDATE webhooks SET active = false WHERE id = {webhook}"
+    ));
+    queue_due(&app, webhook, 3, "25 hours");
+    app.sql(&format!(
+        "UPDATE webhook_deliveries SET last_error = 'refused', attempts = 9 \
+         WHERE webhook_id = {webhook} AND subject = 'content:due1'"
+    ));
+    queue_due(&app, webhook, 1, "23 hours");
+    use diesel::Connection;
+    let mut conn = diesel::PgConnection::establish(&app.settings.database_url).unwrap();
+    let expired = content_api::db::webhooks::expire(
+        &mut conn,
+        chrono::Utc::now() - chrono::Duration::hours(24),
+        "retries ended a day after the event",
+    )
+    .unwrap();
+    assert_eq!(expired, 3);
+    let all = deliveries(&app, &admin, webhook).await;
+    let by_status = |status: &str| all.iter().filter(|d| d["status"] == status).count();
+    assert_eq!(
+        (by_status("failed"), by_status("pending")),
+        (3, 1),
+        "{all:#?}"
+    );
+    let errors: HashSet<&str> = all
+        .iter()
+        .filter(|d| d["status"] == "failed")
+        .map(|d| d["last_error"].as_str().unwrap())
+        .collect();
+    assert!(
+        errors.contains("refused (retries ended a day after the event)"),
+        "{errors:?}"
+    );
+    assert!(
+        errors.contains("not attempted: retries ended a day after the event"),
+        "{errors:?}"
+    );
+    assert!(all
+        .iter()
+        .filter(|d| d["status"] == "failed")
+        .all(|d| d["next_attempt_at"].is_null()));
 }

@@ -365,3 +365,27 @@ pub fn prune(conn: &mut PgConnection, before: DateTime<Utc>) -> Result<usize, Db
     .bind::<Timestamptz, _>(before)
     .execute(conn)?)
 }
+
+/// Fails the deliveries queued before `queued_before` and still pending,
+/// appending `why` to their last error: those a resting breaker kept
+/// waiting past their day of retries. Rows held by a claim or an outcome
+/// are left for the next pass. Answers how many it failed.
+pub fn expire(
+    conn: &mut PgConnection,
+    queued_before: DateTime<Utc>,
+    why: &str,
+) -> Result<usize, DbError> {
+    Ok(diesel::sql_query(
+        "UPDATE webhook_deliveries \
+         SET status = 'failed', next_attempt_at = NULL, leased_until = NULL, \
+             last_error = coalesce(last_error || ' (' || $2 || ')', 'not attempted: ' || $2) \
+         WHERE id = ANY (ARRAY( \
+             SELECT id FROM webhook_deliveries \
+             WHERE status = 'pending' AND created_at < $1 \
+               AND (leased_until IS NULL OR leased_until <= now()) \
+             ORDER BY id FOR UPDATE SKIP LOCKED))",
+    )
+    .bind::<Timestamptz, _>(queued_before)
+    .bind::<Text, _>(why)
+    .execute(conn)?)
+}

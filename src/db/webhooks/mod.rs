@@ -13,7 +13,9 @@ use super::schema::{webhook_deliveries, webhooks};
 use super::DbError;
 
 mod delivery;
-pub use delivery::{claim, oldest_pending, prune, record_all, Attempt, Claimed, InFlight, Outcome};
+pub use delivery::{
+    claim, expire, oldest_pending, prune, record_all, Attempt, Claimed, InFlight, Outcome,
+};
 
 pub const PENDING: &str = "pending";
 pub const DELIVERED: &str = "delivered";

@@ -13,7 +13,9 @@
 //! An instance that dies mid-attempt leaves the delivery leased: any
 //! instance tries it again once the lease ends (at least once, with the
 //! same `Webhook-Id`). A slow or dead receiver holds only its own
-//! webhook's slots (`PER_WEBHOOK`), never a request or another webhook.
+//! webhook's slots (`PER_WEBHOOK`), never a request or another webhook,
+//! and once it missed several attempts in a row its webhook's breaker
+//! (`breaker`) keeps its deliveries waiting but for a probe now and then.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -24,6 +26,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
+use super::breaker::Breakers;
 use super::signature;
 use crate::db::{self, webhooks::Claimed, webhooks::Outcome};
 use crate::domain::AppContext;
@@ -52,12 +55,14 @@ const LAG_EVERY: Duration = Duration::from_secs(2);
 
 /// Attempts in flight on this instance, by webhook.
 type InFlight = Arc<Mutex<HashMap<i64, usize>>>;
+type SharedBreakers = Arc<Mutex<Breakers>>;
 
 /// Outcomes recorded together, at most this many per transaction.
 const RECORD_BATCH: usize = 256;
 
 pub async fn run(ctx: actix_web::web::Data<AppContext>) {
     let in_flight: InFlight = Arc::default();
+    let breakers: SharedBreakers = Arc::default();
     let finished = Arc::new(tokio::sync::Notify::new());
     let (attempted, outcomes) = mpsc::unbounded_channel();
     let _recorder = AbortOnDrop(tokio::spawn(record_outcomes(ctx.clone(), outcomes)));
@@ -66,9 +71,14 @@ pub async fn run(ctx: actix_web::web::Data<AppContext>) {
     loop {
         let (flying, free) = {
             let in_flight = in_flight.lock().expect("in-flight lock");
+            let taken = breakers.lock().expect("breakers lock").slots_taken(
+                &in_flight,
+                PER_WEBHOOK,
+                tokio::time::Instant::now(),
+            );
             let flying = db::webhooks::InFlight {
-                webhooks: in_flight.keys().copied().collect(),
-                counts: in_flight.values().map(|count| *count as i64).collect(),
+                webhooks: taken.keys().copied().collect(),
+                counts: taken.values().map(|count| *count as i64).collect(),
             };
             (flying, IN_FLIGHT.saturating_sub(in_flight.values().sum()))
         };
@@ -100,7 +110,13 @@ pub async fn run(ctx: actix_web::web::Data<AppContext>) {
                             in_flight: in_flight.clone(),
                             finished: finished.clone(),
                         };
-                        tokio::spawn(attempt(ctx.clone(), delivery, slot, attempted.clone()));
+                        tokio::spawn(attempt(
+                            ctx.clone(),
+                            delivery,
+                            slot,
+                            breakers.clone(),
+                            attempted.clone(),
+                        ));
                     }
                 }
                 Err(err) => {
@@ -115,12 +131,11 @@ pub async fn run(ctx: actix_web::web::Data<AppContext>) {
         }
         if pruned_at.elapsed() >= PRUNE_EVERY {
             pruned_at = tokio::time::Instant::now();
-            let before = Utc::now() - KEEP_SETTLED;
-            if let Err(err) =
-                db::interact(&ctx.pool, move |conn| db::webhooks::prune(conn, before)).await
-            {
-                tracing::warn!(error = %err, "pruning webhook deliveries failed");
-            }
+            breakers
+                .lock()
+                .expect("breakers lock")
+                .forget_quiet(pruned_at);
+            prune_and_expire(&ctx).await;
         }
         tokio::select! {
             _ = tokio::time::sleep(pause) => {}
@@ -129,6 +144,24 @@ pub async fn run(ctx: actix_web::web::Data<AppContext>) {
         }
     }
 }
+
+/// Deletes what is settled and old, and fails what waited a day untried
+/// (a resting breaker's deliveries are attempted only when it probes).
+async fn prune_and_expire(ctx: &AppContext) {
+    let now = Utc::now();
+    let (before, queued_before) = (now - KEEP_SETTLED, now - RETRY_FOR);
+    if let Err(err) = db::interact(&ctx.pool, move |conn| {
+        db::webhooks::prune(conn, before)?;
+        db::webhooks::expire(conn, queued_before, EXPIRED)
+    })
+    .await
+    {
+        tracing::warn!(error = %err, "pruning webhook deliveries failed");
+    }
+}
+
+/// Appended to a delivery's error when its retries end.
+const EXPIRED: &str = "retries ended a day after the event";
 
 /// The recorder ends with the loop that feeds it.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
@@ -215,6 +248,7 @@ async fn attempt(
     ctx: actix_web::web::Data<AppContext>,
     delivery: Claimed,
     slot: Slot,
+    breakers: SharedBreakers,
     recorder: mpsc::UnboundedSender<Attempted>,
 ) {
     let body = serde_json::to_vec(&Envelope {
@@ -250,6 +284,12 @@ async fn attempt(
         delivery.created_at,
         ctx.webhooks.retry_base,
     );
+    note_in_breaker(
+        &breakers,
+        delivery.webhook_id,
+        &outcome,
+        ctx.webhooks.retry_base,
+    );
     ctx.metrics.webhook_attempt(match &outcome {
         Outcome::Delivered { .. } => "delivered",
         Outcome::Gone => "gone",
@@ -269,6 +309,23 @@ async fn attempt(
         attempt,
         _slot: slot,
     });
+}
+
+fn note_in_breaker(breakers: &Mutex<Breakers>, webhook_id: i64, outcome: &Outcome, base: Duration) {
+    let mut breakers = breakers.lock().expect("breakers lock");
+    match outcome {
+        Outcome::Delivered { .. } | Outcome::Gone => breakers.answered(webhook_id),
+        Outcome::Missed { error, .. } => {
+            if let Some(rest) = breakers.missed(webhook_id, base, tokio::time::Instant::now()) {
+                tracing::warn!(
+                    webhook_id,
+                    last_error = %error,
+                    rest_ms = rest.as_millis() as u64,
+                    "a webhook's receiver keeps failing: its deliveries wait for a probe"
+                );
+            }
+        }
+    }
 }
 
 fn outcome_of(
@@ -300,7 +357,7 @@ fn outcome_of(
     if retry_at > queued_at + RETRY_FOR {
         return Outcome::Missed {
             status_code,
-            error: format!("{error} (retries ended a day after the event)"),
+            error: format!("{error} ({EXPIRED})"),
             retry_at: None,
         };
     }

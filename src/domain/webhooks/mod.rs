@@ -2,6 +2,7 @@
 //! trigger in the transaction of their change (`db::webhooks`), and every
 //! instance delivers them (`dispatch`).
 
+mod breaker;
 pub mod dispatch;
 pub mod input;
 pub mod signature;
