@@ -20,8 +20,10 @@ use tokio::time::Instant;
 
 /// Misses in a row that trip a webhook's breaker.
 pub const TRIP_AFTER: u32 = 8;
-/// The longest rest: a receiver back on its feet is probed within a minute.
-const LONGEST_REST: Duration = Duration::from_secs(60);
+/// The longest rest: a receiver back on its feet is probed within 15 s, and
+/// a delivery whose instance died mid-attempt is tried again within 30 s
+/// (its 15 s lease, then at most this) as §15 promises.
+const LONGEST_REST: Duration = Duration::from_secs(15);
 /// A breaker with no miss for this long (its webhook deleted, or quiet) is
 /// forgotten; a later miss starts it again from the first rest.
 const FORGET_AFTER: Duration = Duration::from_secs(3600);
@@ -144,7 +146,7 @@ mod tests {
     }
 
     #[test]
-    fn rests_double_up_to_a_minute_and_other_webhooks_are_untouched() {
+    fn rests_double_up_to_15_s_and_other_webhooks_are_untouched() {
         let mut breakers = Breakers::default();
         let mut now = Instant::now();
         for _ in 1..TRIP_AFTER {
@@ -158,7 +160,7 @@ mod tests {
             rests.push(rest.as_secs());
             now += rest;
         }
-        assert_eq!(rests, [5, 10, 20, 40, 60, 60]);
+        assert_eq!(rests, [5, 10, 15, 15, 15, 15]);
         assert_eq!(taken(&breakers, &[(2, 4)], now)[&2], 4);
         breakers.forget_quiet(now + FORGET_AFTER);
         assert!(taken(&breakers, &[], now + FORGET_AFTER).is_empty());
