@@ -468,7 +468,7 @@ def replica_rows(args, wrk, tmpdir, users, row, servers):
 
 # ---------------------------------------------------------------- seeding
 
-WEBHOOK_PAIRS = 3
+WEBHOOK_PAIRS = 5
 WEBHOOK_SECONDS = 5
 
 

@@ -340,11 +340,17 @@ struct Oldest {
 }
 
 /// When the oldest delivery still pending was queued (`None`: none is).
-/// One queued for a webhook deleted meanwhile waits for nobody.
+/// One queued for a webhook deleted meanwhile waits for nobody, and is not
+/// read: each webhook's pending deliveries are walked in its own range of
+/// `webhook_deliveries_due_idx` (a settled delivery has no next attempt,
+/// so it is outside the range too). The aggregate in the lateral keeps the
+/// planner from one bitmap scan of every webhook's pending rows.
 pub fn oldest_pending(conn: &mut PgConnection) -> Result<Option<DateTime<Utc>>, DbError> {
     let oldest: Oldest = diesel::sql_query(
-        "SELECT min(d.created_at) AS at FROM webhook_deliveries d \
-         JOIN webhooks w ON w.id = d.webhook_id WHERE d.status = 'pending'",
+        "SELECT min(p.at) AS at FROM webhooks w CROSS JOIN LATERAL ( \
+             SELECT min(d.created_at) AS at FROM webhook_deliveries d \
+             WHERE d.webhook_id = w.id AND d.next_attempt_at IS NOT NULL \
+               AND d.status = 'pending') p",
     )
     .get_result(conn)?;
     Ok(oldest.at)
