@@ -18,8 +18,10 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// Misses in a row that trip a webhook's breaker.
-pub const TRIP_AFTER: u32 = 8;
+/// Misses in a row that trip a webhook's breaker: a full round of its
+/// slots (`dispatch::PER_WEBHOOK`), so that a burst of events to a failing
+/// receiver is each attempted once before the breaker holds any back.
+pub const TRIP_AFTER: u32 = 32;
 /// The longest rest: a receiver back on its feet is probed within 15 s, and
 /// a delivery whose instance died mid-attempt is tried again within 30 s
 /// (its 15 s lease, then at most this) as §15 promises.
