@@ -120,6 +120,7 @@ impl AppContext {
             webhooks: webhooks::WebhookSettings {
                 sender: crate::outbound::Sender::new(settings.webhook_allow_private)?,
                 retry_base: settings.webhook_retry_base,
+                breakers: Default::default(),
             },
             webhook_due: tokio::sync::Notify::new(),
             item_flights: Flights::new(),

@@ -931,12 +931,48 @@ pub fn invalid_fields(problem: &Value) -> Vec<String> {
         .collect()
 }
 
+/// A port free now, for a process that binds it later. Taken outside the
+/// kernel's ephemeral range: a port from that range (what `bind(0)` gave
+/// before) could be handed meanwhile to another test's server on port 0 or
+/// to a client socket, and a child that then failed to bind left its test
+/// talking to another test's server (a 403 in CI). Ports are handed out in
+/// turn from a start that depends on the process id, each checked free.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static NEXT: AtomicU64 = AtomicU64::new(u64::MAX);
+    let (low, high) = ephemeral_range();
+    let (first, span) = if low > 12_000 {
+        (10_000, u64::from(low) - 10_000)
+    } else {
+        (u64::from(high) + 1, 65_535 - u64::from(high))
+    };
+    if span == 0 {
+        let any = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        return any.local_addr().unwrap().port();
+    }
+    let _ = NEXT.compare_exchange(
+        u64::MAX,
+        u64::from(std::process::id()) * 7_919,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    loop {
+        let port = (first + NEXT.fetch_add(1, Ordering::Relaxed) % span) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// The kernel's range for ports it picks itself (Linux; the usual default
+/// elsewhere).
+fn ephemeral_range() -> (u16, u16) {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| {
+            let mut bounds = text.split_whitespace().map(str::parse::<u16>);
+            Some((bounds.next()?.ok()?, bounds.next()?.ok()?))
+        })
+        .unwrap_or((32_768, 60_999))
 }
 
 /// A Redis of this test's own, so that stopping it harms nobody else.

@@ -1204,3 +1204,35 @@ async fn deliveries_pending_a_day_after_their_event_fail() {
         .filter(|d| d["status"] == "failed")
         .all(|d| d["next_attempt_at"].is_null()));
 }
+
+#[tokio::test]
+async fn a_webhook_changed_by_an_admin_is_tried_again_at_once() {
+    let app = spawn().await;
+    let admin = app.new_admin().await;
+    let failing = Receiver::start(Reply::Status(503)).await;
+    let (webhook, _) = subscribe(&app, &admin, &failing.url, &["content.created"]).await;
+    queue_due(&app, webhook, 100, "0 seconds");
+    failing.wait_for(32, Duration::from_secs(5)).await;
+    // Resting now for 5 s (the retry base); the misses are due again then.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let fixed = Receiver::start(Reply::Status(200)).await;
+    let response = app
+        .request_as(
+            Method::PATCH,
+            &format!("/api/v1/admin/webhooks/{webhook}"),
+            &admin.token,
+        )
+        .json(&json!({"url": fixed.url}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let started = Instant::now();
+    let untried = 100 - failing.received().len();
+    fixed.wait_for(untried, Duration::from_secs(3)).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -67,8 +67,9 @@ impl Breakers {
         taken
     }
 
-    /// The receiver answered 2xx (or `410 Gone`, which switches it off).
-    pub fn answered(&mut self, webhook_id: i64) {
+    /// The receiver answered 2xx (or `410 Gone`, which switches it off),
+    /// or an admin changed the webhook.
+    pub fn close(&mut self, webhook_id: i64) {
         self.by_webhook.remove(&webhook_id);
     }
 
@@ -143,7 +144,7 @@ mod tests {
         );
         assert_eq!(breakers.missed(7, BASE, after), Some(2 * BASE));
         assert_eq!(taken(&breakers, &[], after + BASE)[&7], PER_WEBHOOK);
-        breakers.answered(7);
+        breakers.close(7);
         assert!(taken(&breakers, &[(7, 3)], after)[&7] == 3, "closed again");
     }
 
@@ -175,7 +176,7 @@ mod tests {
         for _ in 1..TRIP_AFTER {
             breakers.missed(3, BASE, now);
         }
-        breakers.answered(3);
+        breakers.close(3);
         for _ in 1..TRIP_AFTER {
             assert_eq!(breakers.missed(3, BASE, now), None);
         }

@@ -59,14 +59,12 @@ const LAG_SPACING: u32 = 50;
 
 /// Attempts in flight on this instance, by webhook.
 type InFlight = Arc<Mutex<HashMap<i64, usize>>>;
-type SharedBreakers = Arc<Mutex<Breakers>>;
 
 /// Outcomes recorded together, at most this many per transaction.
 const RECORD_BATCH: usize = 256;
 
 pub async fn run(ctx: actix_web::web::Data<AppContext>) {
     let in_flight: InFlight = Arc::default();
-    let breakers: SharedBreakers = Arc::default();
     let finished = Arc::new(tokio::sync::Notify::new());
     let (attempted, outcomes) = mpsc::unbounded_channel();
     let _recorder = AbortOnDrop(tokio::spawn(record_outcomes(ctx.clone(), outcomes)));
@@ -75,11 +73,12 @@ pub async fn run(ctx: actix_web::web::Data<AppContext>) {
     loop {
         let (flying, free) = {
             let in_flight = in_flight.lock().expect("in-flight lock");
-            let taken = breakers.lock().expect("breakers lock").slots_taken(
-                &in_flight,
-                PER_WEBHOOK,
-                tokio::time::Instant::now(),
-            );
+            let taken = ctx
+                .webhooks
+                .breakers
+                .lock()
+                .expect("breakers lock")
+                .slots_taken(&in_flight, PER_WEBHOOK, tokio::time::Instant::now());
             let flying = db::webhooks::InFlight {
                 webhooks: taken.keys().copied().collect(),
                 counts: taken.values().map(|count| *count as i64).collect(),
@@ -114,13 +113,7 @@ pub async fn run(ctx: actix_web::web::Data<AppContext>) {
                             in_flight: in_flight.clone(),
                             finished: finished.clone(),
                         };
-                        tokio::spawn(attempt(
-                            ctx.clone(),
-                            delivery,
-                            slot,
-                            breakers.clone(),
-                            attempted.clone(),
-                        ));
+                        tokio::spawn(attempt(ctx.clone(), delivery, slot, attempted.clone()));
                     }
                 }
                 Err(err) => {
@@ -136,7 +129,8 @@ pub async fn run(ctx: actix_web::web::Data<AppContext>) {
         }
         if pruned_at.elapsed() >= PRUNE_EVERY {
             pruned_at = tokio::time::Instant::now();
-            breakers
+            ctx.webhooks
+                .breakers
                 .lock()
                 .expect("breakers lock")
                 .forget_quiet(pruned_at);
@@ -253,7 +247,6 @@ async fn attempt(
     ctx: actix_web::web::Data<AppContext>,
     delivery: Claimed,
     slot: Slot,
-    breakers: SharedBreakers,
     recorder: mpsc::UnboundedSender<Attempted>,
 ) {
     let body = serde_json::to_vec(&Envelope {
@@ -290,7 +283,7 @@ async fn attempt(
         ctx.webhooks.retry_base,
     );
     note_in_breaker(
-        &breakers,
+        &ctx.webhooks.breakers,
         delivery.webhook_id,
         &outcome,
         ctx.webhooks.retry_base,
@@ -319,7 +312,7 @@ async fn attempt(
 fn note_in_breaker(breakers: &Mutex<Breakers>, webhook_id: i64, outcome: &Outcome, base: Duration) {
     let mut breakers = breakers.lock().expect("breakers lock");
     match outcome {
-        Outcome::Delivered { .. } | Outcome::Gone => breakers.answered(webhook_id),
+        Outcome::Delivered { .. } | Outcome::Gone => breakers.close(webhook_id),
         Outcome::Missed { error, .. } => {
             if let Some(rest) = breakers.missed(webhook_id, base, tokio::time::Instant::now()) {
                 tracing::warn!(

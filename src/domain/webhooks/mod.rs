@@ -2,12 +2,13 @@
 //! trigger in the transaction of their change (`db::webhooks`), and every
 //! instance delivers them (`dispatch`).
 
-mod breaker;
+pub(crate) mod breaker;
 pub mod dispatch;
 pub mod input;
 pub mod signature;
 pub mod views;
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
@@ -18,6 +19,7 @@ use super::users::Page;
 use super::{AppContext, AppError};
 use crate::db::{self, webhooks::NewWebhookRow, webhooks::WebhookChanges};
 use crate::outbound::Sender;
+use breaker::Breakers;
 use input::{NewWebhook, WebhookPatch};
 use views::{CreatedWebhook, Webhook, WebhookDelivery};
 
@@ -27,6 +29,9 @@ pub struct WebhookSettings {
     /// The first retry's delay, doubled for each next one
     /// (`WEBHOOK_RETRY_BASE_MS`, default 5 s).
     pub retry_base: Duration,
+    /// This instance's breakers: the delivery loop's, closed here too when
+    /// an admin changes a webhook.
+    pub(crate) breakers: Mutex<Breakers>,
 }
 
 pub fn admin_only(caller: Principal) -> Result<(), AppError> {
@@ -107,7 +112,17 @@ pub async fn update(
         conn.transaction(|conn| db::webhooks::update(conn, id, &changes))
     })
     .await?;
-    updated.map(Webhook::from).ok_or_else(|| not_found(id))
+    let updated = updated.map(Webhook::from).ok_or_else(|| not_found(id))?;
+    // Changed (a new URL, say): its deliveries are tried again at once
+    // here, not after the rest its breaker took; other instances' breakers
+    // rest at most 15 s.
+    ctx.webhooks
+        .breakers
+        .lock()
+        .expect("breakers lock")
+        .close(id);
+    ctx.webhook_due.notify_one();
+    Ok(updated)
 }
 
 pub async fn delete(ctx: &AppContext, caller: Principal, id: i64) -> Result<(), AppError> {
