@@ -116,13 +116,18 @@ pub async fn update(
     // Changed (a new URL, say): its deliveries are tried again at once
     // here, not after the rest its breaker took; other instances' breakers
     // rest at most 15 s.
+    close_breaker(ctx, id);
+    Ok(updated)
+}
+
+/// This instance's delivery loop tries the webhook's due deliveries now.
+fn close_breaker(ctx: &AppContext, webhook_id: i64) {
     ctx.webhooks
         .breakers
         .lock()
         .expect("breakers lock")
-        .close(id);
+        .close(webhook_id);
     ctx.webhook_due.notify_one();
-    Ok(updated)
 }
 
 pub async fn delete(ctx: &AppContext, caller: Principal, id: i64) -> Result<(), AppError> {
@@ -186,6 +191,7 @@ pub async fn redeliver(
         )
     })
     .await??;
-    ctx.webhook_due.notify_one();
+    // Asked for by hand: sent now, not after a rest its breaker took.
+    close_breaker(ctx, webhook_id);
     Ok(queued.into())
 }
