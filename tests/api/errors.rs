@@ -276,7 +276,7 @@ async fn after_a_postgres_outage_the_service_recovers_and_publishes_what_fell_du
         .unwrap();
     let path = format!("/api/v1/content/{id}");
 
-    relay.cut();
+    relay.cut_and_wait().await;
     problem(app.get(&path).await, 503).await;
     // Its time passes while PostgreSQL is away.
     let past_due = (publish_at - chrono::Utc::now())

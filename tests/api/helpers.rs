@@ -5,7 +5,7 @@ use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use content_api::config::Settings;
@@ -931,21 +931,20 @@ pub fn invalid_fields(problem: &Value) -> Vec<String> {
         .collect()
 }
 
-/// A port free now, for a process that binds it later. Taken outside the
-/// kernel's ephemeral range: a port from that range (what `bind(0)` gave
-/// before) could be handed meanwhile to another test's server on port 0 or
-/// to a client socket, and a child that then failed to bind left its test
-/// talking to another test's server (a 403 in CI). Ports are handed out in
-/// turn from a start that depends on the process id, each checked free.
+/// A port free now, for a process that binds it later. Taken from
+/// 10 000–19 999, below the kernel's ephemeral range: a port from that
+/// range (what `bind(0)` gave before) could be handed meanwhile to another
+/// test's server on port 0 or to a client socket, and a child that then
+/// failed to bind left its test talking to another test's server (a 403
+/// in CI). A Redis Cluster node also binds the port + 10 000 (its bus),
+/// which stays below the range too and apart from every port handed out.
+/// Ports go in turn from a start that depends on the process id, each
+/// checked free; a kernel whose range starts below 30 000 gets `bind(0)`.
 pub fn free_port() -> u16 {
+    const FIRST: u64 = 10_000;
+    const SPAN: u64 = 10_000;
     static NEXT: AtomicU64 = AtomicU64::new(u64::MAX);
-    let (low, high) = ephemeral_range();
-    let (first, span) = if low > 12_000 {
-        (10_000, u64::from(low) - 10_000)
-    } else {
-        (u64::from(high) + 1, 65_535 - u64::from(high))
-    };
-    if span == 0 {
+    if ephemeral_range().0 < 30_000 {
         let any = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         return any.local_addr().unwrap().port();
     }
@@ -956,7 +955,7 @@ pub fn free_port() -> u16 {
         Ordering::Relaxed,
     );
     loop {
-        let port = (first + NEXT.fetch_add(1, Ordering::Relaxed) % span) as u16;
+        let port = (FIRST + NEXT.fetch_add(1, Ordering::Relaxed) % SPAN) as u16;
         if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
@@ -1206,6 +1205,24 @@ pub fn reset_token_in(mail: &str) -> String {
 pub struct PgRelay {
     port: u16,
     open: tokio::sync::watch::Sender<bool>,
+    /// Connections being relayed now.
+    live: Arc<AtomicU64>,
+}
+
+/// Counts a relayed connection while it lives.
+struct Relayed(Arc<AtomicU64>);
+
+impl Relayed {
+    fn new(live: &Arc<AtomicU64>) -> Relayed {
+        live.fetch_add(1, Ordering::SeqCst);
+        Relayed(live.clone())
+    }
+}
+
+impl Drop for Relayed {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl PgRelay {
@@ -1217,6 +1234,8 @@ impl PgRelay {
             .map(|(_, address)| address.to_owned())
             .expect("TEST_POSTGRES_URL names user@host:port");
         let (open, state) = tokio::sync::watch::channel(true);
+        let live = Arc::new(AtomicU64::new(0));
+        let counted = live.clone();
         tokio::spawn(async move {
             loop {
                 let Ok((mut client, _)) = listener.accept().await else {
@@ -1227,7 +1246,9 @@ impl PgRelay {
                 }
                 let mut cut = state.clone();
                 let upstream = upstream.clone();
+                let relayed = Relayed::new(&counted);
                 tokio::spawn(async move {
+                    let _relayed = relayed;
                     let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await else {
                         return;
                     };
@@ -1238,7 +1259,7 @@ impl PgRelay {
                 });
             }
         });
-        PgRelay { port, open }
+        PgRelay { port, open, live }
     }
 
     /// `database`'s URL through this relay.
@@ -1250,6 +1271,17 @@ impl PgRelay {
 
     pub fn cut(&self) {
         self.open.send_replace(false);
+    }
+
+    /// `cut`, returning once every relayed connection is closed: a request
+    /// sent right after it cannot still reach PostgreSQL on one.
+    pub async fn cut_and_wait(&self) {
+        self.cut();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.live.load(Ordering::SeqCst) > 0 {
+            assert!(Instant::now() < deadline, "relayed connections still open");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     pub fn restore(&self) {
