@@ -10,8 +10,8 @@
 //! a create's work — and its retries as much again: a dead receiver slowed
 //! every request on a saturated machine. A single delivery's own schedule
 //! (5 s, 10 s, …) is never delayed by its breaker: a rest after the k-th
-//! trip is the base · 2^(k−1), and the k-th trip comes after at least
-//! `TRIP_AFTER` misses.
+//! trip is at most the base · 2^(k−1), and the k-th trip comes after at
+//! least `TRIP_AFTER` misses.
 
 use std::collections::HashMap;
 use std::time::Duration;
