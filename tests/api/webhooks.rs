@@ -1041,13 +1041,7 @@ async fn a_webhook_is_deleted_while_its_deliveries_are_attempted() {
     // A live receiver: a failing one would rest after a few misses.
     let receiver = Receiver::start(Reply::Status(200)).await;
     let (webhook, _) = subscribe(&app, &admin, &receiver.url, &["content.created"]).await;
-    app.sql(&format!(
-        "INSERT INTO webhook_deliveries \
-             (webhook_id, event_id, event, occurred_at, data, subject, next_attempt_at) \
-         SELECT {webhook}, 'evt_busy' || n, 'content.created', now(), '{{}}', \
-                'content:busy' || n, now() \
-         FROM generate_series(1, 2000) AS n"
-    ));
+    queue_due(&app, webhook, 2000, "0 seconds");
     let attempted = || {
         app.sql_text(&format!(
             "(SELECT coalesce(sum(attempts), 0)::TEXT FROM webhook_deliveries \
