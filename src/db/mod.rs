@@ -106,9 +106,14 @@ impl From<DieselError> for DbError {
             DieselError::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, info) => {
                 DbError::ForeignKeyViolation(info.constraint_name().unwrap_or_default().to_owned())
             }
-            DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, info) => {
-                DbError::Unavailable(info.message().to_owned())
-            }
+            // A connection lost before the query was sent (the socket
+            // already reset) is as unavailable as one lost while waiting
+            // for its answer: which of the two a client sees is timing.
+            DieselError::DatabaseError(
+                DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+                info,
+            ) => DbError::Unavailable(info.message().to_owned()),
+            DieselError::RollbackErrorOnCommit { commit_error, .. } => DbError::from(*commit_error),
             other => DbError::Query(other),
         }
     }
@@ -232,6 +237,31 @@ diesel::table! {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lost_connection_is_unavailable_however_it_was_noticed() {
+        let lost = |kind| {
+            DieselError::DatabaseError(kind, Box::new("server closed the connection".to_owned()))
+        };
+        for kind in [
+            DatabaseErrorKind::ClosedConnection,
+            DatabaseErrorKind::UnableToSendCommand,
+        ] {
+            assert!(matches!(DbError::from(lost(kind)), DbError::Unavailable(_)));
+        }
+        let failed_commit = DieselError::RollbackErrorOnCommit {
+            rollback_error: Box::new(lost(DatabaseErrorKind::UnableToSendCommand)),
+            commit_error: Box::new(lost(DatabaseErrorKind::ClosedConnection)),
+        };
+        assert!(matches!(
+            DbError::from(failed_commit),
+            DbError::Unavailable(_)
+        ));
+        assert!(matches!(
+            DbError::from(DieselError::NotFound),
+            DbError::Query(DieselError::NotFound)
+        ));
+    }
 
     #[test]
     fn splits_database_urls() {
