@@ -209,6 +209,16 @@ impl Fields {
         }
     }
 
+    /// Reports an explicit `null` for a field that may be absent but whose
+    /// type is not nullable (read next with `optional_bool` or
+    /// `optional_list`, which take `null` for absent).
+    pub fn refuse_null(&mut self, field: &str) {
+        if self.object.get(field) == Some(&Value::Null) {
+            self.object.remove(field);
+            self.fail(field, Rule::new("not_null", "field may not be null"));
+        }
+    }
+
     /// An optional boolean; absent or null is `None`.
     pub fn optional_bool(&mut self, field: &str) -> Option<bool> {
         match self.object.remove(field) {

@@ -176,6 +176,15 @@ async fn only_admins_manage_webhooks_and_the_secret_is_shown_once() {
         .unwrap();
     let refused = problem(response, 422).await;
     assert_eq!(invalid_fields(&refused), ["url", "events", "secret"]);
+    // A field that is not nullable may be left out, not sent as null.
+    let response = app
+        .request_as(Method::PATCH, &location, &admin.token)
+        .json(&json!({"events": null, "active": null}))
+        .send()
+        .await
+        .unwrap();
+    let refused = problem(response, 422).await;
+    assert_eq!(invalid_fields(&refused), ["events", "active"]);
 
     assert_eq!(
         app.send_as(Method::DELETE, &location, &admin.token)

@@ -43,6 +43,7 @@ pub fn parse_new(body: Map<String, Value>, allow_private: bool) -> Result<NewWeb
     let events = fields.required_list("events", parse_event);
     let events = events.and_then(|events| non_empty(&mut fields, events));
     let secret = fields.optional("secret", parse_secret);
+    fields.refuse_null("active");
     let active = fields.optional_bool("active");
     fields.finish()?;
     Ok(NewWebhook {
@@ -59,9 +60,11 @@ pub fn parse_patch(
 ) -> Result<WebhookPatch, AppError> {
     let mut fields = Fields::new(body);
     let url = fields.optional("url", |raw| parse_url(raw, allow_private));
+    fields.refuse_null("events");
     let events = fields.optional_list("events", parse_event);
     let events = events.and_then(|events| non_empty(&mut fields, events));
     let secret = fields.optional("secret", parse_secret);
+    fields.refuse_null("active");
     let active = fields.optional_bool("active");
     fields.finish()?;
     Ok(WebhookPatch {
@@ -172,6 +175,8 @@ mod tests {
             json!({"url": "http://localhost/", "events": ["user.created"]}),
             json!({"url": "https://hooks.example.com", "events": ["user.created"], "secret": "short"}),
             json!({"url": "https://hooks.example.com", "events": ["user.created"], "active": "yes"}),
+            json!({"url": "https://hooks.example.com", "events": ["user.created"], "active": null}),
+            json!({"url": "https://hooks.example.com", "events": null}),
         ] {
             assert!(parse_new(object(bad.clone()), false).is_err(), "{bad}");
         }
@@ -193,5 +198,9 @@ mod tests {
         assert_eq!(patch.active, Some(false));
         assert!(patch.url.is_none() && patch.events.is_none() && patch.secret.is_none());
         assert!(parse_patch(object(json!({"events": []})), false).is_err());
+        for null in ["url", "events", "secret", "active"] {
+            let body = object(json!({ null: Value::Null }));
+            assert!(parse_patch(body, false).is_err(), "{null}: null");
+        }
     }
 }
