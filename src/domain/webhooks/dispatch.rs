@@ -28,6 +28,7 @@ use tokio::sync::mpsc;
 
 use super::breaker::Breakers;
 use super::signature;
+use super::views::event_data_in_api_format;
 use crate::db::{self, webhooks::Claimed, webhooks::Outcome};
 use crate::domain::AppContext;
 use crate::outbound::TIMEOUT;
@@ -245,10 +246,11 @@ struct Envelope<'a> {
 
 async fn attempt(
     ctx: actix_web::web::Data<AppContext>,
-    delivery: Claimed,
+    mut delivery: Claimed,
     slot: Slot,
     recorder: mpsc::UnboundedSender<Attempted>,
 ) {
+    event_data_in_api_format(&mut delivery.data);
     let body = serde_json::to_vec(&Envelope {
         id: &delivery.event_id,
         event: &delivery.event,
