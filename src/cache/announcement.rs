@@ -21,6 +21,36 @@ pub struct Announced {
     pub position: u64,
 }
 
+impl Announced {
+    /// One announcement standing for both: everything either invalidates,
+    /// Redis distrusted if either says so, the later commit position.
+    pub fn merge(&mut self, other: &Announced) {
+        self.items = match (self.items.take(), &other.items) {
+            (Some(mut mine), Some(theirs)) => {
+                mine.extend_from_slice(theirs);
+                mine.sort_unstable();
+                mine.dedup();
+                Some(mine)
+            }
+            _ => None,
+        };
+        self.invalidates |= other.invalidates;
+        self.redis_distrusted |= other.redis_distrusted;
+        self.position = self.position.max(other.position);
+    }
+}
+
+/// Writes waiting to be announced, each told how its announcement settled;
+/// `sending` while a task sends them.
+#[derive(Default)]
+pub(super) struct Queued {
+    pub waiting: Vec<(
+        Announced,
+        tokio::sync::oneshot::Sender<super::coherence::Settled>,
+    )>,
+    pub sending: bool,
+}
+
 /// A write as notified: `writer|seq|ids|flags|position` (`*` for
 /// everything; in the flags, `r` when Redis is to be distrusted, `p` when
 /// only the position counts).
@@ -95,6 +125,36 @@ impl<'a> Message<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn merged_announcements_invalidate_what_either_did_up_to_the_later_position() {
+        let announced =
+            |items: Option<Vec<i64>>, invalidates, redis_distrusted, position| Announced {
+                items,
+                invalidates,
+                redis_distrusted,
+                position,
+            };
+        let mut merged = announced(Some(vec![5, 3]), true, false, 40);
+        merged.merge(&announced(Some(vec![3, 9]), true, false, 20));
+        assert_eq!(merged, announced(Some(vec![3, 5, 9]), true, false, 40));
+
+        // A signup's position-only announcement adds no item and drops nothing.
+        let mut merged = announced(Some(Vec::new()), false, false, 10);
+        merged.merge(&announced(Some(vec![7]), true, true, 30));
+        assert_eq!(merged, announced(Some(vec![7]), true, true, 30));
+        let mut merged = announced(Some(Vec::new()), false, false, 50);
+        merged.merge(&announced(Some(Vec::new()), false, false, 30));
+        assert_eq!(merged, announced(Some(Vec::new()), false, false, 50));
+
+        // Everything stays everything, whichever side says it.
+        let mut merged = announced(Some(vec![1]), true, false, 0);
+        merged.merge(&announced(None, true, false, 0));
+        assert_eq!(merged, announced(None, true, false, 0));
+        let mut merged = announced(None, true, false, 0);
+        merged.merge(&announced(Some(vec![1]), true, false, 0));
+        assert_eq!(merged, announced(None, true, false, 0));
+    }
 
     #[test]
     fn messages_round_trip() {
