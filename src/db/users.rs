@@ -31,17 +31,15 @@ pub enum UserSelection {
     },
 }
 
-/// The statement of `with_newest_contents`: the users (by primary key, or
-/// a keyset page of them), each joined to a LATERAL walk of the
-/// (user_id, created_at, id) index that stops after `per_user` items (a
-/// plain join would read and sort every item); a user without items comes
-/// once, with no item. The user's columns repeat on each of their items'
-/// rows: measured with pgbench on the bench's data, this plan costs
-/// PostgreSQL 18 % less per read than sending the user once beside a
-/// `UNION ALL` of their items (whose two branches and CTE scan were built
-/// and torn down on every execution). Its text is fixed per selection, so
-/// unlike `sql_query` (which Diesel never keeps prepared) it is parsed and
-/// planned once per connection.
+/// The statement of `with_newest_contents`: the users in a CTE, then a
+/// row per user (its columns, no item) and a row per item (the user's id
+/// and the item's columns) from a LATERAL walk of the (user_id,
+/// created_at, id) index that stops after `per_user` items (a plain join
+/// would read and sort every item). A user's columns come once, not on
+/// each of their items' rows, and the rows are put in order here rather
+/// than sorted by PostgreSQL. Its text is fixed per selection, so unlike
+/// `sql_query` (which Diesel never keeps prepared) it is parsed and planned
+/// once per connection.
 #[derive(Debug, Clone, Copy)]
 struct NewestContents {
     selection: UserSelection,
@@ -56,44 +54,54 @@ impl diesel::query_builder::QueryId for NewestContents {
 }
 
 impl diesel::query_builder::Query for NewestContents {
-    /// The user, and one of their items unless they have none.
-    type SqlType = (users::SqlType, Nullable<contents::SqlType>);
+    /// The user's id, then either the user or one of their items.
+    type SqlType = (
+        BigInt,
+        Nullable<users::SqlType>,
+        Nullable<contents::SqlType>,
+    );
 }
 
 /// The user columns, in `UserRow`'s order.
 const USER_COLUMNS: &str = "u.id, u.name, u.email, u.phone_number, u.country, u.state, u.role, \
                             u.password_hash, u.created_at, u.updated_at";
+/// `USER_COLUMNS`' types, on an item's row.
+const NO_USER: &str = "NULL::BIGINT, NULL::TEXT, NULL::TEXT, NULL::TEXT, NULL::TEXT, NULL::TEXT, \
+                       NULL::TEXT, NULL::TEXT, NULL::TIMESTAMPTZ, NULL::TIMESTAMPTZ";
+/// `CONTENT_COLUMNS`' types, on a user's row.
+const NO_CONTENT: &str = "NULL::BIGINT, NULL::content_title, NULL::content_body, \
+                          NULL::content_image, NULL::BIGINT, NULL::TIMESTAMPTZ, NULL::TIMESTAMPTZ, \
+                          NULL::content_status, NULL::TIMESTAMPTZ, NULL::TIMESTAMPTZ, \
+                          NULL::content_slug, NULL::content_tags, NULL::BIGINT, NULL::BIGINT";
 
 impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for NewestContents {
     fn walk_ast<'b>(
         &'b self,
         mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
     ) -> QueryResult<()> {
-        out.push_sql(&format!("SELECT {USER_COLUMNS}, {CONTENT_COLUMNS} FROM "));
+        out.push_sql("WITH u AS (SELECT * FROM users WHERE ");
         match &self.selection {
-            UserSelection::One(_) => {
-                out.push_sql("users u");
+            UserSelection::One(id) => {
+                out.push_sql("id = ");
+                out.push_bind_param::<BigInt, _>(id)?;
             }
             UserSelection::Page { after, limit } => {
-                out.push_sql("(SELECT * FROM users WHERE id > ");
+                out.push_sql("id > ");
                 out.push_bind_param::<BigInt, _>(after)?;
                 out.push_sql(" ORDER BY id LIMIT ");
                 out.push_bind_param::<BigInt, _>(limit)?;
-                out.push_sql(") u");
             }
         }
-        out.push_sql(
-            " LEFT JOIN LATERAL ( \
+        out.push_sql(&format!(
+            ") SELECT u.id, {USER_COLUMNS}, {NO_CONTENT} FROM u \
+             UNION ALL \
+             SELECT u.id, {NO_USER}, {CONTENT_COLUMNS} FROM u CROSS JOIN LATERAL ( \
                  SELECT * FROM contents WHERE contents.user_id = u.id \
                      AND contents.status = 'published' \
-                 ORDER BY created_at DESC, id DESC LIMIT ",
-        );
+                 ORDER BY created_at DESC, id DESC LIMIT "
+        ));
         out.push_bind_param::<BigInt, _>(&self.per_user)?;
-        out.push_sql(") AS c ON TRUE");
-        if let UserSelection::One(id) = &self.selection {
-            out.push_sql(" WHERE u.id = ");
-            out.push_bind_param::<BigInt, _>(id)?;
-        }
+        out.push_sql(") AS c");
         Ok(())
     }
 }
@@ -107,25 +115,26 @@ pub fn with_newest_contents(
     selection: UserSelection,
     per_user: i64,
 ) -> Result<Vec<(UserRow, Vec<ContentRow>)>, DbError> {
-    let rows: Vec<(UserRow, Option<ContentRow>)> = NewestContents {
+    let rows: Vec<(i64, Option<UserRow>, Option<ContentRow>)> = NewestContents {
         selection,
         per_user,
     }
     .load(conn)?;
-    // Rows come user by user from the nested loop; nothing here relies
-    // on it beyond speed.
     let mut out: Vec<(UserRow, Vec<ContentRow>)> = Vec::new();
-    for (user, item) in rows {
-        let at = match out.iter().rposition(|(known, _)| known.id == user.id) {
-            Some(at) => at,
-            None => {
-                out.push((user, Vec::new()));
-                out.len() - 1
-            }
-        };
-        out[at].1.extend(item);
+    let mut items = Vec::with_capacity(rows.len());
+    for row in rows {
+        match row {
+            (_, Some(user), _) => out.push((user, Vec::new())),
+            (user_id, None, Some(item)) => items.push((user_id, item)),
+            (_, None, None) => {}
+        }
     }
     out.sort_unstable_by_key(|(user, _)| user.id);
+    for (user_id, item) in items {
+        if let Ok(at) = out.binary_search_by_key(&user_id, |(user, _)| user.id) {
+            out[at].1.push(item);
+        }
+    }
     for (_, items) in &mut out {
         items.sort_by_key(|item| std::cmp::Reverse((item.created_at, item.id)));
     }
