@@ -1,5 +1,5 @@
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Nullable};
+use diesel::sql_types::{Array, BigInt, Nullable};
 
 use super::contents::CONTENT_COLUMNS;
 use super::models::{ContentRow, NewUserRow, UserChanges, UserRow};
@@ -21,9 +21,10 @@ pub fn insert(conn: &mut PgConnection, new_user: &NewUserRow) -> Result<UserRow,
 }
 
 /// Which users a read wants with their newest items.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub enum UserSelection {
-    One(i64),
+    /// These ids (the reads of several requests share one statement).
+    Some(Vec<i64>),
     /// Ordered by id, after `after` (0: from the start), at most `limit`.
     Page {
         after: i64,
@@ -40,7 +41,7 @@ pub enum UserSelection {
 /// than sorted by PostgreSQL. Its text is fixed per selection, so unlike
 /// `sql_query` (which Diesel never keeps prepared) it is parsed and planned
 /// once per connection.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct NewestContents {
     selection: UserSelection,
     per_user: i64,
@@ -48,7 +49,7 @@ struct NewestContents {
 
 impl diesel::query_builder::QueryId for NewestContents {
     type QueryId = Self;
-    // Two texts (one user, a page): told apart by the prepared-statement
+    // Two texts (some users by id, a page): told apart by the prepared-statement
     // cache's SQL key, not the type.
     const HAS_STATIC_QUERY_ID: bool = false;
 }
@@ -81,9 +82,10 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for NewestContents {
     ) -> QueryResult<()> {
         out.push_sql("WITH u AS (SELECT * FROM users WHERE ");
         match &self.selection {
-            UserSelection::One(id) => {
-                out.push_sql("id = ");
-                out.push_bind_param::<BigInt, _>(id)?;
+            UserSelection::Some(ids) => {
+                out.push_sql("id = ANY(");
+                out.push_bind_param::<Array<BigInt>, _>(ids)?;
+                out.push_sql(")");
             }
             UserSelection::Page { after, limit } => {
                 out.push_sql("id > ");
@@ -109,7 +111,8 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for NewestContents {
 impl RunQueryDsl<PgConnection> for NewestContents {}
 
 /// Users and the newest `per_user` public items of each, in one statement:
-/// the users by primary key (or a keyset page of them) and their items.
+/// the users by primary key (or a keyset page of them) and their items,
+/// in the order of their ids.
 pub fn with_newest_contents(
     conn: &mut PgConnection,
     selection: UserSelection,

@@ -4,6 +4,7 @@ pub mod account_input;
 pub mod accounts;
 pub mod audit;
 pub mod auth;
+pub mod batch;
 pub mod cache_admin;
 pub mod content_input;
 pub mod contents;
@@ -68,6 +69,8 @@ pub struct AppContext {
     /// Item and listing loads in flight, shared by concurrent misses.
     pub item_flights: Arc<Flights<Result<ItemRead, Arc<AppError>>>>,
     pub listing_flights: Arc<Flights<Result<CachedPage, Arc<AppError>>>>,
+    /// `GET /users/{id}` reads in flight, sharing statements under load.
+    pub user_reads: Arc<users::UserReads>,
     /// Verified against when a login names no user, so that a wrong email
     /// costs the same time as a wrong password.
     dummy_password_hash: String,
@@ -88,6 +91,9 @@ impl AppContext {
         );
         phones.warm_up();
         let passwords = Passwords::new(hashing_threads(settings.password_hashing_threads));
+        let user_reads = users::batched_reads(reads::Reader::new(
+            &pool, &replicas, &cache, &metrics,
+        ));
         let dummy_password_hash = passwords
             .hash(uuid::Uuid::new_v4().to_string())
             .await
@@ -125,6 +131,7 @@ impl AppContext {
             webhook_due: tokio::sync::Notify::new(),
             item_flights: Flights::new(),
             listing_flights: Flights::new(),
+            user_reads,
             dummy_password_hash,
         })
     }

@@ -38,13 +38,7 @@ impl AppContext {
     /// Reads that may go to a replica (user reads, public listings,
     /// searches, tags, revisions).
     pub fn reader(&self) -> Reader {
-        Reader {
-            primary: self.pool.clone(),
-            replicas: self.replicas.clone(),
-            cache: self.cache.clone(),
-            metrics: self.metrics.clone(),
-            at_least: 0,
-        }
+        Reader::new(&self.pool, &self.replicas, &self.cache, &self.metrics)
     }
 
     /// A cache fill under `guard`: its replica must also have replayed the
@@ -58,6 +52,21 @@ impl AppContext {
 }
 
 impl Reader {
+    pub fn new(
+        primary: &DbPool,
+        replicas: &Option<Arc<Replicas>>,
+        cache: &Cache,
+        metrics: &Arc<Metrics>,
+    ) -> Self {
+        Self {
+            primary: primary.clone(),
+            replicas: replicas.clone(),
+            cache: cache.clone(),
+            metrics: metrics.clone(),
+            at_least: 0,
+        }
+    }
+
     pub async fn run<T, F>(&self, query: F) -> Result<T, DbError>
     where
         T: Send + 'static,

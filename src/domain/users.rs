@@ -1,19 +1,24 @@
 //! User use cases: signup, login, reading and updating users.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use actix_web::http::header::HeaderValue;
 use serde_json::{Map, Value};
 
 use super::auth::Principal;
+use super::batch::Batcher;
 use super::invalidation;
 use super::pagination::{self, DEFAULT_LIMIT, MAX_LIMIT};
 use super::precondition::Precondition;
+use super::reads::Reader;
 use super::transaction::in_transaction;
 use super::user_input::Signup;
 use super::validation::Fields;
 use super::views::{Content, User, UserWithContents};
 use super::{AppContext, AppError};
 use crate::cache::body::etag;
-use crate::db::models::{NewUserRow, UserChanges};
+use crate::db::models::{ContentRow, NewUserRow, UserChanges};
 use crate::db::users::UserSelection;
 use crate::db::{self, models::UserRow};
 
@@ -176,12 +181,9 @@ pub async fn get(
     contents_limit: i64,
 ) -> Result<UserRead, AppError> {
     let found = ctx
-        .reader()
-        .run(move |conn| {
-            db::users::with_newest_contents(conn, UserSelection::One(id), contents_limit)
-        })
+        .user_reads
+        .load((id, contents_limit))
         .await?
-        .pop()
         .ok_or_else(|| AppError::user_not_found(id))?;
     let etag = if private_for(viewer, id) {
         Some(account_tag(&found.0.clone().into())?)
@@ -192,6 +194,69 @@ pub async fn get(
         .pop()
         .expect("one row in, one view out");
     Ok(UserRead { user, etag })
+}
+
+/// A user and their newest public items, as read.
+type UserFound = (UserRow, Vec<ContentRow>);
+
+/// `GET /users/{id}` reads, keyed by `(id, contents_limit)`.
+pub type UserReads = Batcher<(i64, i64), Option<UserFound>>;
+
+/// Statements for user reads this instance runs at once: enough to keep
+/// PostgreSQL's cores busy while answers are decoded, few enough that the
+/// reads arriving under load wait to share one.
+const USER_READ_LANES: usize = 4;
+
+/// User reads that share statements under load (`batch.rs`): the users of
+/// all of them by id, with as many items each as the most any of them asked
+/// for, cut to each read's own `contents_limit`.
+pub fn batched_reads(reader: Reader) -> Arc<UserReads> {
+    Batcher::new(
+        USER_READ_LANES,
+        Box::new(move |keys: Vec<(i64, i64)>| {
+            let reader = reader.clone();
+            Box::pin(async move {
+                let mut ids: Vec<i64> = keys.iter().map(|(id, _)| *id).collect();
+                ids.sort_unstable();
+                ids.dedup();
+                let per_user = keys.iter().map(|(_, limit)| *limit).max().unwrap_or(0);
+                let rows = reader
+                    .run(move |conn| {
+                        db::users::with_newest_contents(conn, UserSelection::Some(ids), per_user)
+                    })
+                    .await?;
+                Ok(answer_each(keys, rows))
+            })
+        }),
+    )
+}
+
+/// Each read's user (if found), moved out for the last read of an id and
+/// copied for the others.
+fn answer_each(keys: Vec<(i64, i64)>, rows: Vec<UserFound>) -> Vec<Option<UserFound>> {
+    let mut found: HashMap<i64, (UserFound, usize)> =
+        rows.into_iter().map(|row| (row.0.id, (row, 0))).collect();
+    for (id, _) in &keys {
+        if let Some((_, readers)) = found.get_mut(id) {
+            *readers += 1;
+        }
+    }
+    keys.into_iter()
+        .map(|(id, limit)| {
+            let last = {
+                let (_, readers) = found.get_mut(&id)?;
+                *readers -= 1;
+                *readers == 0
+            };
+            let (user, mut items) = if last {
+                found.remove(&id)?.0
+            } else {
+                found[&id].0.clone()
+            };
+            items.truncate(usize::try_from(limit).unwrap_or(0));
+            Some((user, items))
+        })
+        .collect()
 }
 
 /// A changed account and its new tag.

@@ -270,6 +270,61 @@ async fn each_listed_user_carries_their_own_contents() {
     );
 }
 
+#[tokio::test]
+async fn concurrent_reads_sharing_statements_each_get_their_own_answer() {
+    let app = TestApp::spawn().await;
+    let users = [
+        app.new_user().await,
+        app.new_user().await,
+        app.new_user().await,
+    ];
+    let items = [
+        insert_contents(&app, users[0].id, 5, "first"),
+        insert_contents(&app, users[1].id, 3, "second"),
+        Vec::new(),
+    ];
+    let unknown = users[2].id + 1000;
+    // Reads of several users at once (duplicates, limits and views mixed),
+    // more than the lanes: most share a statement with others.
+    let reads: Vec<(usize, i64, bool)> = (0..60)
+        .map(|n| (n % 4, (n % 6) as i64, n % 5 == 0))
+        .collect();
+    let responses = futures_util::future::join_all(reads.iter().map(|&(who, limit, own)| {
+        let id = users.get(who).map_or(unknown, |user| user.id);
+        let path = format!("/api/v1/users/{id}?contents_limit={limit}");
+        let token = users.get(who).filter(|_| own).map(|user| user.token.clone());
+        let app = &app;
+        async move {
+            match token {
+                Some(token) => app.get_as(&path, &token).await,
+                None => app.get(&path).await,
+            }
+        }
+    }))
+    .await;
+    for ((who, limit, own), response) in reads.into_iter().zip(responses) {
+        let Some(user) = users.get(who) else {
+            problem(response, 404).await;
+            continue;
+        };
+        let body = json_ok(response).await;
+        assert_eq!(body["id"], user.id);
+        if own {
+            assert_private(&body);
+        } else {
+            assert_public(&body);
+        }
+        let got: Vec<i64> = body["contents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["id"].as_i64().unwrap())
+            .collect();
+        let expected: Vec<i64> = items[who].iter().rev().take(limit as usize).copied().collect();
+        assert_eq!(got, expected, "user {who}, contents_limit={limit}");
+    }
+}
+
 // ---- pagination ------------------------------------------------------------
 
 /// The target of `Link: <…>; rel="next"`, as a path on this server.
