@@ -45,32 +45,41 @@ pub fn create_session(
     })
 }
 
-/// The role of the session's user while the session lives (not ended, not
-/// expired); `None` otherwise. Two statically shaped statements (so each
-/// connection prepares them once), the second only once a minute.
-pub fn live_session_role(
+/// The live sessions (not ended, not expired) among `ids`: each one's id,
+/// user and that user's current role. One statically shaped statement (so
+/// each connection prepares it once) for however many bearer checks share
+/// it; the sessions last marked used over a minute ago are marked in a
+/// second one.
+pub fn live_sessions_of(
     conn: &mut PgConnection,
-    session_id: i64,
-    user_id: i64,
-) -> Result<Option<String>, DbError> {
+    ids: &[i64],
+) -> Result<Vec<(i64, i64, String)>, DbError> {
     let now = Utc::now();
-    let found: Option<(String, DateTime<Utc>)> = sessions::table
+    let found: Vec<(i64, i64, String, DateTime<Utc>)> = sessions::table
         .inner_join(users::table)
-        .filter(sessions::id.eq(session_id))
-        .filter(sessions::user_id.eq(user_id))
+        .filter(sessions::id.eq_any(ids))
         .filter(sessions::expires_at.gt(now))
-        .select((users::role, sessions::last_used_at))
-        .first(conn)
-        .optional()?;
-    let Some((role, last_used_at)) = found else {
-        return Ok(None);
-    };
-    if last_used_at < now - touch_every() {
-        diesel::update(sessions::table.find(session_id))
+        .select((
+            sessions::id,
+            sessions::user_id,
+            users::role,
+            sessions::last_used_at,
+        ))
+        .load(conn)?;
+    let stale: Vec<i64> = found
+        .iter()
+        .filter(|(_, _, _, last_used_at)| *last_used_at < now - touch_every())
+        .map(|(id, ..)| *id)
+        .collect();
+    if !stale.is_empty() {
+        diesel::update(sessions::table.filter(sessions::id.eq_any(&stale)))
             .set(sessions::last_used_at.eq(now))
             .execute(conn)?;
     }
-    Ok(Some(role))
+    Ok(found
+        .into_iter()
+        .map(|(id, user_id, role, _)| (id, user_id, role))
+        .collect())
 }
 
 #[derive(Queryable)]

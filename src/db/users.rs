@@ -26,10 +26,7 @@ pub enum UserSelection {
     /// These ids (the reads of several requests share one statement).
     Some(Vec<i64>),
     /// Ordered by id, after `after` (0: from the start), at most `limit`.
-    Page {
-        after: i64,
-        limit: i64,
-    },
+    Page { after: i64, limit: i64 },
 }
 
 /// The statement of `with_newest_contents`: the users in a CTE, then a

@@ -26,8 +26,9 @@ use super::AppError;
 type Reply<V> = oneshot::Sender<Result<V, Arc<AppError>>>;
 
 /// One statement for `keys`: an answer per key, in the keys' order.
-pub type Run<K, V> =
-    Box<dyn Fn(Vec<K>) -> Pin<Box<dyn Future<Output = Result<Vec<V>, AppError>> + Send>> + Send + Sync>;
+pub type Run<K, V> = Box<
+    dyn Fn(Vec<K>) -> Pin<Box<dyn Future<Output = Result<Vec<V>, AppError>> + Send>> + Send + Sync,
+>;
 
 pub struct Batcher<K, V> {
     lanes: usize,
@@ -132,7 +133,10 @@ impl<K: Send + 'static, V: Send + 'static> Drop for Lane<K, V> {
         }
         let batcher = &self.batcher;
         let restart = {
-            let mut queue = batcher.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut queue = batcher
+                .queue
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
             !queue.waiting.is_empty() || {
                 queue.busy_lanes -= 1;
                 false
@@ -153,7 +157,11 @@ mod tests {
     use tokio::sync::Semaphore;
 
     /// A batcher whose statements wait for `gate` and record their keys.
-    fn gated(lanes: usize, gate: Arc<Semaphore>, seen: Arc<Mutex<Vec<Vec<u32>>>>) -> Arc<Batcher<u32, u32>> {
+    fn gated(
+        lanes: usize,
+        gate: Arc<Semaphore>,
+        seen: Arc<Mutex<Vec<Vec<u32>>>>,
+    ) -> Arc<Batcher<u32, u32>> {
         Batcher::new(
             lanes,
             Box::new(move |keys: Vec<u32>| {
@@ -178,7 +186,10 @@ mod tests {
 
     #[tokio::test]
     async fn reads_that_arrive_while_the_lanes_are_busy_share_the_next_statement() {
-        let (gate, seen) = (Arc::new(Semaphore::new(0)), Arc::new(Mutex::new(Vec::new())));
+        let (gate, seen) = (
+            Arc::new(Semaphore::new(0)),
+            Arc::new(Mutex::new(Vec::new())),
+        );
         let batcher = gated(1, gate.clone(), seen.clone());
         let first = tokio::spawn({
             let batcher = batcher.clone();
@@ -203,7 +214,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_free_lane_starts_a_statement_at_once() {
-        let (gate, seen) = (Arc::new(Semaphore::new(0)), Arc::new(Mutex::new(Vec::new())));
+        let (gate, seen) = (
+            Arc::new(Semaphore::new(0)),
+            Arc::new(Mutex::new(Vec::new())),
+        );
         let batcher = gated(2, gate.clone(), seen.clone());
         let one = tokio::spawn({
             let batcher = batcher.clone();
@@ -224,7 +238,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_statement_fails_each_of_its_reads_and_no_other() {
-        let (gate, seen) = (Arc::new(Semaphore::new(0)), Arc::new(Mutex::new(Vec::new())));
+        let (gate, seen) = (
+            Arc::new(Semaphore::new(0)),
+            Arc::new(Mutex::new(Vec::new())),
+        );
         let batcher = gated(1, gate.clone(), seen.clone());
         let first = tokio::spawn({
             let batcher = batcher.clone();
@@ -249,7 +266,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_request_dropped_mid_way_strands_nobody() {
-        let (gate, seen) = (Arc::new(Semaphore::new(0)), Arc::new(Mutex::new(Vec::new())));
+        let (gate, seen) = (
+            Arc::new(Semaphore::new(0)),
+            Arc::new(Mutex::new(Vec::new())),
+        );
         let batcher = gated(1, gate.clone(), seen.clone());
         let dropped = tokio::spawn({
             let batcher = batcher.clone();

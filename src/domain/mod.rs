@@ -71,6 +71,8 @@ pub struct AppContext {
     pub listing_flights: Arc<Flights<Result<CachedPage, Arc<AppError>>>>,
     /// `GET /users/{id}` reads in flight, sharing statements under load.
     pub user_reads: Arc<users::UserReads>,
+    /// Bearer checks in flight, sharing statements under load.
+    pub session_checks: Arc<sessions::SessionChecks>,
     /// Verified against when a login names no user, so that a wrong email
     /// costs the same time as a wrong password.
     dummy_password_hash: String,
@@ -91,9 +93,9 @@ impl AppContext {
         );
         phones.warm_up();
         let passwords = Passwords::new(hashing_threads(settings.password_hashing_threads));
-        let user_reads = users::batched_reads(reads::Reader::new(
-            &pool, &replicas, &cache, &metrics,
-        ));
+        let user_reads =
+            users::batched_reads(reads::Reader::new(&pool, &replicas, &cache, &metrics));
+        let session_checks = sessions::batched_checks(pool.clone());
         let dummy_password_hash = passwords
             .hash(uuid::Uuid::new_v4().to_string())
             .await
@@ -132,6 +134,7 @@ impl AppContext {
             item_flights: Flights::new(),
             listing_flights: Flights::new(),
             user_reads,
+            session_checks,
             dummy_password_hash,
         })
     }

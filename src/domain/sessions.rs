@@ -6,10 +6,14 @@
 //! PostgreSQL, so ending it (on any instance) makes the token fail at its
 //! next request everywhere. Anonymous requests never reach this module.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use chrono::{DateTime, Duration, Utc};
 
 use super::audit::{self, Action, Client};
 use super::auth::{Credential, Principal, Role, Scopes};
+use super::batch::Batcher;
 use super::secrets;
 use super::user_input::Login;
 use super::views::{LoginResponse, Session};
@@ -17,6 +21,7 @@ use super::{AppContext, AppError};
 use crate::db;
 use crate::db::accounts::{self, Rotation};
 use crate::db::models::{NewSessionRow, UserRow};
+use crate::db::DbPool;
 
 /// Machine tokens start with this; anything else is an access token.
 pub const MACHINE_TOKEN_PREFIX: &str = "cat_";
@@ -49,11 +54,11 @@ pub async fn authenticate(ctx: &AppContext, bearer: &str) -> Result<Principal, A
         });
     }
     let claims = ctx.tokens.verify(bearer)?;
-    let role = db::interact(&ctx.pool, move |conn| {
-        accounts::live_session_role(conn, claims.session_id, claims.user_id)
-    })
-    .await?
-    .ok_or_else(AppError::invalid_token)?;
+    let role = ctx
+        .session_checks
+        .load((claims.session_id, claims.user_id))
+        .await?
+        .ok_or_else(AppError::invalid_token)?;
     Ok(Principal {
         user_id: claims.user_id,
         role: Role::from_column(&role),
@@ -61,6 +66,43 @@ pub async fn authenticate(ctx: &AppContext, bearer: &str) -> Result<Principal, A
             session_id: claims.session_id,
         },
     })
+}
+
+/// Bearer checks of access tokens, keyed by `(session, user)`: the user's
+/// current role while the session lives. They are asked of the primary
+/// (an ended session must fail at once) and share statements under load
+/// (`batch.rs`): a check sent after a logout was answered still sees it.
+pub type SessionChecks = Batcher<(i64, i64), Option<String>>;
+
+/// Bearer-check statements this instance runs at once.
+const SESSION_CHECK_LANES: usize = 4;
+
+pub fn batched_checks(pool: DbPool) -> Arc<SessionChecks> {
+    Batcher::new(
+        SESSION_CHECK_LANES,
+        Box::new(move |keys: Vec<(i64, i64)>| {
+            let pool = pool.clone();
+            Box::pin(async move {
+                let mut ids: Vec<i64> = keys.iter().map(|(session, _)| *session).collect();
+                ids.sort_unstable();
+                ids.dedup();
+                let live: HashMap<i64, (i64, String)> =
+                    db::interact(&pool, move |conn| accounts::live_sessions_of(conn, &ids))
+                        .await?
+                        .into_iter()
+                        .map(|(session, user, role)| (session, (user, role)))
+                        .collect();
+                Ok(keys
+                    .into_iter()
+                    .map(|(session, user)| {
+                        live.get(&session)
+                            .filter(|(owner, _)| *owner == user)
+                            .map(|(_, role)| role.clone())
+                    })
+                    .collect())
+            })
+        }),
+    )
 }
 
 /// When the address is locked: a run of `THROTTLE_FAILURES` failures within

@@ -139,6 +139,52 @@ async fn an_expired_session_ends_its_access_tokens() {
 }
 
 #[tokio::test]
+async fn concurrent_bearer_checks_sharing_statements_judge_each_token_alone() {
+    let app = TestApp::spawn().await;
+    let (alice, bob) = (app.new_user().await, app.new_user().await);
+    let (logged_out, expired) = (app.new_session(&alice).await, app.new_session(&bob).await);
+    assert_eq!(logout(&app, &logged_out.token, None).await, 204);
+    app.sql(&format!(
+        "UPDATE sessions SET expires_at = now() - interval '1 second' \
+         WHERE id = (SELECT max(id) FROM sessions WHERE user_id = {})",
+        bob.id
+    ));
+    // Alice's session was last used long ago: the checks mark it used.
+    app.sql(&format!(
+        "UPDATE sessions SET last_used_at = now() - interval '1 hour' \
+         WHERE id = (SELECT min(id) FROM sessions WHERE user_id = {})",
+        alice.id
+    ));
+
+    let tokens = [
+        (&alice.token, 200),
+        (&bob.token, 200),
+        (&logged_out.token, 401),
+        (&expired.token, 401),
+    ];
+    let statuses = futures_util::future::join_all(
+        (0..48).map(|n| app.session_status(tokens[n % tokens.len()].0)),
+    )
+    .await;
+    for (n, status) in statuses.into_iter().enumerate() {
+        assert_eq!(
+            status,
+            tokens[n % tokens.len()].1,
+            "token {}",
+            n % tokens.len()
+        );
+    }
+    assert_eq!(
+        app.sql_text(&format!(
+            "(SELECT (last_used_at > now() - interval '1 minute')::text FROM sessions \
+             WHERE id = (SELECT min(id) FROM sessions WHERE user_id = {}))",
+            alice.id
+        )),
+        "true"
+    );
+}
+
+#[tokio::test]
 async fn logout_ends_this_session_and_logout_all_ends_every_one() {
     let app = TestApp::spawn().await;
     let user = app.new_user().await;

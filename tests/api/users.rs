@@ -292,7 +292,10 @@ async fn concurrent_reads_sharing_statements_each_get_their_own_answer() {
     let responses = futures_util::future::join_all(reads.iter().map(|&(who, limit, own)| {
         let id = users.get(who).map_or(unknown, |user| user.id);
         let path = format!("/api/v1/users/{id}?contents_limit={limit}");
-        let token = users.get(who).filter(|_| own).map(|user| user.token.clone());
+        let token = users
+            .get(who)
+            .filter(|_| own)
+            .map(|user| user.token.clone());
         let app = &app;
         async move {
             match token {
@@ -320,7 +323,12 @@ async fn concurrent_reads_sharing_statements_each_get_their_own_answer() {
             .iter()
             .map(|c| c["id"].as_i64().unwrap())
             .collect();
-        let expected: Vec<i64> = items[who].iter().rev().take(limit as usize).copied().collect();
+        let expected: Vec<i64> = items[who]
+            .iter()
+            .rev()
+            .take(limit as usize)
+            .copied()
+            .collect();
         assert_eq!(got, expected, "user {who}, contents_limit={limit}");
     }
 }
