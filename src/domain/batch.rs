@@ -23,6 +23,11 @@ use tokio::sync::oneshot;
 
 use super::AppError;
 
+/// Reads one statement answers at most (both kinds): past that, the
+/// statement's own time would hold up the reads that share it more than a
+/// round trip of their own costs.
+pub const MOST_PER_STATEMENT: usize = 64;
+
 type Reply<V> = oneshot::Sender<Result<V, Arc<AppError>>>;
 
 /// One statement for `keys`: an answer per key, in the keys' order.
@@ -32,6 +37,7 @@ pub type Run<K, V> = Box<
 
 pub struct Batcher<K, V> {
     lanes: usize,
+    most_per_statement: usize,
     queue: Mutex<Queue<K, V>>,
     run: Run<K, V>,
 }
@@ -42,10 +48,12 @@ struct Queue<K, V> {
 }
 
 impl<K: Send + 'static, V: Send + 'static> Batcher<K, V> {
-    /// At most `lanes` statements at once.
-    pub fn new(lanes: usize, run: Run<K, V>) -> Arc<Self> {
+    /// At most `lanes` statements at once, each for at most
+    /// `most_per_statement` reads (a bound on what one statement holds up).
+    pub fn new(lanes: usize, most_per_statement: usize, run: Run<K, V>) -> Arc<Self> {
         Arc::new(Self {
             lanes: lanes.max(1),
+            most_per_statement: most_per_statement.max(1),
             queue: Mutex::new(Queue {
                 waiting: Vec::new(),
                 busy_lanes: 0,
@@ -93,7 +101,8 @@ impl<K: Send + 'static, V: Send + 'static> Batcher<K, V> {
                     lane.freed = true;
                     return;
                 }
-                std::mem::take(&mut queue.waiting)
+                let taken = queue.waiting.len().min(self.most_per_statement);
+                queue.waiting.drain(..taken).collect::<Vec<_>>()
             };
             let (keys, replies): (Vec<K>, Vec<Reply<V>>) = batch.into_iter().unzip();
             match (self.run)(keys).await {
@@ -164,6 +173,7 @@ mod tests {
     ) -> Arc<Batcher<u32, u32>> {
         Batcher::new(
             lanes,
+            3,
             Box::new(move |keys: Vec<u32>| {
                 let (gate, seen) = (gate.clone(), seen.clone());
                 Box::pin(async move {
@@ -210,6 +220,37 @@ mod tests {
         }
         assert_eq!(*seen.lock().unwrap(), vec![vec![1], vec![2, 3, 4]]);
         until(|| batcher.busy_lanes() == 0).await;
+    }
+
+    #[tokio::test]
+    async fn a_statement_takes_at_most_its_share_and_leaves_the_rest_for_the_next() {
+        let (gate, seen) = (
+            Arc::new(Semaphore::new(0)),
+            Arc::new(Mutex::new(Vec::new())),
+        );
+        let batcher = gated(1, gate.clone(), seen.clone());
+        let first = tokio::spawn({
+            let batcher = batcher.clone();
+            async move { batcher.load(1).await }
+        });
+        until(|| seen.lock().unwrap().len() == 1).await;
+        let rest: Vec<_> = (2..=6)
+            .map(|key| {
+                let batcher = batcher.clone();
+                tokio::spawn(async move { batcher.load(key).await })
+            })
+            .collect();
+        until(|| batcher.queue.lock().unwrap().waiting.len() == 5).await;
+        gate.add_permits(3);
+        first.await.unwrap().unwrap();
+        for read in rest {
+            read.await.unwrap().unwrap();
+        }
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![vec![1], vec![2, 3, 4], vec![5, 6]],
+            "the oldest first"
+        );
     }
 
     #[tokio::test]
@@ -291,6 +332,7 @@ mod tests {
         let calls = Arc::new(AtomicUsize::new(0));
         let batcher: Arc<Batcher<u32, u32>> = Batcher::new(
             1,
+            8,
             Box::new({
                 let calls = calls.clone();
                 move |keys: Vec<u32>| {

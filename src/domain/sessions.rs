@@ -13,7 +13,7 @@ use chrono::{DateTime, Duration, Utc};
 
 use super::audit::{self, Action, Client};
 use super::auth::{Credential, Principal, Role, Scopes};
-use super::batch::Batcher;
+use super::batch::{Batcher, MOST_PER_STATEMENT};
 use super::secrets;
 use super::user_input::Login;
 use super::views::{LoginResponse, Session};
@@ -80,6 +80,7 @@ const SESSION_CHECK_LANES: usize = 4;
 pub fn batched_checks(pool: DbPool) -> Arc<SessionChecks> {
     Batcher::new(
         SESSION_CHECK_LANES,
+        MOST_PER_STATEMENT,
         Box::new(move |keys: Vec<(i64, i64)>| {
             let pool = pool.clone();
             Box::pin(async move {

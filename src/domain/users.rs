@@ -7,7 +7,7 @@ use actix_web::http::header::HeaderValue;
 use serde_json::{Map, Value};
 
 use super::auth::Principal;
-use super::batch::Batcher;
+use super::batch::{Batcher, MOST_PER_STATEMENT};
 use super::invalidation;
 use super::pagination::{self, DEFAULT_LIMIT, MAX_LIMIT};
 use super::precondition::Precondition;
@@ -213,6 +213,7 @@ const USER_READ_LANES: usize = 4;
 pub fn batched_reads(reader: Reader) -> Arc<UserReads> {
     Batcher::new(
         USER_READ_LANES,
+        MOST_PER_STATEMENT,
         Box::new(move |keys: Vec<(i64, i64)>| {
             let reader = reader.clone();
             Box::pin(async move {
