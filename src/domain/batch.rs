@@ -3,12 +3,12 @@
 //! next. Nobody waits for company: a request that finds a lane free starts
 //! a statement at once, so under light load each read has its own, and
 //! under load one round trip, one hop to the blocking pool and one
-//! execution in PostgreSQL serve many (a page of `GET /users/{id}` costs
-//! PostgreSQL about a third per user at eight users a statement).
+//! execution in PostgreSQL serve many (eight user reads in one statement
+//! cost PostgreSQL about a third of what eight statements do).
 //!
-//! A request only joins a statement that has not started yet, so what it
-//! reads was committed no earlier than when it arrived: a read sent after
-//! a write was answered still sees the write.
+//! A request only joins a statement that has not started yet, so the
+//! statement's snapshot is taken after the request arrived: a read sent
+//! after a write was answered still sees the write.
 //!
 //! Written here rather than taken from a crate: the loaders on crates.io
 //! (`dataloader`) batch by yielding a fixed number of times before every
