@@ -164,28 +164,62 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use tokio::sync::Semaphore;
+    use tokio::task::JoinHandle;
 
-    /// A batcher whose statements wait for `gate` and record their keys.
-    fn gated(
-        lanes: usize,
+    /// A batcher (at most three reads a statement) whose statements each
+    /// wait for a permit of `gate` and record their keys in `seen`; key 13
+    /// fails its statement.
+    struct Gated {
+        batcher: Arc<Batcher<u32, u32>>,
         gate: Arc<Semaphore>,
         seen: Arc<Mutex<Vec<Vec<u32>>>>,
-    ) -> Arc<Batcher<u32, u32>> {
-        Batcher::new(
-            lanes,
-            3,
-            Box::new(move |keys: Vec<u32>| {
-                let (gate, seen) = (gate.clone(), seen.clone());
-                Box::pin(async move {
-                    seen.lock().unwrap().push(keys.clone());
-                    gate.acquire().await.unwrap().forget();
-                    if keys.contains(&13) {
-                        return Err(AppError::NotFound("unlucky".into()));
+    }
+
+    impl Gated {
+        fn new(lanes: usize) -> Self {
+            let gate = Arc::new(Semaphore::new(0));
+            let seen = Arc::new(Mutex::new(Vec::new()));
+            let batcher = Batcher::new(
+                lanes,
+                3,
+                Box::new({
+                    let (gate, seen) = (gate.clone(), seen.clone());
+                    move |keys: Vec<u32>| {
+                        let (gate, seen) = (gate.clone(), seen.clone());
+                        Box::pin(async move {
+                            seen.lock().unwrap().push(keys.clone());
+                            gate.acquire().await.unwrap().forget();
+                            if keys.contains(&13) {
+                                return Err(AppError::NotFound("unlucky".into()));
+                            }
+                            Ok(keys.iter().map(|key| key * 10).collect())
+                        })
                     }
-                    Ok(keys.iter().map(|key| key * 10).collect())
-                })
-            }),
-        )
+                }),
+            );
+            Self {
+                batcher,
+                gate,
+                seen,
+            }
+        }
+
+        fn load(&self, key: u32) -> JoinHandle<Result<u32, AppError>> {
+            let batcher = self.batcher.clone();
+            tokio::spawn(async move { batcher.load(key).await })
+        }
+
+        async fn until_started(&self, statements: usize) {
+            until(|| self.seen.lock().unwrap().len() == statements).await;
+        }
+
+        async fn until_waiting(&self, reads: usize) {
+            until(|| self.batcher.queue.lock().unwrap().waiting.len() == reads).await;
+        }
+
+        fn statements(&self) -> Vec<Vec<u32>> {
+            self.seen.lock().unwrap().clone()
+        }
     }
 
     async fn until(what: impl Fn() -> bool) {
@@ -196,58 +230,34 @@ mod tests {
 
     #[tokio::test]
     async fn reads_that_arrive_while_the_lanes_are_busy_share_the_next_statement() {
-        let (gate, seen) = (
-            Arc::new(Semaphore::new(0)),
-            Arc::new(Mutex::new(Vec::new())),
-        );
-        let batcher = gated(1, gate.clone(), seen.clone());
-        let first = tokio::spawn({
-            let batcher = batcher.clone();
-            async move { batcher.load(1).await }
-        });
-        until(|| seen.lock().unwrap().len() == 1).await;
-        let rest: Vec<_> = (2..=4)
-            .map(|key| {
-                let batcher = batcher.clone();
-                tokio::spawn(async move { batcher.load(key).await })
-            })
-            .collect();
-        until(|| batcher.queue.lock().unwrap().waiting.len() == 3).await;
-        gate.add_permits(2);
+        let gated = Gated::new(1);
+        let first = gated.load(1);
+        gated.until_started(1).await;
+        let rest: Vec<_> = (2..=4).map(|key| gated.load(key)).collect();
+        gated.until_waiting(3).await;
+        gated.gate.add_permits(2);
         assert_eq!(first.await.unwrap().unwrap(), 10);
         for (key, read) in (2..=4).zip(rest) {
             assert_eq!(read.await.unwrap().unwrap(), key * 10);
         }
-        assert_eq!(*seen.lock().unwrap(), vec![vec![1], vec![2, 3, 4]]);
-        until(|| batcher.busy_lanes() == 0).await;
+        assert_eq!(gated.statements(), vec![vec![1], vec![2, 3, 4]]);
+        until(|| gated.batcher.busy_lanes() == 0).await;
     }
 
     #[tokio::test]
     async fn a_statement_takes_at_most_its_share_and_leaves_the_rest_for_the_next() {
-        let (gate, seen) = (
-            Arc::new(Semaphore::new(0)),
-            Arc::new(Mutex::new(Vec::new())),
-        );
-        let batcher = gated(1, gate.clone(), seen.clone());
-        let first = tokio::spawn({
-            let batcher = batcher.clone();
-            async move { batcher.load(1).await }
-        });
-        until(|| seen.lock().unwrap().len() == 1).await;
-        let rest: Vec<_> = (2..=6)
-            .map(|key| {
-                let batcher = batcher.clone();
-                tokio::spawn(async move { batcher.load(key).await })
-            })
-            .collect();
-        until(|| batcher.queue.lock().unwrap().waiting.len() == 5).await;
-        gate.add_permits(3);
+        let gated = Gated::new(1);
+        let first = gated.load(1);
+        gated.until_started(1).await;
+        let rest: Vec<_> = (2..=6).map(|key| gated.load(key)).collect();
+        gated.until_waiting(5).await;
+        gated.gate.add_permits(3);
         first.await.unwrap().unwrap();
         for read in rest {
             read.await.unwrap().unwrap();
         }
         assert_eq!(
-            *seen.lock().unwrap(),
+            gated.statements(),
             vec![vec![1], vec![2, 3, 4], vec![5, 6]],
             "the oldest first"
         );
@@ -255,75 +265,46 @@ mod tests {
 
     #[tokio::test]
     async fn a_free_lane_starts_a_statement_at_once() {
-        let (gate, seen) = (
-            Arc::new(Semaphore::new(0)),
-            Arc::new(Mutex::new(Vec::new())),
-        );
-        let batcher = gated(2, gate.clone(), seen.clone());
-        let one = tokio::spawn({
-            let batcher = batcher.clone();
-            async move { batcher.load(1).await }
-        });
-        until(|| seen.lock().unwrap().len() == 1).await;
-        let two = tokio::spawn({
-            let batcher = batcher.clone();
-            async move { batcher.load(2).await }
-        });
+        let gated = Gated::new(2);
+        let one = gated.load(1);
+        gated.until_started(1).await;
+        let two = gated.load(2);
         // The first statement still waits: the second read has its own.
-        until(|| seen.lock().unwrap().len() == 2).await;
-        assert_eq!(*seen.lock().unwrap(), vec![vec![1], vec![2]]);
-        gate.add_permits(2);
+        gated.until_started(2).await;
+        assert_eq!(gated.statements(), vec![vec![1], vec![2]]);
+        gated.gate.add_permits(2);
         assert_eq!(one.await.unwrap().unwrap(), 10);
         assert_eq!(two.await.unwrap().unwrap(), 20);
     }
 
     #[tokio::test]
     async fn a_failed_statement_fails_each_of_its_reads_and_no_other() {
-        let (gate, seen) = (
-            Arc::new(Semaphore::new(0)),
-            Arc::new(Mutex::new(Vec::new())),
-        );
-        let batcher = gated(1, gate.clone(), seen.clone());
-        let first = tokio::spawn({
-            let batcher = batcher.clone();
-            async move { batcher.load(1).await }
-        });
-        until(|| seen.lock().unwrap().len() == 1).await;
-        let failing: Vec<_> = [13, 14]
-            .map(|key| {
-                let batcher = batcher.clone();
-                tokio::spawn(async move { batcher.load(key).await })
-            })
-            .into_iter()
-            .collect();
-        until(|| batcher.queue.lock().unwrap().waiting.len() == 2).await;
-        gate.add_permits(3);
+        let gated = Gated::new(1);
+        let first = gated.load(1);
+        gated.until_started(1).await;
+        let failing = [gated.load(13), gated.load(14)];
+        gated.until_waiting(2).await;
+        gated.gate.add_permits(3);
         assert_eq!(first.await.unwrap().unwrap(), 10);
         for read in failing {
             assert!(matches!(read.await.unwrap(), Err(AppError::NotFound(_))));
         }
-        assert_eq!(batcher.load(5).await.unwrap(), 50, "the lane serves on");
+        assert_eq!(
+            gated.load(5).await.unwrap().unwrap(),
+            50,
+            "the lane serves on"
+        );
     }
 
     #[tokio::test]
     async fn a_request_dropped_mid_way_strands_nobody() {
-        let (gate, seen) = (
-            Arc::new(Semaphore::new(0)),
-            Arc::new(Mutex::new(Vec::new())),
-        );
-        let batcher = gated(1, gate.clone(), seen.clone());
-        let dropped = tokio::spawn({
-            let batcher = batcher.clone();
-            async move { batcher.load(1).await }
-        });
-        until(|| seen.lock().unwrap().len() == 1).await;
-        let kept = tokio::spawn({
-            let batcher = batcher.clone();
-            async move { batcher.load(2).await }
-        });
-        until(|| batcher.queue.lock().unwrap().waiting.len() == 1).await;
+        let gated = Gated::new(1);
+        let dropped = gated.load(1);
+        gated.until_started(1).await;
+        let kept = gated.load(2);
+        gated.until_waiting(1).await;
         dropped.abort();
-        gate.add_permits(2);
+        gated.gate.add_permits(2);
         assert_eq!(kept.await.unwrap().unwrap(), 20);
     }
 
