@@ -13,7 +13,7 @@ use chrono::{DateTime, Duration, Utc};
 
 use super::audit::{self, Action, Client};
 use super::auth::{Credential, Principal, Role, Scopes};
-use super::batch::{Batcher, MOST_PER_STATEMENT};
+use super::batch::{self, Batcher};
 use super::secrets;
 use super::user_input::Login;
 use super::views::{LoginResponse, Session};
@@ -74,36 +74,27 @@ pub async fn authenticate(ctx: &AppContext, bearer: &str) -> Result<Principal, A
 /// (`batch.rs`): a check sent after a logout was answered still sees it.
 pub type SessionChecks = Batcher<(i64, i64), Option<String>>;
 
-/// Bearer-check statements this instance runs at once.
-const SESSION_CHECK_LANES: usize = 4;
-
 pub fn batched_checks(pool: DbPool) -> Arc<SessionChecks> {
-    Batcher::new(
-        SESSION_CHECK_LANES,
-        MOST_PER_STATEMENT,
-        Box::new(move |keys: Vec<(i64, i64)>| {
-            let pool = pool.clone();
-            Box::pin(async move {
-                let mut ids: Vec<i64> = keys.iter().map(|(session, _)| *session).collect();
-                ids.sort_unstable();
-                ids.dedup();
-                let live: HashMap<i64, (i64, String)> =
-                    db::interact(&pool, move |conn| accounts::live_sessions_of(conn, &ids))
-                        .await?
-                        .into_iter()
-                        .map(|(session, user, role)| (session, (user, role)))
-                        .collect();
-                Ok(keys
+    Batcher::shared(move |keys: Vec<(i64, i64)>| {
+        let pool = pool.clone();
+        async move {
+            let ids = batch::distinct(keys.iter().map(|(session, _)| *session));
+            let live: HashMap<i64, (i64, String)> =
+                db::interact(&pool, move |conn| accounts::live_sessions_of(conn, &ids))
+                    .await?
                     .into_iter()
-                    .map(|(session, user)| {
-                        live.get(&session)
-                            .filter(|(owner, _)| *owner == user)
-                            .map(|(_, role)| role.clone())
-                    })
-                    .collect())
-            })
-        }),
-    )
+                    .map(|(session, user, role)| (session, (user, role)))
+                    .collect();
+            Ok(keys
+                .into_iter()
+                .map(|(session, user)| {
+                    live.get(&session)
+                        .filter(|(owner, _)| *owner == user)
+                        .map(|(_, role)| role.clone())
+                })
+                .collect())
+        }
+    })
 }
 
 /// When the address is locked: a run of `THROTTLE_FAILURES` failures within

@@ -7,7 +7,7 @@ use actix_web::http::header::HeaderValue;
 use serde_json::{Map, Value};
 
 use super::auth::Principal;
-use super::batch::{Batcher, MOST_PER_STATEMENT};
+use super::batch::{self, Batcher};
 use super::invalidation;
 use super::pagination::{self, DEFAULT_LIMIT, MAX_LIMIT};
 use super::precondition::Precondition;
@@ -202,34 +202,23 @@ type UserFound = (UserRow, Vec<ContentRow>);
 /// `GET /users/{id}` reads, keyed by `(id, contents_limit)`.
 pub type UserReads = Batcher<(i64, i64), Option<UserFound>>;
 
-/// Statements for user reads this instance runs at once: enough to keep
-/// PostgreSQL's cores busy while answers are decoded, few enough that the
-/// reads arriving under load wait to share one.
-const USER_READ_LANES: usize = 4;
-
 /// User reads that share statements under load (`batch.rs`): the users of
 /// all of them by id, with as many items each as the most any of them asked
 /// for, cut to each read's own `contents_limit`.
 pub fn batched_reads(reader: Reader) -> Arc<UserReads> {
-    Batcher::new(
-        USER_READ_LANES,
-        MOST_PER_STATEMENT,
-        Box::new(move |keys: Vec<(i64, i64)>| {
-            let reader = reader.clone();
-            Box::pin(async move {
-                let mut ids: Vec<i64> = keys.iter().map(|(id, _)| *id).collect();
-                ids.sort_unstable();
-                ids.dedup();
-                let per_user = keys.iter().map(|(_, limit)| *limit).max().unwrap_or(0);
-                let rows = reader
-                    .run(move |conn| {
-                        db::users::with_newest_contents(conn, UserSelection::Some(ids), per_user)
-                    })
-                    .await?;
-                Ok(answer_each(keys, rows))
-            })
-        }),
-    )
+    Batcher::shared(move |keys: Vec<(i64, i64)>| {
+        let reader = reader.clone();
+        async move {
+            let ids = batch::distinct(keys.iter().map(|(id, _)| *id));
+            let per_user = keys.iter().map(|(_, limit)| *limit).max().unwrap_or(0);
+            let rows = reader
+                .run(move |conn| {
+                    db::users::with_newest_contents(conn, UserSelection::Some(ids), per_user)
+                })
+                .await?;
+            Ok(answer_each(keys, rows))
+        }
+    })
 }
 
 /// Each read's user (if found), moved out for the last read of an id and
